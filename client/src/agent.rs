@@ -1,0 +1,304 @@
+//! `AgentClient`: the agent API v1 over the Unix socket (hyper + hyperlocal).
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::{Method, Request};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use hyperlocal::{UnixConnector, Uri};
+use regent_proto::{
+    AuthConfig, ErrorBody, ErrorCode, ErrorDetail, Health, InvalidateRequest, Login, LoginRequest,
+    LoginStatus, LogoutRequest, LogoutResponse, PutRegistry, RegistryList, RegistryStatus,
+    TokenRequest, TokenResponse,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// Largest answer the client reads from the agent.
+const MAX_ANSWER: usize = 4 * 1024 * 1024;
+
+/// Why a call to the agent failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// No agent answers on the socket.
+    #[error("cannot reach the regent agent at {}: {reason}", socket.display())]
+    Unreachable {
+        /// The socket tried.
+        socket: PathBuf,
+        /// What the OS said.
+        reason: String,
+    },
+    /// The agent answered with an error of the contract.
+    #[error("{0}")]
+    Api(ApiFailure),
+    /// The agent answered something this client cannot read.
+    #[error("unexpected answer from the agent: {0}")]
+    Protocol(String),
+}
+
+impl ClientError {
+    /// The contract error code, for agent errors.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Api(f) => Some(f.detail.code),
+            _ => None,
+        }
+    }
+}
+
+/// An error answer of the agent: its HTTP status and contract body.
+#[derive(Debug, Clone)]
+pub struct ApiFailure {
+    /// HTTP status.
+    pub status: u16,
+    /// The error body.
+    pub detail: ErrorDetail,
+}
+
+impl std::fmt::Display for ApiFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.detail.message)
+    }
+}
+
+/// A client of the agent API v1.
+#[derive(Clone)]
+pub struct AgentClient {
+    socket: PathBuf,
+    http: Client<UnixConnector, Full<Bytes>>,
+}
+
+impl AgentClient {
+    /// A client of the agent at `socket`.
+    pub fn new(socket: impl Into<PathBuf>) -> Self {
+        AgentClient {
+            socket: socket.into(),
+            http: Client::builder(TokioExecutor::new()).build(UnixConnector),
+        }
+    }
+
+    /// A client of the agent at the default socket (`$REGENT_SOCKET`, ...).
+    pub fn from_env() -> Self {
+        Self::new(regent_proto::paths::socket_path(None))
+    }
+
+    /// The socket this client talks to.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// `GET /v1/health`.
+    pub async fn health(&self) -> Result<Health, ClientError> {
+        self.call(Method::GET, "/v1/health", None::<&()>).await
+    }
+
+    /// `GET /v1/registries`.
+    pub async fn registries(&self) -> Result<Vec<RegistryStatus>, ClientError> {
+        let list: RegistryList = self
+            .call(Method::GET, "/v1/registries", None::<&()>)
+            .await?;
+        Ok(list.registries)
+    }
+
+    /// `PUT /v1/registries/{name}`: add or replace a registry.
+    pub async fn put_registry(
+        &self,
+        name: &str,
+        body: &PutRegistry,
+    ) -> Result<RegistryStatus, ClientError> {
+        self.call(
+            Method::PUT,
+            &format!("/v1/registries/{}", seg(name)),
+            Some(body),
+        )
+        .await
+    }
+
+    /// `DELETE /v1/registries/{name}`.
+    pub async fn remove_registry(&self, name: &str) -> Result<(), ClientError> {
+        self.call_empty(
+            Method::DELETE,
+            &format!("/v1/registries/{}", seg(name)),
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// `PUT /v1/registries/{name}/auth`.
+    pub async fn set_auth(
+        &self,
+        name: &str,
+        auth: &AuthConfig,
+    ) -> Result<RegistryStatus, ClientError> {
+        self.call(
+            Method::PUT,
+            &format!("/v1/registries/{}/auth", seg(name)),
+            Some(auth),
+        )
+        .await
+    }
+
+    /// `DELETE /v1/registries/{name}/auth`.
+    pub async fn unset_auth(&self, name: &str) -> Result<(), ClientError> {
+        self.call_empty(
+            Method::DELETE,
+            &format!("/v1/registries/{}/auth", seg(name)),
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// `POST /v1/token`.
+    pub async fn token(&self, req: &TokenRequest) -> Result<TokenResponse, ClientError> {
+        self.call(Method::POST, "/v1/token", Some(req)).await
+    }
+
+    /// `POST /v1/token/invalidate`.
+    pub async fn invalidate(&self, req: &InvalidateRequest) -> Result<(), ClientError> {
+        self.call_empty(Method::POST, "/v1/token/invalidate", Some(req))
+            .await
+    }
+
+    /// `POST /v1/login`.
+    pub async fn login(&self, req: &LoginRequest) -> Result<Login, ClientError> {
+        self.call(Method::POST, "/v1/login", Some(req)).await
+    }
+
+    /// `GET /v1/login/{id}?wait_secs=N`.
+    pub async fn login_status(&self, id: &str, wait_secs: u64) -> Result<LoginStatus, ClientError> {
+        let path = format!("/v1/login/{}?wait_secs={wait_secs}", seg(id));
+        self.call(Method::GET, &path, None::<&()>).await
+    }
+
+    /// `DELETE /v1/login/{id}`.
+    pub async fn cancel_login(&self, id: &str) -> Result<(), ClientError> {
+        self.call_empty(
+            Method::DELETE,
+            &format!("/v1/login/{}", seg(id)),
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// `POST /v1/logout`.
+    pub async fn logout(&self, req: &LogoutRequest) -> Result<LogoutResponse, ClientError> {
+        self.call(Method::POST, "/v1/logout", Some(req)).await
+    }
+
+    /// Sends raw bytes and returns the status and body as they are (for tests and tools).
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<(u16, Vec<u8>), ClientError> {
+        let method = Method::from_bytes(method.as_bytes())
+            .map_err(|e| ClientError::Protocol(format!("bad method: {e}")))?;
+        self.send(method, path, Bytes::from(body)).await
+    }
+
+    async fn call<B: Serialize, R: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<R, ClientError> {
+        let bytes = self.request(method, path, body).await?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    async fn call_empty<B: Serialize>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<(), ClientError> {
+        self.request(method, path, body).await.map(|_| ())
+    }
+
+    async fn request<B: Serialize>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<Vec<u8>, ClientError> {
+        let body = match body {
+            Some(b) => Bytes::from(
+                serde_json::to_vec(b).map_err(|e| ClientError::Protocol(e.to_string()))?,
+            ),
+            None => Bytes::new(),
+        };
+        let (status, bytes) = self.send(method, path, body).await?;
+        if (200..300).contains(&status) {
+            return Ok(bytes);
+        }
+        match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(e) => Err(ClientError::Api(ApiFailure {
+                status,
+                detail: e.error,
+            })),
+            Err(_) => Err(ClientError::Protocol(format!(
+                "HTTP {status} without an error body"
+            ))),
+        }
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+    ) -> Result<(u16, Vec<u8>), ClientError> {
+        let uri: hyper::Uri = Uri::new(&self.socket, path).into();
+        let mut req = Request::builder().method(method).uri(uri);
+        if !body.is_empty() {
+            req = req.header("content-type", "application/json");
+        }
+        let req = req
+            .body(Full::new(body))
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let resp = self
+            .http
+            .request(req)
+            .await
+            .map_err(|e| self.transport_error(e))?;
+        let status = resp.status().as_u16();
+        let bytes = Limited::new(resp.into_body(), MAX_ANSWER)
+            .collect()
+            .await
+            .map_err(|e| ClientError::Protocol(format!("reading the answer: {e}")))?
+            .to_bytes();
+        Ok((status, bytes.to_vec()))
+    }
+
+    fn transport_error(&self, e: hyper_util::client::legacy::Error) -> ClientError {
+        // The innermost cause is the OS error ("No such file or directory").
+        let mut cause: &dyn std::error::Error = &e;
+        while let Some(next) = cause.source() {
+            cause = next;
+        }
+        if e.is_connect() {
+            ClientError::Unreachable {
+                socket: self.socket.clone(),
+                reason: cause.to_string(),
+            }
+        } else {
+            ClientError::Protocol(format!("the connection failed: {cause}"))
+        }
+    }
+}
+
+/// Percent-encodes a path segment (registry names are already restricted;
+/// this keeps odd input from changing the path).
+fn seg(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

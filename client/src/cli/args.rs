@@ -1,0 +1,170 @@
+//! The command line (contract: see DESIGN "CLI").
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+const EXAMPLES: &str = "\
+Examples:
+  regent registry add corp https://registry.corp.example \\
+      --issuer https://login.corp.example --client-id regent-cli
+  regent login corp --device        # log in from an SSH session
+  regent token corp                 # the bare token, for scripts
+  curl -H \"Authorization: Bearer $(regent token corp)\" https://registry.corp.example/v0.1/servers
+  regent status
+
+Exit codes: 0 success, 1 error, 2 usage, 3 agent unreachable, 4 login required.";
+
+/// regent gets OAuth tokens for your MCP registries from the regent agent
+/// (regentd), which logs in once, refreshes once for everyone, and keeps
+/// refresh tokens in the OS keyring.
+#[derive(Parser, Debug)]
+#[command(name = "regent", version, after_help = EXAMPLES, propagate_version = true)]
+pub struct Cli {
+    /// The agent's socket [default: $REGENT_SOCKET, else $XDG_RUNTIME_DIR/regent/agent.sock, else /tmp/regent-$UID/agent.sock]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Add, remove and list registries.
+    #[command(subcommand)]
+    Registry(RegistryCommand),
+
+    /// Configure how a registry authenticates.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+
+    /// Log in to a registry's identity provider.
+    #[command(
+        after_help = "Examples:\n  regent login corp --device   # shows a URL and a code to enter on any device\n\nCtrl-C cancels the login."
+    )]
+    Login(LoginArgs),
+
+    /// Log out: revoke the refresh token at the IdP and delete the stored tokens.
+    #[command(after_help = "Example:\n  regent logout corp")]
+    Logout {
+        /// The registry (may be left out when only one is configured).
+        name: Option<String>,
+    },
+
+    /// Print a valid access token (refreshed if needed) on stdout.
+    #[command(
+        after_help = "Examples:\n  regent token corp\n  regent token --min-valid 300 --json\n  export TOKEN=$(regent token) || regent login"
+    )]
+    Token(TokenArgs),
+
+    /// Show the agent and every registry's login state.
+    #[command(after_help = "Example:\n  regent status --json | jq '.registries[].auth.status'")]
+    Status {
+        /// Print JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RegistryCommand {
+    /// Add a registry, or replace one of the same name.
+    #[command(
+        after_help = "Examples:\n  regent registry add corp https://registry.corp.example --issuer https://login.corp.example --client-id regent-cli\n  regent registry add ci https://registry.corp.example --token-file /run/secrets/registry-token\n  regent registry add public https://registry.modelcontextprotocol.io"
+    )]
+    Add {
+        /// A short name: letters, digits, '.', '_' or '-'.
+        name: String,
+        /// The registry's base URL.
+        url: String,
+        #[command(flatten)]
+        auth: AuthArgs,
+    },
+    /// Remove a registry and delete its stored tokens.
+    Remove {
+        /// The registry.
+        name: String,
+    },
+    /// List registries and their login state.
+    List {
+        /// Print JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Set a registry's auth (the IdP is checked first).
+    #[command(
+        after_help = "Examples:\n  regent config set-registry-auth --registry corp --issuer https://login.corp.example --client-id regent-cli --scopes openid,registry:read\n  regent config set-registry-auth --registry ci --token-file /run/secrets/registry-token"
+    )]
+    SetRegistryAuth {
+        /// The registry (may be left out when only one is configured).
+        #[arg(long)]
+        registry: Option<String>,
+        #[command(flatten)]
+        auth: AuthArgs,
+    },
+    /// Remove a registry's auth and delete its stored tokens.
+    UnsetRegistryAuth {
+        /// The registry (may be left out when only one is configured).
+        #[arg(long)]
+        registry: Option<String>,
+    },
+}
+
+/// How a registry authenticates: OAuth (`--issuer` and `--client-id`) or a token file.
+#[derive(Args, Debug, Default)]
+pub struct AuthArgs {
+    /// OAuth/OIDC issuer URL (https; http only on loopback).
+    #[arg(
+        long,
+        value_name = "URL",
+        requires = "client_id",
+        conflicts_with = "token_file"
+    )]
+    pub issuer: Option<String>,
+    /// The public client id registered at the IdP.
+    #[arg(long, value_name = "ID", requires = "issuer")]
+    pub client_id: Option<String>,
+    /// Scopes, comma separated [default: openid, plus offline_access where offered].
+    #[arg(long, value_delimiter = ',', value_name = "A,B", requires = "issuer")]
+    pub scopes: Vec<String>,
+    /// `audience` parameter, for IdPs that want one.
+    #[arg(long, value_name = "AUD", requires = "issuer")]
+    pub audience: Option<String>,
+    /// RFC 8707 resource indicator.
+    #[arg(long, value_name = "URI", requires = "issuer")]
+    pub resource: Option<String>,
+    /// Fixed loopback port for the browser login (IdPs that match redirect URIs exactly).
+    #[arg(long, value_name = "PORT", requires = "issuer")]
+    pub callback_port: Option<u16>,
+    /// A file holding a static Bearer token (read on every use).
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct LoginArgs {
+    /// The registry (may be left out when only one is configured).
+    pub name: Option<String>,
+    /// Use the device flow: a URL and a code to enter on any device.
+    #[arg(long)]
+    pub device: bool,
+    /// Print the URL instead of opening a browser.
+    #[arg(long)]
+    pub no_browser: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct TokenArgs {
+    /// The registry (may be left out when only one is configured).
+    pub name: Option<String>,
+    /// Seconds the token must stay valid.
+    #[arg(long, value_name = "SECS", default_value_t = regent_proto::DEFAULT_MIN_VALID_SECS)]
+    pub min_valid: u64,
+    /// Print the token, its type, expiry and scope as JSON.
+    #[arg(long)]
+    pub json: bool,
+}

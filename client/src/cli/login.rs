@@ -1,0 +1,116 @@
+//! `regent login`: start a login at the agent, show what the user must do,
+//! wait with a progress line, cancel at the agent on Ctrl-C.
+
+use super::args::LoginArgs;
+use super::output::human;
+use super::{Failure, Result};
+use regent_client::AgentClient;
+use regent_proto::{Login, LoginFlow, LoginRequest, LoginState};
+use std::io::{IsTerminal, Write};
+use time::OffsetDateTime;
+
+pub async fn run(agent: &AgentClient, args: LoginArgs) -> Result {
+    let flow = if args.device {
+        LoginFlow::Device
+    } else {
+        LoginFlow::Browser
+    };
+    // Listen for Ctrl-C before the login exists, so no signal can slip between.
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(|e| Failure::Other(format!("cannot handle Ctrl-C: {e}")))?;
+    let login = agent
+        .login(&LoginRequest {
+            registry: args.name.clone(),
+            flow,
+        })
+        .await?;
+    show_instructions(&login);
+    let outcome = tokio::select! {
+        r = wait(agent, &login) => r,
+        _ = interrupt.recv() => {
+            clear_progress();
+            let _ = agent.cancel_login(&login.id).await;
+            return Err(Failure::Other("login cancelled".into()));
+        }
+    };
+    clear_progress();
+    let status = outcome?;
+    match status.status {
+        LoginState::Succeeded => {
+            match status.account {
+                Some(a) => println!("Logged in to {} as {a}.", login.registry),
+                None => println!("Logged in to {}.", login.registry),
+            }
+            Ok(())
+        }
+        LoginState::Expired => Err(Failure::Other(format!(
+            "login to {} expired: {}",
+            login.registry,
+            status.error.unwrap_or_else(|| "the deadline passed".into())
+        ))),
+        _ => Err(Failure::Other(format!(
+            "login to {} failed: {}",
+            login.registry,
+            status.error.unwrap_or_else(|| "no reason given".into())
+        ))),
+    }
+}
+
+fn show_instructions(login: &Login) {
+    let mut err = std::io::stderr().lock();
+    match login.flow {
+        LoginFlow::Device => {
+            let uri = login.verification_uri.as_deref().unwrap_or("?");
+            let code = login.user_code.as_deref().unwrap_or("?");
+            let _ = writeln!(err, "To log in to {}, open this page on any device:\n\n    {uri}\n\nand enter the code:  {code}\n", login.registry);
+            if let Some(full) = &login.verification_uri_complete {
+                let _ = writeln!(err, "(or open {full} to skip typing the code)\n");
+            }
+        }
+        LoginFlow::Browser => {
+            if let Some(url) = &login.authorize_url {
+                let _ = writeln!(err, "To log in to {}, open:\n\n    {url}\n", login.registry);
+            }
+        }
+    }
+}
+
+/// Long-polls the login until it ends, updating the progress line each second.
+async fn wait(agent: &AgentClient, login: &Login) -> Result<regent_proto::LoginStatus> {
+    let tty = std::io::stderr().is_terminal();
+    let mut last_note = std::time::Instant::now();
+    loop {
+        let status = agent.login_status(&login.id, 1).await?;
+        if status.status != LoginState::Pending {
+            return Ok(status);
+        }
+        if tty {
+            let left = (login.expires_at - OffsetDateTime::now_utc())
+                .whole_seconds()
+                .max(0) as u64;
+            let mut err = std::io::stderr().lock();
+            let _ = write!(
+                err,
+                "\r\x1b[2KWaiting for the login to be approved… {} left (Ctrl-C cancels)",
+                human(left)
+            );
+            let _ = err.flush();
+        } else if last_note.elapsed().as_secs() >= 30 {
+            // Not a terminal: one plain line every 30 s instead of a live countdown.
+            last_note = std::time::Instant::now();
+            let left = (login.expires_at - OffsetDateTime::now_utc())
+                .whole_seconds()
+                .max(0) as u64;
+            eprintln!(
+                "Still waiting for the login to be approved ({} left)…",
+                human(left)
+            );
+        }
+    }
+}
+
+fn clear_progress() {
+    if std::io::stderr().is_terminal() {
+        eprint!("\r\x1b[2K");
+    }
+}

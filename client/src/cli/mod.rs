@@ -1,0 +1,200 @@
+//! The commands of the `regent` CLI.
+
+pub mod args;
+mod login;
+mod output;
+
+use args::{AuthArgs, Cli, Command, ConfigCommand, RegistryCommand, TokenArgs};
+use regent_client::{AgentClient, ClientError};
+use regent_proto::{
+    AuthConfig, BearerConfig, ErrorCode, LogoutRequest, OAuthConfig, PutRegistry, TokenRequest,
+};
+use std::io::Write;
+
+/// Why a command failed, and the exit code it gets (contract).
+pub enum Failure {
+    /// The agent answered, or the CLI found, an error.
+    Client(ClientError),
+    /// Anything else (exit 1).
+    Other(String),
+}
+
+impl From<ClientError> for Failure {
+    fn from(e: ClientError) -> Self {
+        Failure::Client(e)
+    }
+}
+
+impl Failure {
+    /// 1 error, 3 agent unreachable, 4 login required.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Failure::Client(ClientError::Unreachable { .. }) => 3,
+            Failure::Client(e) if e.code() == Some(ErrorCode::RegistryAuthRequired) => 4,
+            _ => 1,
+        }
+    }
+
+    /// One readable line.
+    pub fn message(&self) -> String {
+        match self {
+            Failure::Client(e @ ClientError::Unreachable { .. }) => format!(
+                "{e}\n  start the agent with `regentd &` (or `systemctl --user start regentd.socket`)"
+            ),
+            Failure::Client(e) => e.to_string(),
+            Failure::Other(m) => m.clone(),
+        }
+    }
+}
+
+type Result<T = ()> = std::result::Result<T, Failure>;
+
+/// Runs one command.
+pub async fn run(cli: Cli) -> Result {
+    let agent = AgentClient::new(regent_proto::paths::socket_path(cli.socket.as_deref()));
+    match cli.command {
+        Command::Token(args) => token(&agent, args).await,
+        Command::Registry(RegistryCommand::Add { name, url, auth }) => {
+            let auth = auth_config(auth)?;
+            let with_oauth = matches!(auth, Some(AuthConfig::Oauth(_)));
+            let status = agent
+                .put_registry(&name, &PutRegistry { url, auth })
+                .await?;
+            println!("Added registry {} ({}).", status.name, status.url);
+            if with_oauth {
+                println!("Log in with: regent login {name}");
+            }
+            Ok(())
+        }
+        Command::Registry(RegistryCommand::Remove { name }) => {
+            agent.remove_registry(&name).await?;
+            println!("Removed registry {name} and deleted its stored tokens.");
+            Ok(())
+        }
+        Command::Registry(RegistryCommand::List { json }) => {
+            let regs = agent.registries().await?;
+            if json {
+                output::print_json(&serde_json::json!({ "registries": regs }));
+            } else {
+                output::print_registries(&regs);
+            }
+            Ok(())
+        }
+        Command::Config(ConfigCommand::SetRegistryAuth { registry, auth }) => {
+            let name = pick_registry(&agent, registry).await?;
+            let auth = auth_config(auth)?.ok_or_else(|| {
+                Failure::Other("give --issuer and --client-id, or --token-file".into())
+            })?;
+            let with_oauth = matches!(auth, AuthConfig::Oauth(_));
+            agent.set_auth(&name, &auth).await?;
+            println!("Auth of registry {name} set.");
+            if with_oauth {
+                println!("Log in with: regent login {name}");
+            }
+            Ok(())
+        }
+        Command::Config(ConfigCommand::UnsetRegistryAuth { registry }) => {
+            let name = pick_registry(&agent, registry).await?;
+            agent.unset_auth(&name).await?;
+            println!("Auth of registry {name} removed; its stored tokens are deleted.");
+            Ok(())
+        }
+        Command::Login(args) => login::run(&agent, args).await,
+        Command::Logout { name } => {
+            let r = agent
+                .logout(&LogoutRequest {
+                    registry: name.clone(),
+                })
+                .await?;
+            let which = name.map(|n| format!(" of {n}")).unwrap_or_default();
+            match (r.revoked, r.deleted) {
+                (true, _) => println!("Logged out{which}: the refresh token is revoked at the IdP and deleted here."),
+                (false, true) => println!("Logged out{which}: tokens deleted here (the IdP did not confirm a revocation)."),
+                (false, false) => println!("Not logged in{which}; nothing to do."),
+            }
+            Ok(())
+        }
+        Command::Status { json } => {
+            let health = agent.health().await?;
+            let regs = agent.registries().await?;
+            if json {
+                output::print_json(&serde_json::json!({
+                    "agent": health,
+                    "socket": agent.socket(),
+                    "registries": regs,
+                }));
+            } else {
+                println!(
+                    "agent: regentd {} (pid {}), store {}, socket {}",
+                    health.version,
+                    health.pid,
+                    health.store,
+                    agent.socket().display()
+                );
+                output::print_registries(&regs);
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn token(agent: &AgentClient, args: TokenArgs) -> Result {
+    let t = agent
+        .token(&TokenRequest {
+            registry: args.name,
+            min_valid_secs: Some(args.min_valid),
+        })
+        .await?;
+    let mut out = std::io::stdout().lock();
+    let written = if args.json {
+        serde_json::to_writer(&mut out, &t)
+            .map_err(std::io::Error::other)
+            .and_then(|_| out.write_all(b"\n"))
+    } else {
+        out.write_all(t.access_token.as_bytes())
+            .and_then(|_| out.write_all(b"\n"))
+    };
+    written
+        .and_then(|_| out.flush())
+        .map_err(|e| Failure::Other(format!("cannot write the token: {e}")))
+}
+
+/// The registry named, or the only one configured.
+async fn pick_registry(agent: &AgentClient, name: Option<String>) -> Result<String> {
+    if let Some(n) = name {
+        return Ok(n);
+    }
+    let regs = agent.registries().await?;
+    match regs.as_slice() {
+        [one] => Ok(one.name.clone()),
+        [] => Err(Failure::Other(
+            "no registry is configured; add one with: regent registry add NAME URL".into(),
+        )),
+        many => Err(Failure::Other(format!(
+            "several registries are configured ({}); name one with --registry",
+            many.iter()
+                .map(|r| r.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
+fn auth_config(a: AuthArgs) -> Result<Option<AuthConfig>> {
+    if let Some(path) = a.token_file {
+        let path = std::path::absolute(&path)
+            .map_err(|e| Failure::Other(format!("bad --token-file {}: {e}", path.display())))?;
+        return Ok(Some(AuthConfig::Bearer(BearerConfig { token_file: path })));
+    }
+    match (a.issuer, a.client_id) {
+        (Some(issuer), Some(client_id)) => Ok(Some(AuthConfig::Oauth(OAuthConfig {
+            issuer,
+            client_id,
+            scopes: a.scopes.into_iter().filter(|s| !s.is_empty()).collect(),
+            audience: a.audience,
+            resource: a.resource,
+            callback_port: a.callback_port,
+        }))),
+        _ => Ok(None),
+    }
+}

@@ -1,0 +1,100 @@
+//! Human output: the registry table and relative times.
+
+use regent_proto::{AuthConfig, AuthState, RegistryStatus};
+use time::OffsetDateTime;
+
+/// Pretty JSON on stdout.
+pub fn print_json(v: &serde_json::Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).expect("JSON values serialize")
+    );
+}
+
+/// The registry table (or a hint when there is none).
+pub fn print_registries(regs: &[RegistryStatus]) {
+    if regs.is_empty() {
+        println!("No registries. Add one with: regent registry add NAME URL [--issuer URL --client-id ID]");
+        return;
+    }
+    let rows: Vec<[String; 5]> = regs.iter().map(row).collect();
+    let headers = ["NAME", "URL", "AUTH", "STATUS", "DETAILS"];
+    let mut widths = headers.map(str::len);
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: [&str; 5]| {
+        let mut s = String::new();
+        for (i, (c, w)) in cells.iter().zip(widths).enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<w$}  "));
+            }
+        }
+        println!("{}", s.trim_end());
+    };
+    line(headers);
+    for r in &rows {
+        line([&r[0], &r[1], &r[2], &r[3], &r[4]]);
+    }
+}
+
+fn row(r: &RegistryStatus) -> [String; 5] {
+    let (auth, status, details) = match &r.auth {
+        None => ("none".to_string(), "-".to_string(), String::new()),
+        Some(a) => {
+            let kind = match &a.config {
+                AuthConfig::Oauth(o) => format!("oauth {}", o.issuer),
+                AuthConfig::Bearer(b) => format!("token file {}", b.token_file.display()),
+            };
+            let status = match a.status {
+                AuthState::Authenticated => "authenticated",
+                AuthState::Expired => "expired",
+                AuthState::AuthRequired => "login required",
+            };
+            let mut details = Vec::new();
+            if let Some(acct) = &a.account {
+                details.push(format!("as {acct}"));
+            }
+            if let Some(exp) = a.expires_at {
+                details.push(format!("token {}", relative(exp)));
+            }
+            if a.has_refresh_token {
+                details.push("refreshable".into());
+            }
+            if matches!(a.config, AuthConfig::Oauth(_))
+                && a.status != AuthState::AuthRequired
+                && !a.persisted
+            {
+                details.push("NOT persisted (memory only)".into());
+            }
+            if a.status == AuthState::AuthRequired && matches!(a.config, AuthConfig::Oauth(_)) {
+                details.push(format!("run: regent login {}", r.name));
+            }
+            (kind, status.to_string(), details.join(", "))
+        }
+    };
+    [r.name.clone(), r.url.clone(), auth, status, details]
+}
+
+/// "expires in 4m 10s" / "expired 3m ago".
+pub fn relative(t: OffsetDateTime) -> String {
+    let secs = (t - OffsetDateTime::now_utc()).whole_seconds();
+    if secs >= 0 {
+        format!("expires in {}", human(secs as u64))
+    } else {
+        format!("expired {} ago", human(secs.unsigned_abs()))
+    }
+}
+
+/// 75 -> "1m 15s".
+pub fn human(secs: u64) -> String {
+    match secs {
+        0..=59 => format!("{secs}s"),
+        60..=3599 => format!("{}m {:02}s", secs / 60, secs % 60),
+        _ => format!("{}h {:02}m", secs / 3600, (secs % 3600) / 60),
+    }
+}

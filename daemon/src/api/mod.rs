@@ -1,0 +1,190 @@
+//! The agent API v1 routes. Handlers translate HTTP to `Agent` calls and back.
+
+mod body;
+
+use crate::agent::Agent;
+use crate::error::ApiError;
+use crate::login;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{Method, StatusCode, Uri};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use body::JsonBody;
+use regent_proto::{
+    AuthConfig, Health, InvalidateRequest, Login, LoginRequest, LoginStatus, LogoutRequest,
+    LogoutResponse, PutRegistry, RegistryList, RegistryStatus, TokenRequest, TokenResponse,
+    API_VERSION, DEFAULT_MIN_VALID_SECS, MAX_LOGIN_WAIT_SECS,
+};
+use std::sync::Arc;
+use std::time::Duration;
+
+type Shared = State<Arc<Agent>>;
+type ApiResult<T> = Result<T, ApiError>;
+
+/// The API router.
+pub fn router(agent: Arc<Agent>) -> Router {
+    Router::new()
+        .route("/v1/health", get(health))
+        .route("/v1/registries", get(list))
+        .route(
+            "/v1/registries/{name}",
+            put(put_registry).delete(delete_registry),
+        )
+        .route(
+            "/v1/registries/{name}/auth",
+            put(put_auth).delete(delete_auth),
+        )
+        .route("/v1/token", post(token))
+        .route("/v1/token/invalidate", post(invalidate))
+        .route("/v1/login", post(login_start))
+        .route("/v1/login/{id}", get(login_get).delete(login_cancel))
+        .route("/v1/logout", post(logout))
+        .fallback(fallback)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(agent)
+}
+
+/// The answer to every request from a peer of another uid.
+pub fn forbidden_router() -> Router {
+    Router::new().fallback(|| async {
+        ApiError::new(
+            regent_proto::ErrorCode::Forbidden,
+            "this agent serves only its own user",
+        )
+    })
+}
+
+async fn fallback(method: Method, uri: Uri) -> ApiError {
+    ApiError::invalid(format!("no such endpoint: {method} {}", uri.path()))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::invalid(format!("{method} is not allowed on {}", uri.path()))
+}
+
+async fn health(State(agent): Shared) -> Json<Health> {
+    Json(Health {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        api: API_VERSION,
+        pid: std::process::id(),
+        store: agent.store.name().to_string(),
+    })
+}
+
+async fn list(State(agent): Shared) -> Json<RegistryList> {
+    Json(RegistryList {
+        registries: agent.all().iter().map(|r| agent.status(r)).collect(),
+    })
+}
+
+async fn put_registry(
+    State(agent): Shared,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody<PutRegistry>,
+) -> ApiResult<Json<RegistryStatus>> {
+    Ok(Json(agent.put_registry(&name, body.url, body.auth).await?))
+}
+
+async fn delete_registry(State(agent): Shared, Path(name): Path<String>) -> ApiResult<StatusCode> {
+    agent.remove_registry(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn put_auth(
+    State(agent): Shared,
+    Path(name): Path<String>,
+    JsonBody(auth): JsonBody<AuthConfig>,
+) -> ApiResult<Json<RegistryStatus>> {
+    Ok(Json(agent.set_auth(&name, Some(auth)).await?))
+}
+
+async fn delete_auth(State(agent): Shared, Path(name): Path<String>) -> ApiResult<StatusCode> {
+    agent.set_auth(&name, None).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn token(
+    State(agent): Shared,
+    body: Option<JsonBody<TokenRequest>>,
+) -> ApiResult<Json<TokenResponse>> {
+    let req = body.map(|b| b.0).unwrap_or_default();
+    let min_valid = Duration::from_secs(req.min_valid_secs.unwrap_or(DEFAULT_MIN_VALID_SECS));
+    Ok(Json(agent.token(req.registry.as_deref(), min_valid).await?))
+}
+
+async fn invalidate(
+    State(agent): Shared,
+    JsonBody(req): JsonBody<InvalidateRequest>,
+) -> ApiResult<StatusCode> {
+    agent.invalidate(req.registry.as_deref(), &req.access_token)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn login_start(
+    State(agent): Shared,
+    JsonBody(req): JsonBody<LoginRequest>,
+) -> ApiResult<(StatusCode, Json<Login>)> {
+    let login = login::start(&agent, req.registry.as_deref(), req.flow).await?;
+    Ok((StatusCode::ACCEPTED, Json(login)))
+}
+
+async fn login_get(
+    State(agent): Shared,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<LoginStatus>> {
+    let wait = wait_secs(query.as_deref())?;
+    Ok(Json(
+        agent.logins.get(&id, Duration::from_secs(wait)).await?,
+    ))
+}
+
+/// Reads `wait_secs` from the query: a whole number of seconds, at most 60.
+fn wait_secs(query: Option<&str>) -> ApiResult<u64> {
+    let mut wait = 0;
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match k {
+            "wait_secs" => {
+                wait = v.parse::<u64>().map_err(|_| {
+                    ApiError::invalid(format!(
+                        "wait_secs must be a whole number of seconds, not {v:?}"
+                    ))
+                })?;
+            }
+            other => {
+                return Err(ApiError::invalid(format!(
+                    "unknown query parameter {other:?}"
+                )))
+            }
+        }
+    }
+    Ok(wait.min(MAX_LOGIN_WAIT_SECS))
+}
+
+async fn login_cancel(State(agent): Shared, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    agent.logins.cancel(&id)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn logout(
+    State(agent): Shared,
+    body: Option<JsonBody<LogoutRequest>>,
+) -> ApiResult<Json<LogoutResponse>> {
+    let req = body.map(|b| b.0).unwrap_or_default();
+    Ok(Json(agent.logout(req.registry.as_deref()).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_secs_is_bounded_and_strict() {
+        assert_eq!(wait_secs(None).unwrap(), 0);
+        assert_eq!(wait_secs(Some("wait_secs=5")).unwrap(), 5);
+        assert_eq!(wait_secs(Some("wait_secs=600")).unwrap(), 60);
+        assert!(wait_secs(Some("wait_secs=-1")).is_err());
+        assert!(wait_secs(Some("wait=1")).is_err());
+    }
+}

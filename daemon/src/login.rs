@@ -1,0 +1,245 @@
+//! Logins in progress: started by the API, run in their own tasks, watched
+//! by long-polls, cancelled by `DELETE` or by a newer login for the registry.
+
+use crate::agent::{oauth_error, Agent};
+use crate::error::ApiError;
+use crate::oauth::device::{self, DeviceEnd};
+use crate::registry::Registry;
+use crate::tokens::TokenSet;
+use regent_proto::{Login, LoginFlow, LoginState, LoginStatus};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use time::OffsetDateTime;
+use tokio::sync::watch;
+
+/// Most logins pending at once (all registries).
+const MAX_PENDING: usize = 16;
+/// How long an ended login can still be read.
+const KEEP_ENDED: Duration = Duration::from_secs(600);
+/// Longest a device login may wait for the user, whatever the IdP says.
+const MAX_DEVICE_WAIT: Duration = Duration::from_secs(30 * 60);
+
+/// The login table.
+#[derive(Default)]
+pub struct Logins {
+    table: Mutex<HashMap<String, Arc<Entry>>>,
+}
+
+struct Entry {
+    registry: String,
+    status: watch::Sender<LoginStatus>,
+    task: Mutex<Option<tokio::task::AbortHandle>>,
+    ended_at: Mutex<Option<Instant>>,
+}
+
+impl Entry {
+    fn finish(&self, state: LoginState, error: Option<String>, account: Option<String>) -> bool {
+        let changed = self.status.send_if_modified(|s| {
+            if s.status.is_final() {
+                return false;
+            }
+            s.status = state;
+            s.error = error;
+            s.account = account;
+            true
+        });
+        if changed {
+            *self.ended_at.lock().unwrap() = Some(Instant::now());
+        }
+        changed
+    }
+
+    fn cancel(&self, why: &str) {
+        if self.finish(LoginState::Failed, Some(format!("cancelled: {why}")), None) {
+            if let Some(t) = self.task.lock().unwrap().take() {
+                t.abort();
+            }
+        }
+    }
+}
+
+impl Logins {
+    /// The status of login `id`, waiting up to `wait` for it to change from pending.
+    pub async fn get(&self, id: &str, wait: Duration) -> Result<LoginStatus, ApiError> {
+        let entry = self.entry(id)?;
+        let mut rx = entry.status.subscribe();
+        if !wait.is_zero() {
+            let _ = tokio::time::timeout(wait, rx.wait_for(|s| s.status.is_final())).await;
+        }
+        let status = rx.borrow().clone();
+        Ok(status)
+    }
+
+    /// Cancels login `id`.
+    pub fn cancel(&self, id: &str) -> Result<(), ApiError> {
+        self.entry(id)?.cancel("by request");
+        Ok(())
+    }
+
+    /// Cancels every pending login of a registry.
+    pub fn cancel_registry(&self, registry: &str, why: &str) {
+        let entries: Vec<_> = self
+            .table
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|e| e.registry == registry)
+            .cloned()
+            .collect();
+        for e in entries {
+            e.cancel(why);
+        }
+    }
+
+    fn entry(&self, id: &str) -> Result<Arc<Entry>, ApiError> {
+        self.table.lock().unwrap().get(id).cloned().ok_or_else(|| {
+            ApiError::invalid(format!(
+                "no login with id {id} (ended logins are kept for {} minutes)",
+                KEEP_ENDED.as_secs() / 60
+            ))
+        })
+    }
+
+    /// Registers a new login, replacing a pending one of the same registry.
+    fn insert(&self, id: &str, registry: &str) -> Result<Arc<Entry>, ApiError> {
+        let mut table = self.table.lock().unwrap();
+        table.retain(|_, e| {
+            e.ended_at
+                .lock()
+                .unwrap()
+                .is_none_or(|t| t.elapsed() < KEEP_ENDED)
+        });
+        for e in table.values().filter(|e| e.registry == registry) {
+            e.cancel("replaced by a newer login");
+        }
+        let pending = table
+            .values()
+            .filter(|e| !e.status.borrow().status.is_final())
+            .count();
+        if pending >= MAX_PENDING {
+            return Err(ApiError::invalid(format!(
+                "{pending} logins are already in progress; finish or cancel one first"
+            )));
+        }
+        let (tx, _) = watch::channel(LoginStatus {
+            id: id.to_string(),
+            status: LoginState::Pending,
+            error: None,
+            registry: registry.to_string(),
+            account: None,
+        });
+        let entry = Arc::new(Entry {
+            registry: registry.to_string(),
+            status: tx,
+            task: Mutex::new(None),
+            ended_at: Mutex::new(None),
+        });
+        table.insert(id.to_string(), entry.clone());
+        Ok(entry)
+    }
+}
+
+/// `POST /v1/login`.
+pub async fn start(
+    agent: &Arc<Agent>,
+    name: Option<&str>,
+    flow: LoginFlow,
+) -> Result<Login, ApiError> {
+    let reg = agent.resolve(name)?;
+    let oauth = reg.oauth()?;
+    if flow == LoginFlow::Browser {
+        return Err(ApiError::invalid(
+            "the browser login is not available in this version of regentd; use the device flow (regent login --device)",
+        )
+        .registry(&reg.name));
+    }
+    let meta = agent
+        .metadata(&reg)
+        .await
+        .map_err(|e| oauth_error(e, &reg.name))?;
+    let auth = device::start(&agent.idp, &oauth.config, &meta)
+        .await
+        .map_err(|e| oauth_error(e, &reg.name))?;
+    let wait = auth.expires_in().min(MAX_DEVICE_WAIT);
+    let id = random_id();
+    let entry = agent.logins.insert(&id, &reg.name)?;
+    let login = Login {
+        id: id.clone(),
+        registry: reg.name.clone(),
+        flow,
+        expires_at: OffsetDateTime::now_utc() + wait,
+        authorize_url: None,
+        verification_uri: Some(auth.verification_uri().to_string()),
+        verification_uri_complete: auth
+            .verification_uri_complete()
+            .map(|u| u.secret().to_string()),
+        user_code: Some(auth.user_code().secret().to_string()),
+        interval: Some(auth.interval().as_secs()),
+    };
+    tracing::info!(registry = %reg.name, login = %id, "device login started");
+    let task = {
+        let agent = agent.clone();
+        let reg = reg.clone();
+        let entry = entry.clone();
+        tokio::spawn(async move {
+            let outcome = device::wait(&agent.idp, &oauth_config(&reg), &meta, &auth, wait).await;
+            match outcome {
+                Ok(set) => complete(&agent, &reg, &entry, set).await,
+                Err(DeviceEnd::Expired) => {
+                    entry.finish(
+                        LoginState::Expired,
+                        Some("the code expired before the login was approved".into()),
+                        None,
+                    );
+                }
+                Err(DeviceEnd::Failed(why)) => {
+                    tracing::info!(registry = %reg.name, "device login failed: {why}");
+                    entry.finish(LoginState::Failed, Some(why), None);
+                }
+            }
+        })
+    };
+    *entry.task.lock().unwrap() = Some(task.abort_handle());
+    // A cancel may have raced with the spawn.
+    if entry.status.borrow().status.is_final() {
+        task.abort();
+    }
+    Ok(login)
+}
+
+fn oauth_config(reg: &Registry) -> regent_proto::OAuthConfig {
+    reg.oauth
+        .as_ref()
+        .expect("login registries are OAuth")
+        .config
+        .clone()
+}
+
+/// Installs a login's tokens, unless the login was cancelled or the
+/// registry's config changed meanwhile.
+async fn complete(agent: &Arc<Agent>, reg: &Arc<Registry>, entry: &Entry, set: TokenSet) {
+    if entry.status.borrow().status.is_final() {
+        return;
+    }
+    if !agent.is_current(reg) {
+        entry.finish(
+            LoginState::Failed,
+            Some("the registry's configuration changed during the login".into()),
+            None,
+        );
+        return;
+    }
+    let oauth = reg.oauth.as_ref().expect("login registries are OAuth");
+    let account = set.account.clone();
+    let has_rt = set.refresh_token.is_some();
+    let persisted = oauth.tokens.install_login(agent, &oauth.key, set).await;
+    tracing::info!(registry = %reg.name, persisted, refresh_token = has_rt, "login succeeded");
+    entry.finish(LoginState::Succeeded, None, account);
+}
+
+/// 128 random bits, hex: login ids are unguessable.
+fn random_id() -> String {
+    let bytes: [u8; 16] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,125 @@
+//! regentd: the regent credential agent.
+
+mod agent;
+mod api;
+mod atomic_file;
+mod config;
+mod error;
+mod login;
+mod oauth;
+mod registry;
+mod security;
+mod server;
+mod socket;
+mod store;
+mod token_cache;
+mod tokens;
+
+use anyhow::Context;
+use clap::Parser;
+use std::path::PathBuf;
+use store::{Store, StoreChoice};
+
+/// regentd holds your registries' OAuth tokens in memory, keeps refresh
+/// tokens in the OS keyring, refreshes them once for everyone, and serves
+/// them to `regent` and other programs on a private Unix socket.
+#[derive(Parser, Debug)]
+#[command(
+    version,
+    after_help = "Examples:\n  regentd                          # default socket, OS keyring\n  regentd --store file             # keep tokens in a 0600 file instead\n  REGENT_LOG=debug regentd --socket /tmp/r/agent.sock"
+)]
+struct Args {
+    /// Socket to serve on [default: $REGENT_SOCKET, else $XDG_RUNTIME_DIR/regent/agent.sock, else /tmp/regent-$UID/agent.sock]
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
+
+    /// Where refresh tokens persist.
+    #[arg(long, value_enum, default_value = "auto")]
+    store: StoreChoice,
+
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn main() {
+    security::harden();
+    let args = Args::parse();
+    if matches!(args.store, StoreChoice::Auto | StoreChoice::Keyutils) {
+        // Before any thread exists: Linux credentials are per thread.
+        store::ensure_session_keyring();
+    }
+    init_logging(args.log_format);
+    if let Err(e) = run(args) {
+        tracing::error!("{e:#}");
+        eprintln!("regentd: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = std::env::var("REGENT_LOG")
+        .ok()
+        .and_then(|v| EnvFilter::try_new(v).ok())
+        .or_else(|| EnvFilter::try_from_default_env().ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async_main(args))
+}
+
+async fn async_main(args: Args) -> anyhow::Result<()> {
+    let config_path = regent_proto::paths::config_file();
+    let config = config::load(&config_path)?;
+    let socket_path = regent_proto::paths::socket_path(args.socket.as_deref());
+    let store = Store::open(args.store, regent_proto::paths::state_dir())
+        .with_context(|| format!("cannot open the {:?} token store", args.store))?;
+    // Bind before restoring: a second agent must fail before touching anything.
+    let listener = socket::bind(&socket_path)?;
+    let agent = agent::Agent::start(config_path.clone(), config, store.clone()).await;
+    tracing::info!(
+        socket = %socket_path.display(),
+        config = %config_path.display(),
+        store = store.name(),
+        pid = std::process::id(),
+        "regentd {} ready",
+        env!("CARGO_PKG_VERSION")
+    );
+    server::serve(listener, api::router(agent), shutdown_signal()).await;
+    // Remove our socket only if it is still ours (not replaced by a newer agent).
+    let _ = std::fs::remove_file(&socket_path);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler installs");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}

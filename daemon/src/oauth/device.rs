@@ -1,0 +1,82 @@
+//! The device authorization grant (RFC 8628): start, then poll honouring
+//! `interval` and `slow_down` (the `oauth2` crate's loop does both).
+
+use super::grant::{classify, client, token_set_from};
+use super::http::IdpHttp;
+use super::{extra_params, requested_scopes, Metadata, OAuthError};
+use crate::tokens::TokenSet;
+use oauth2::{
+    DeviceCodeErrorResponseType, RequestTokenError, Scope, StandardDeviceAuthorizationResponse,
+};
+use regent_proto::OAuthConfig;
+use std::time::Duration;
+
+/// What the user must do, as the IdP said it.
+pub type DeviceAuthorization = StandardDeviceAuthorizationResponse;
+
+/// Asks the IdP for a device code and a user code.
+pub async fn start(
+    http: &IdpHttp,
+    config: &OAuthConfig,
+    meta: &Metadata,
+) -> Result<DeviceAuthorization, OAuthError> {
+    let client = client(config, meta)?;
+    let mut req = client.exchange_device_code().map_err(|_| {
+        OAuthError::Config(format!(
+            "the IdP {} offers no device authorization endpoint; use the browser login",
+            meta.issuer
+        ))
+    })?;
+    for s in requested_scopes(config, meta) {
+        req = req.add_scope(Scope::new(s));
+    }
+    for (k, v) in extra_params(config) {
+        req = req.add_extra_param(k, v);
+    }
+    req.request_async(http).await.map_err(classify)
+}
+
+/// How a device login ended without tokens.
+#[derive(Debug)]
+pub enum DeviceEnd {
+    /// The user said no, or the IdP refused (reason given).
+    Failed(String),
+    /// The device code expired before the user approved it.
+    Expired,
+}
+
+/// Polls the token endpoint until the user approves, refuses, or `timeout` passes.
+pub async fn wait(
+    http: &IdpHttp,
+    config: &OAuthConfig,
+    meta: &Metadata,
+    auth: &DeviceAuthorization,
+    timeout: Duration,
+) -> Result<TokenSet, DeviceEnd> {
+    let client = client(config, meta).map_err(|e| DeviceEnd::Failed(e.to_string()))?;
+    let mut req = client
+        .exchange_device_access_token(auth)
+        .set_max_backoff_interval(Duration::from_secs(60));
+    for (k, v) in extra_params(config) {
+        req = req.add_extra_param(k, v);
+    }
+    match req
+        .request_async(http, tokio::time::sleep, Some(timeout))
+        .await
+    {
+        Ok(answer) => Ok(token_set_from(answer, &meta.issuer, None)),
+        Err(RequestTokenError::ServerResponse(r)) => match r.error() {
+            DeviceCodeErrorResponseType::ExpiredToken => Err(DeviceEnd::Expired),
+            DeviceCodeErrorResponseType::AccessDenied => Err(DeviceEnd::Failed(format!(
+                "access_denied: {}",
+                r.error_description()
+                    .map(|d| super::grant::shorten(d))
+                    .unwrap_or_else(|| "the login was refused at the IdP".into())
+            ))),
+            _ => Err(DeviceEnd::Failed(
+                classify(RequestTokenError::ServerResponse(r)).to_string(),
+            )),
+        },
+        Err(e) => Err(DeviceEnd::Failed(classify(e).to_string())),
+    }
+}

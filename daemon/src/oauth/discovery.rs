@@ -1,0 +1,230 @@
+//! Authorization server metadata (RFC 8414 / OIDC Discovery) in the MCP
+//! order, with the checks that make a configuration safe to use.
+
+use super::http::error_chain;
+use serde::Deserialize;
+use std::net::IpAddr;
+use url::Url;
+
+/// What the agent needs from an IdP's metadata document.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Metadata {
+    /// Must equal the configured issuer exactly.
+    pub issuer: String,
+    /// Browser login.
+    #[serde(default)]
+    pub authorization_endpoint: Option<String>,
+    /// Every grant.
+    pub token_endpoint: String,
+    /// Device login (RFC 8628).
+    #[serde(default)]
+    pub device_authorization_endpoint: Option<String>,
+    /// Logout (RFC 7009).
+    #[serde(default)]
+    pub revocation_endpoint: Option<String>,
+    /// Must contain `S256`.
+    #[serde(default)]
+    pub code_challenge_methods_supported: Vec<String>,
+    /// `None` when the IdP does not list them.
+    #[serde(default)]
+    pub scopes_supported: Option<Vec<String>>,
+}
+
+/// Why discovery failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DiscoveryError {
+    /// The IdP could not be reached (retryable).
+    #[error("{0}")]
+    Unreachable(String),
+    /// The configuration or the document is unusable (the user must act).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Checks that `url` is https, or http on a loopback host.
+pub fn check_secure_url(what: &str, url: &str) -> Result<Url, String> {
+    let u = Url::parse(url).map_err(|e| format!("{what} {url:?} is not a URL: {e}"))?;
+    match u.scheme() {
+        "https" => {}
+        "http" if is_loopback(&u) => {}
+        "http" => {
+            return Err(format!(
+                "{what} {url} uses http; only https is allowed (http only on a loopback host)"
+            ))
+        }
+        s => return Err(format!("{what} {url} has scheme {s:?}; it must be https")),
+    }
+    if u.host().is_none() {
+        return Err(format!("{what} {url} has no host"));
+    }
+    Ok(u)
+}
+
+fn is_loopback(u: &Url) -> bool {
+    match u.host() {
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
+/// The metadata URLs to try, in the MCP order: OAuth metadata with path
+/// insertion, OIDC with path insertion, OIDC appended to the issuer path.
+pub fn candidate_urls(issuer: &Url) -> Vec<String> {
+    let origin = issuer.origin().ascii_serialization();
+    let path = issuer.path().trim_end_matches('/');
+    let mut v = vec![
+        format!("{origin}/.well-known/oauth-authorization-server{path}"),
+        format!("{origin}/.well-known/openid-configuration{path}"),
+        format!("{origin}{path}/.well-known/openid-configuration"),
+    ];
+    v.dedup();
+    v
+}
+
+/// Fetches and validates the issuer's metadata.
+pub async fn discover(http: &reqwest::Client, issuer: &str) -> Result<Metadata, DiscoveryError> {
+    let issuer_url = check_secure_url("issuer", issuer).map_err(DiscoveryError::Invalid)?;
+    if issuer_url.query().is_some() || issuer_url.fragment().is_some() {
+        return Err(DiscoveryError::Invalid(format!(
+            "issuer {issuer} must not have a query or fragment (RFC 8414 §2)"
+        )));
+    }
+    let mut tried = Vec::new();
+    for url in candidate_urls(&issuer_url) {
+        let resp = http
+            .get(&url)
+            .header("accept", "application/json")
+            .send()
+            .await
+            .map_err(|e| {
+                DiscoveryError::Unreachable(format!(
+                    "cannot reach the IdP at {url}: {}",
+                    error_chain(&e)
+                ))
+            })?;
+        let status = resp.status();
+        if status.is_server_error() {
+            return Err(DiscoveryError::Unreachable(format!(
+                "the IdP answered HTTP {} at {url}",
+                status.as_u16()
+            )));
+        }
+        if !status.is_success() {
+            tried.push(format!("{url} (HTTP {})", status.as_u16()));
+            continue;
+        }
+        let body = resp.bytes().await.map_err(|e| {
+            DiscoveryError::Unreachable(format!("reading {url}: {}", error_chain(&e)))
+        })?;
+        let meta: Metadata = serde_json::from_slice(&body).map_err(|e| {
+            DiscoveryError::Invalid(format!(
+                "{url} is not an authorization server metadata document: {e}"
+            ))
+        })?;
+        validate(&meta, issuer, &url)?;
+        return Ok(meta);
+    }
+    Err(DiscoveryError::Invalid(format!(
+        "no metadata found for issuer {issuer}; tried {}",
+        tried.join(", ")
+    )))
+}
+
+fn validate(meta: &Metadata, issuer: &str, url: &str) -> Result<(), DiscoveryError> {
+    let invalid = |m: String| Err(DiscoveryError::Invalid(m));
+    if meta.issuer != issuer {
+        return invalid(format!(
+            "the metadata at {url} names issuer {:?}, not {issuer:?}; the issuer must match exactly \
+             (RFC 8414 §3.3) — check for a trailing slash or a different host",
+            meta.issuer
+        ));
+    }
+    if !meta
+        .code_challenge_methods_supported
+        .iter()
+        .any(|m| m == "S256")
+    {
+        return invalid(format!(
+            "the IdP does not advertise PKCE S256 (code_challenge_methods_supported: {:?}); \
+             regent requires it",
+            meta.code_challenge_methods_supported
+        ));
+    }
+    let endpoints = [
+        ("token_endpoint", Some(&meta.token_endpoint)),
+        (
+            "authorization_endpoint",
+            meta.authorization_endpoint.as_ref(),
+        ),
+        (
+            "device_authorization_endpoint",
+            meta.device_authorization_endpoint.as_ref(),
+        ),
+        ("revocation_endpoint", meta.revocation_endpoint.as_ref()),
+    ];
+    for (name, value) in endpoints {
+        if let Some(v) = value {
+            check_secure_url(name, v).map_err(DiscoveryError::Invalid)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn candidates_follow_the_mcp_order() {
+        let u = Url::parse("https://idp.example/tenant/a").unwrap();
+        assert_eq!(
+            candidate_urls(&u),
+            vec![
+                "https://idp.example/.well-known/oauth-authorization-server/tenant/a",
+                "https://idp.example/.well-known/openid-configuration/tenant/a",
+                "https://idp.example/tenant/a/.well-known/openid-configuration",
+            ]
+        );
+        let root = Url::parse("https://idp.example").unwrap();
+        assert_eq!(
+            candidate_urls(&root),
+            vec![
+                "https://idp.example/.well-known/oauth-authorization-server",
+                "https://idp.example/.well-known/openid-configuration",
+            ]
+        );
+    }
+
+    #[test]
+    fn http_only_on_loopback() {
+        assert!(check_secure_url("issuer", "http://127.0.0.1:8080").is_ok());
+        assert!(check_secure_url("issuer", "http://[::1]:8080").is_ok());
+        assert!(check_secure_url("issuer", "http://localhost").is_ok());
+        let e = check_secure_url("issuer", "http://idp.example").unwrap_err();
+        assert!(e.contains("only https"), "{e}");
+        assert!(check_secure_url("issuer", "ftp://idp.example").is_err());
+    }
+
+    #[test]
+    fn metadata_needs_exact_issuer_and_s256() {
+        let mut m: Metadata = serde_json::from_value(serde_json::json!({
+            "issuer": "https://idp.example/",
+            "token_endpoint": "https://idp.example/token",
+            "code_challenge_methods_supported": ["S256"]
+        }))
+        .unwrap();
+        let e = validate(&m, "https://idp.example", "u")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("must match exactly"), "{e}");
+        m.issuer = "https://idp.example".into();
+        assert!(validate(&m, "https://idp.example", "u").is_ok());
+        m.code_challenge_methods_supported = vec!["plain".into()];
+        let e = validate(&m, "https://idp.example", "u")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("S256"), "{e}");
+    }
+}

@@ -1,0 +1,203 @@
+//! The token endpoint: the client the agent builds from metadata, the
+//! refresh grant, and turning token answers into the agent's token sets.
+
+use super::http::{HttpError, IdpHttp};
+use super::{extra_params, Metadata, OAuthError};
+use crate::tokens::TokenSet;
+use oauth2::basic::{
+    BasicErrorResponse, BasicErrorResponseType, BasicRevocationErrorResponse,
+    BasicTokenIntrospectionResponse, BasicTokenType,
+};
+use oauth2::{
+    AuthType, AuthUrl, Client, ClientId, DeviceAuthorizationUrl, EndpointMaybeSet, EndpointNotSet,
+    EndpointSet, ErrorResponse, ExtraTokenFields, RefreshToken, RequestTokenError,
+    StandardRevocableToken, StandardTokenResponse, TokenResponse, TokenUrl,
+};
+use regent_proto::OAuthConfig;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+/// Token answers keep the `id_token`, which names the account for display.
+#[derive(Clone, Debug, Serialize, Deserialize, Default)]
+pub struct IdTokenField {
+    /// The OIDC ID token, if the IdP sent one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+}
+impl ExtraTokenFields for IdTokenField {}
+
+/// A token endpoint answer.
+pub type TokenAnswer = StandardTokenResponse<IdTokenField, BasicTokenType>;
+
+/// The public client the agent builds per IdP.
+pub type PublicClient = Client<
+    BasicErrorResponse,
+    TokenAnswer,
+    BasicTokenIntrospectionResponse,
+    StandardRevocableToken,
+    BasicRevocationErrorResponse,
+    EndpointMaybeSet,
+    EndpointMaybeSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointSet,
+>;
+
+/// Builds the public client (no secret; client_id in the request body).
+pub fn client(config: &OAuthConfig, meta: &Metadata) -> Result<PublicClient, OAuthError> {
+    let bad = |what: &str, e: url::ParseError| OAuthError::Config(format!("{what}: {e}"));
+    let auth = meta
+        .authorization_endpoint
+        .clone()
+        .map(AuthUrl::new)
+        .transpose()
+        .map_err(|e| bad("authorization_endpoint", e))?;
+    let device = meta
+        .device_authorization_endpoint
+        .clone()
+        .map(DeviceAuthorizationUrl::new)
+        .transpose()
+        .map_err(|e| bad("device_authorization_endpoint", e))?;
+    let token = TokenUrl::new(meta.token_endpoint.clone()).map_err(|e| bad("token_endpoint", e))?;
+    Ok(Client::new(ClientId::new(config.client_id.clone()))
+        .set_auth_type(AuthType::RequestBody)
+        .set_auth_uri_option(auth)
+        .set_device_authorization_url_option(device)
+        .set_token_uri(token))
+}
+
+/// Runs the refresh grant. `previous` supplies what the answer may leave out
+/// (the refresh token when the IdP does not rotate, the scope, the account).
+pub async fn refresh(
+    http: &IdpHttp,
+    config: &OAuthConfig,
+    meta: &Metadata,
+    previous: &TokenSet,
+) -> Result<TokenSet, OAuthError> {
+    let rt = previous
+        .refresh_token
+        .as_ref()
+        .ok_or_else(|| OAuthError::InvalidGrant("no refresh token is held".into()))?;
+    let rt = RefreshToken::new(rt.expose_secret().to_string());
+    let client = client(config, meta)?;
+    let mut req = client.exchange_refresh_token(&rt);
+    for (k, v) in extra_params(config) {
+        req = req.add_extra_param(k, v);
+    }
+    let answer = req.request_async(http).await.map_err(classify)?;
+    Ok(token_set_from(answer, &meta.issuer, Some(previous)))
+}
+
+/// Turns a token answer into a token set.
+pub fn token_set_from(answer: TokenAnswer, issuer: &str, previous: Option<&TokenSet>) -> TokenSet {
+    let now = OffsetDateTime::now_utc();
+    let expires_at = answer.expires_in().map(|d| now + d);
+    let scope = answer
+        .scopes()
+        .map(|s| s.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" "))
+        .or_else(|| previous.and_then(|p| p.scope.clone()));
+    let refresh_token = answer
+        .refresh_token()
+        .map(|r| SecretString::from(r.secret().clone()))
+        .or_else(|| previous.and_then(|p| p.refresh_token.clone()));
+    let account = answer
+        .extra_fields()
+        .id_token
+        .as_deref()
+        .and_then(account_from_id_token)
+        .or_else(|| previous.and_then(|p| p.account.clone()));
+    TokenSet {
+        access_token: Some(SecretString::from(answer.access_token().secret().clone())),
+        expires_at,
+        obtained_at: now,
+        refresh_token,
+        scope,
+        issuer: issuer.to_string(),
+        account,
+    }
+}
+
+/// The account an ID token names, for display only: `preferred_username`,
+/// else `email`, else `sub`. The token came straight from the token endpoint
+/// over the agent's own connection, which OIDC Core §3.1.3.7 accepts in place
+/// of a signature check; nothing is authorised on this value.
+fn account_from_id_token(jwt: &str) -> Option<String> {
+    use base64::Engine;
+    let payload = jwt.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    ["preferred_username", "email", "sub"]
+        .iter()
+        .find_map(|k| claims.get(k).and_then(|v| v.as_str()).map(str::to_string))
+}
+
+/// Classifies a failed token request by what the agent does next.
+pub fn classify<T>(e: RequestTokenError<HttpError, T>) -> OAuthError
+where
+    T: ErrorResponse + OAuthErrorCode,
+{
+    match e {
+        RequestTokenError::ServerResponse(r) => {
+            let code = r.code();
+            let description = r.description();
+            if code == "invalid_grant" {
+                OAuthError::InvalidGrant(description.unwrap_or(code))
+            } else if code == "temporarily_unavailable" {
+                OAuthError::Unavailable(format!("the IdP is temporarily unavailable ({code})"))
+            } else {
+                OAuthError::Protocol { code, description }
+            }
+        }
+        RequestTokenError::Request(e) => OAuthError::Unavailable(e.to_string()),
+        RequestTokenError::Parse(e, _body) => OAuthError::Unavailable(format!(
+            "the IdP's answer is not a valid token response ({})",
+            e.inner()
+        )),
+        RequestTokenError::Other(m) => OAuthError::Unavailable(format!(
+            "the IdP's answer is not a valid token response ({m})"
+        )),
+    }
+}
+
+/// The OAuth error code and description of an error answer.
+pub trait OAuthErrorCode {
+    /// The `error` field.
+    fn code(&self) -> String;
+    /// The `error_description` field, cut to a sane length.
+    fn description(&self) -> Option<String>;
+}
+
+impl OAuthErrorCode for BasicErrorResponse {
+    fn code(&self) -> String {
+        match self.error() {
+            BasicErrorResponseType::Extension(s) => s.clone(),
+            other => other.as_ref().to_string(),
+        }
+    }
+    fn description(&self) -> Option<String> {
+        self.error_description().map(|d| shorten(d))
+    }
+}
+
+impl OAuthErrorCode for oauth2::DeviceCodeErrorResponse {
+    fn code(&self) -> String {
+        self.error().as_ref().to_string()
+    }
+    fn description(&self) -> Option<String> {
+        self.error_description().map(|d| shorten(d))
+    }
+}
+
+/// Bounds text that comes from the IdP before it reaches a log or a user.
+pub fn shorten(s: &str) -> String {
+    const MAX: usize = 300;
+    let s: String = s.chars().filter(|c| !c.is_control()).collect();
+    if s.chars().count() <= MAX {
+        s
+    } else {
+        format!("{}…", s.chars().take(MAX).collect::<String>())
+    }
+}

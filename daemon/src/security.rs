@@ -1,0 +1,28 @@
+//! Process hardening: no core dumps, no ptrace by other processes of the
+//! user, private file modes.
+
+/// Applies the hardening; failures are logged, not fatal.
+pub fn harden() {
+    // SAFETY: plain syscalls with constant arguments.
+    unsafe {
+        libc::umask(0o077);
+        // Not dumpable: no core files, and same-uid processes cannot ptrace
+        // us or read /proc/PID/mem.
+        if libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) != 0 {
+            tracing::warn!(
+                "cannot disable core dumps and ptrace: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        let zero = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::setrlimit(libc::RLIMIT_CORE, &zero) != 0 {
+            tracing::warn!(
+                "cannot set RLIMIT_CORE to 0: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+}

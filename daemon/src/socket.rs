@@ -1,0 +1,71 @@
+//! The agent's socket: a private directory, a 0600 socket, stale sockets of
+//! dead agents replaced, a live agent never displaced.
+
+use anyhow::{bail, Context};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use tokio::net::UnixListener;
+
+/// Prepares the directory and binds the socket at `path`.
+pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .context("the socket path has no directory")?;
+    if !dir.exists() {
+        crate::atomic_file::create_private_dir(dir)
+            .with_context(|| format!("cannot create the socket directory {}", dir.display()))?;
+    }
+    check_private_dir(dir)?;
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        use std::os::unix::fs::FileTypeExt;
+        if !meta.file_type().is_socket() {
+            bail!(
+                "{} exists and is not a socket; remove it or choose another --socket",
+                path.display()
+            );
+        }
+        match std::os::unix::net::UnixStream::connect(path) {
+            Ok(_) => bail!(
+                "another agent is already serving on {} (check with: regent status)",
+                path.display()
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                tracing::info!(path = %path.display(), "replacing the stale socket of an agent that is gone");
+                std::fs::remove_file(path).with_context(|| {
+                    format!("cannot remove the stale socket {}", path.display())
+                })?;
+            }
+            Err(e) => bail!("cannot probe the existing socket {}: {e}", path.display()),
+        }
+    }
+    let listener = UnixListener::bind(path)
+        .with_context(|| format!("cannot bind the socket {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot set the mode of {}", path.display()))?;
+    Ok(listener)
+}
+
+/// Refuses a directory owned by someone else or open to others.
+pub fn check_private_dir(dir: &Path) -> anyhow::Result<()> {
+    let meta = std::fs::metadata(dir)
+        .with_context(|| format!("cannot inspect the socket directory {}", dir.display()))?;
+    let uid = regent_proto::paths::current_uid();
+    if meta.uid() != uid {
+        bail!(
+            "refusing to use the socket directory {}: it is owned by uid {}, not by you (uid {uid})",
+            dir.display(),
+            meta.uid()
+        );
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        bail!(
+            "refusing to use the socket directory {}: its mode is {mode:03o}, open to other users; \
+             run `chmod 700 {}` or choose another --socket",
+            dir.display(),
+            dir.display()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,246 @@
+//! Where token sets persist: the OS keyring, a 0600 file, or memory only.
+//!
+//! Every backend is reached through [`Store`], which owns the one rule that
+//! matters at run time: a backend that fails degrades to memory with one
+//! warning, and from then on reports `persisted: false`, never silently.
+
+mod file;
+mod keyring;
+
+use secrecy::SecretString;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub use file::FileStore;
+pub use keyring::{ensure_session_keyring, KeyringStore};
+
+/// The store chosen with `--store`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StoreChoice {
+    /// Secret Service when a session bus answers, else kernel keyutils.
+    Auto,
+    /// The kernel keyutils keyring.
+    Keyutils,
+    /// The Secret Service (gnome-keyring, KWallet) over D-Bus.
+    SecretService,
+    /// A 0600 JSON file under `$XDG_STATE_HOME/regent/`.
+    File,
+    /// Nothing persisted.
+    Memory,
+}
+
+/// A backend failure; the message never contains a secret.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StoreError(pub String);
+
+/// How long one store call may take before it counts as failed (a locked
+/// Secret Service collection can wait on an unlock prompt forever).
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The store key of a registry's token set (contract): `regent:` and the first
+/// 16 hex digits of `sha256(url + "\0" + issuer + "\0" + client_id)`.
+pub fn store_key(registry_url: &str, issuer: &str, client_id: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(registry_url.as_bytes());
+    h.update([0]);
+    h.update(issuer.as_bytes());
+    h.update([0]);
+    h.update(client_id.as_bytes());
+    let digest = h.finalize();
+    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    format!("regent:{hex}")
+}
+
+enum Backend {
+    Keyring(KeyringStore),
+    File(FileStore),
+    Memory,
+}
+
+/// The token store, with its degrade-to-memory rule.
+pub struct Store {
+    name: &'static str,
+    backend: Backend,
+    degraded: AtomicBool,
+    memory: Mutex<HashMap<String, SecretString>>,
+}
+
+impl Store {
+    /// Opens the chosen store. Fails only when an explicitly chosen backend
+    /// cannot be opened at all; `auto` falls back and says so.
+    pub fn open(choice: StoreChoice, state_dir: PathBuf) -> anyhow::Result<Arc<Store>> {
+        let (name, backend) = match choice {
+            StoreChoice::Memory => ("memory", Backend::Memory),
+            StoreChoice::File => {
+                let path = state_dir.join("tokens.json");
+                tracing::warn!(
+                    path = %path.display(),
+                    "token store is a plain file: refresh tokens are protected only by its 0600 mode; \
+                     prefer the OS keyring (--store auto) where one is available"
+                );
+                ("file", Backend::File(FileStore::open(path)?))
+            }
+            StoreChoice::Keyutils => ("keyutils", Backend::Keyring(KeyringStore::keyutils()?)),
+            StoreChoice::SecretService => (
+                "secret-service",
+                Backend::Keyring(KeyringStore::secret_service()?),
+            ),
+            StoreChoice::Auto => {
+                match KeyringStore::secret_service() {
+                    Ok(s) => ("secret-service", Backend::Keyring(s)),
+                    Err(e) => {
+                        tracing::info!("Secret Service not available ({e:#}); using the kernel keyutils keyring");
+                        ("keyutils", Backend::Keyring(KeyringStore::keyutils()?))
+                    }
+                }
+            }
+        };
+        Ok(Arc::new(Store {
+            name,
+            backend,
+            degraded: AtomicBool::new(false),
+            memory: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    /// The backend's name, as `/v1/health` reports it.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Whether writes currently reach a persistent backend.
+    pub fn persisting(&self) -> bool {
+        !matches!(self.backend, Backend::Memory) && !self.degraded.load(Ordering::Relaxed)
+    }
+
+    /// Reads a token set; `None` when nothing is stored under `key`.
+    pub async fn load(&self, key: &str) -> Option<SecretString> {
+        if self.persisting() {
+            match self.call(key, Op::Load).await {
+                Ok(v) => return v,
+                Err(e) => self.degrade("read", &e),
+            }
+        }
+        self.memory.lock().unwrap().get(key).cloned()
+    }
+
+    /// Writes a token set; returns whether it reached a persistent backend.
+    pub async fn save(&self, key: &str, value: SecretString) -> bool {
+        if self.persisting() {
+            match self.call(key, Op::Save(value.clone())).await {
+                Ok(_) => return true,
+                Err(e) => self.degrade("write", &e),
+            }
+        }
+        self.memory.lock().unwrap().insert(key.to_string(), value);
+        false
+    }
+
+    /// Deletes a token set; returns whether one was there.
+    pub async fn delete(&self, key: &str) -> bool {
+        let in_memory = self.memory.lock().unwrap().remove(key).is_some();
+        // After degrading, still try the real backend so no stale entry stays behind.
+        if !matches!(self.backend, Backend::Memory) {
+            match self.call(key, Op::Delete).await {
+                Ok(Some(_)) => return true,
+                Ok(None) => {}
+                Err(e) if self.persisting() => self.degrade("delete from", &e),
+                Err(e) => tracing::debug!("delete from degraded store failed: {e}"),
+            }
+        }
+        in_memory
+    }
+
+    fn degrade(&self, what: &str, e: &StoreError) {
+        if !self.degraded.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                store = self.name,
+                "cannot {what} the token store ({e}); keeping tokens in memory only until restart \
+                 (status shows \"persisted\": false)"
+            );
+        }
+    }
+
+    /// Runs one blocking backend call off the async threads, bounded in time.
+    async fn call(&self, key: &str, op: Op) -> Result<Option<SecretString>, StoreError> {
+        let key = key.to_string();
+        let task = match &self.backend {
+            Backend::Keyring(k) => {
+                let k = k.clone();
+                tokio::task::spawn_blocking(move || k.run(&key, op))
+            }
+            Backend::File(f) => {
+                let f = f.clone();
+                tokio::task::spawn_blocking(move || f.run(&key, op))
+            }
+            Backend::Memory => return Ok(None),
+        };
+        match tokio::time::timeout(CALL_TIMEOUT, task).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(join)) => Err(StoreError(format!("store call panicked: {join}"))),
+            Err(_) => Err(StoreError(format!(
+                "no answer within {}s (is the keyring locked?)",
+                CALL_TIMEOUT.as_secs()
+            ))),
+        }
+    }
+}
+
+/// One backend operation. `Delete` answers `Some` when something was deleted.
+pub(crate) enum Op {
+    Load,
+    Save(SecretString),
+    Delete,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    #[test]
+    fn key_is_the_contract_derivation() {
+        let k = store_key("https://r.example", "https://idp.example", "cli");
+        // sha256("https://r.example\0https://idp.example\0cli"), first 8 bytes.
+        let mut h = Sha256::new();
+        h.update(b"https://r.example\0https://idp.example\0cli");
+        let d = h.finalize();
+        let expect: String = d[..8].iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(k, format!("regent:{expect}"));
+        assert_eq!(k.len(), "regent:".len() + 16);
+        assert_ne!(
+            k,
+            store_key("https://r.example", "https://idp.example", "cli2")
+        );
+    }
+
+    #[tokio::test]
+    async fn memory_store_round_trips_and_says_it_does_not_persist() {
+        let s = Store::open(StoreChoice::Memory, PathBuf::from("/nonexistent")).unwrap();
+        assert!(!s.save("k", SecretString::from("v")).await);
+        assert_eq!(s.load("k").await.unwrap().expose_secret(), "v");
+        assert!(s.delete("k").await);
+        assert!(s.load("k").await.is_none());
+        assert!(!s.persisting());
+    }
+
+    #[tokio::test]
+    async fn a_failing_backend_degrades_to_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(StoreChoice::File, dir.path().to_path_buf()).unwrap();
+        assert!(s.save("k", SecretString::from(r#"{"v":1}"#)).await);
+        assert!(s.persisting());
+        // Replace the file with a directory: every later file access fails (even as root).
+        let file = dir.path().join("tokens.json");
+        std::fs::remove_file(&file).unwrap();
+        std::fs::create_dir(&file).unwrap();
+        assert!(!s.save("k", SecretString::from(r#"{"v":2}"#)).await);
+        assert!(!s.persisting());
+        assert_eq!(s.load("k").await.unwrap().expose_secret(), r#"{"v":2}"#);
+    }
+}

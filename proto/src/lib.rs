@@ -1,0 +1,24 @@
+//! regent agent API v1: the wire types, error codes and path rules shared by
+//! `regentd` (the agent) and `regent` (the CLI and client library).
+//!
+//! Pure data and small pure functions: nothing here does I/O beyond reading
+//! environment variables to resolve paths.
+
+pub mod error;
+pub mod paths;
+pub mod types;
+
+pub use error::{ErrorBody, ErrorCode, ErrorDetail};
+pub use types::*;
+
+/// The agent API version this crate describes.
+pub const API_VERSION: u32 = 1;
+
+/// Largest request body the agent accepts, in bytes.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Longest `wait_secs` a login poll may ask for.
+pub const MAX_LOGIN_WAIT_SECS: u64 = 60;
+
+/// Default `min_valid_secs` of a token request.
+pub const DEFAULT_MIN_VALID_SECS: u64 = 30;

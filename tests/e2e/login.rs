@@ -1,0 +1,203 @@
+//! Device login through the CLI and the API.
+
+use crate::World;
+use regent_proto::{LoginFlow, LoginRequest, LoginState};
+use regent_tests::forms;
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+#[tokio::test]
+async fn device_login_through_the_cli_end_to_end() {
+    let w = World::default().await;
+    // Not logged in yet: exit 4 and the command to run.
+    let out = w.agent.regent(&["token"]);
+    assert_eq!(out.code, 4, "{out:?}");
+    assert!(out.stderr.contains("regent login corp"), "{}", out.stderr);
+
+    let mut child = w
+        .agent
+        .regent_command(&["login", "--device", "corp"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read the instructions the user would read.
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let (mut uri, mut code) = (None, None);
+    let mut line = String::new();
+    while code.is_none() {
+        line.clear();
+        assert!(
+            err.read_line(&mut line).unwrap() > 0,
+            "regent login printed no code"
+        );
+        let t = line.trim();
+        if t.starts_with("http://") {
+            uri = Some(t.to_string());
+        }
+        if let Some(c) = t.strip_prefix("and enter the code:") {
+            code = Some(c.trim().to_string());
+        }
+    }
+    forms::approve_device(&uri.unwrap(), &code.unwrap(), "alice")
+        .await
+        .unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert_eq!(stdout.trim(), "Logged in to corp as alice.");
+
+    let token = w.token(&[]);
+    assert!(
+        w.idp.is_active(&token).await,
+        "the IdP knows the token it issued"
+    );
+    let status = w.status();
+    let auth = &status["registries"][0]["auth"];
+    assert_eq!(auth["status"], "authenticated");
+    assert_eq!(auth["has_refresh_token"], true);
+    assert_eq!(auth["persisted"], true);
+    assert_eq!(auth["account"], "alice");
+    assert_eq!(status["agent"]["store"], "file");
+}
+
+#[tokio::test]
+async fn ctrl_c_cancels_the_login_at_the_agent() {
+    let w = World::default().await;
+    let mut child = w
+        .agent
+        .regent_command(&["login", "--device"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("enter the code") {
+        line.clear();
+        assert!(err.read_line(&mut line).unwrap() > 0);
+    }
+    regent_tests::idp::signal(child.id(), libc::SIGINT);
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    // The agent has the login as failed, cancelled: find it through a new login's replacement logic.
+    let client = w.agent.client();
+    let regs = client.registries().await.unwrap();
+    assert_eq!(
+        regs[0].auth.as_ref().unwrap().status,
+        regent_proto::AuthState::AuthRequired
+    );
+    // A login that is cancelled at the agent stops polling the IdP.
+    let before = w.idp.counts().await["token"]["urn:ietf:params:oauth:grant-type:device_code"]
+        .as_u64()
+        .unwrap_or(0);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let after = w.idp.counts().await["token"]["urn:ietf:params:oauth:grant-type:device_code"]
+        .as_u64()
+        .unwrap_or(0);
+    assert_eq!(before, after, "the agent kept polling after the cancel");
+}
+
+#[tokio::test]
+async fn cancel_and_long_poll_through_the_api() {
+    let w = World::default().await;
+    let client = w.agent.client();
+    let login = client
+        .login(&LoginRequest {
+            registry: None,
+            flow: LoginFlow::Device,
+        })
+        .await
+        .unwrap();
+    assert_eq!(login.flow, LoginFlow::Device);
+    assert_eq!(login.interval, Some(1));
+    assert!(login.user_code.is_some());
+    // A long poll waits for a change, up to wait_secs.
+    let t0 = Instant::now();
+    let s = client.login_status(&login.id, 1).await.unwrap();
+    assert_eq!(s.status, LoginState::Pending);
+    assert!(
+        t0.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        t0.elapsed()
+    );
+    // A cancel ends a pending long poll at once.
+    let poll = {
+        let client = client.clone();
+        let id = login.id.clone();
+        tokio::spawn(async move { client.login_status(&id, 30).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let t1 = Instant::now();
+    client.cancel_login(&login.id).await.unwrap();
+    let s = poll.await.unwrap().unwrap();
+    assert!(t1.elapsed() < Duration::from_secs(5));
+    assert_eq!(s.status, LoginState::Failed);
+    assert!(s.error.unwrap().contains("cancelled"));
+}
+
+#[tokio::test]
+async fn a_newer_login_replaces_a_pending_one() {
+    let w = World::default().await;
+    let client = w.agent.client();
+    let req = LoginRequest {
+        registry: Some("corp".into()),
+        flow: LoginFlow::Device,
+    };
+    let first = client.login(&req).await.unwrap();
+    let second = client.login(&req).await.unwrap();
+    let s = client.login_status(&first.id, 0).await.unwrap();
+    assert_eq!(s.status, LoginState::Failed);
+    assert!(s.error.unwrap().contains("replaced"));
+    forms::approve_device(
+        second.verification_uri.as_deref().unwrap(),
+        second.user_code.as_deref().unwrap(),
+        "bob",
+    )
+    .await
+    .unwrap();
+    let s = client.login_status(&second.id, 30).await.unwrap();
+    assert_eq!(s.status, LoginState::Succeeded);
+    assert_eq!(s.account.as_deref(), Some("bob"));
+}
+
+#[tokio::test]
+async fn device_polling_honours_slow_down() {
+    let w = World::default().await;
+    let client = w.agent.client();
+    // The next token request is answered slow_down: RFC 8628 §3.5 says wait 5 s more.
+    w.idp
+        .fault(serde_json::json!({"mode": "slow_down", "times": 1}))
+        .await;
+    let login = client
+        .login(&LoginRequest {
+            registry: None,
+            flow: LoginFlow::Device,
+        })
+        .await
+        .unwrap();
+    let t0 = Instant::now();
+    forms::approve_device(
+        login.verification_uri.as_deref().unwrap(),
+        login.user_code.as_deref().unwrap(),
+        "alice",
+    )
+    .await
+    .unwrap();
+    let s = client.login_status(&login.id, 30).await.unwrap();
+    assert_eq!(s.status, LoginState::Succeeded);
+    let elapsed = t0.elapsed();
+    let polls = w.idp.counts().await["token"]["urn:ietf:params:oauth:grant-type:device_code"]
+        .as_u64()
+        .unwrap();
+    // One poll got slow_down, the next came interval + 5 = 6 s later and got the tokens.
+    assert_eq!(polls, 2, "polls: {polls}");
+    assert!(elapsed >= Duration::from_millis(5500), "{elapsed:?}");
+}

@@ -1,0 +1,309 @@
+// Test identity provider for regent's end-to-end tests (oidc-provider 9.x).
+//
+//   node tests/idp/idp.mjs
+//
+// Environment: IDP_PORT (0 = ephemeral), IDP_HOST (127.0.0.1), IDP_ACCESS_TTL (60 s),
+// IDP_REFRESH_TTL (3600 s), IDP_DEVICE_INTERVAL (1 s), IDP_NO_REFRESH (1 = never issue
+// refresh tokens).
+//
+// Prints one JSON line on stdout once listening:
+//   {"issuer": "http://127.0.0.1:PORT", "port": PORT, "pid": PID}
+// and nothing else on stdout afterwards.
+//
+// Test-only endpoints (not part of any spec):
+//   GET  /__test/counts  -> {"token": {<grant_type>: n}, "revocation": n,
+//                           "device_authorization": n, "introspection": n}
+//   POST /__test/reset   -> zero the counters (the fault mode is left alone)
+//   POST /__test/fault   {"mode": "none"|"500"|"html"|"truncated"|"slow"|"slow_down"|"down",
+//                         "delay_ms": 5000, "times": n}
+//     Faults hit only POST <token endpoint> (any grant type), except "down", which
+//     drops the connection of every request other than /__test/*. "times" (optional)
+//     makes the fault apply to the next n affected requests only, then "none" again.
+//
+// Signals: SIGUSR2 toggles an outage: the server stops listening (connections are refused,
+// as for an IdP that is down, while every grant and token stays in memory), and the next
+// SIGUSR2 listens again on the same port.
+
+import * as crypto from 'node:crypto';
+import * as http from 'node:http';
+import * as querystring from 'node:querystring';
+
+import Provider from 'oidc-provider';
+
+// oidc-provider prints its notices with console.info (stdout); stdout carries only the
+// ready line, so send everything else to stderr.
+console.log = console.info = console.debug = (...args) => console.error(...args);
+
+const env = (name, dflt) => {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return dflt;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 0) throw new TypeError(`${name} must be a non-negative integer`);
+  return n;
+};
+
+const HOST = process.env.IDP_HOST || '127.0.0.1';
+const PORT = env('IDP_PORT', 0);
+const ACCESS_TTL = env('IDP_ACCESS_TTL', 60);
+const REFRESH_TTL = env('IDP_REFRESH_TTL', 3600);
+const DEVICE_INTERVAL = env('IDP_DEVICE_INTERVAL', 1);
+const NO_REFRESH = process.env.IDP_NO_REFRESH === '1'; // issue no refresh tokens at all
+
+const PUBLIC_CLIENT = 'regent-test';
+const INTROSPECTOR = 'regent-introspector';
+
+// ---------------------------------------------------------------------------------------
+// Listen first (the port may be ephemeral), then build the provider for that issuer.
+let handler = (_req, res) => { res.statusCode = 503; res.end(); };
+const server = http.createServer((req, res) => handler(req, res));
+await new Promise((resolve, reject) => {
+  server.once('error', reject);
+  server.listen(PORT, HOST, resolve);
+});
+const { port } = server.address();
+const issuerHost = ['0.0.0.0', '::', ''].includes(HOST) ? '127.0.0.1'
+  : HOST.includes(':') ? `[${HOST}]` : HOST;
+const issuer = `http://${issuerHost}:${port}`;
+
+// Fresh signing key per run (avoids the provider's shared development keystore).
+const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+const signingKey = { ...privateKey.export({ format: 'jwk' }), kid: 'idp-rs256', alg: 'RS256', use: 'sig' };
+
+const provider = new Provider(issuer, {
+  clients: [
+    {
+      client_id: PUBLIC_CLIENT,
+      token_endpoint_auth_method: 'none',
+      application_type: 'native', // http loopback redirect URIs match on any port (RFC 8252 7.3)
+      grant_types: ['authorization_code', 'refresh_token', 'urn:ietf:params:oauth:grant-type:device_code'],
+      response_types: ['code'],
+      redirect_uris: ['http://127.0.0.1/callback'],
+    },
+    {
+      client_id: INTROSPECTOR,
+      client_secret: 'introspector-secret',
+      token_endpoint_auth_method: 'client_secret_basic',
+      grant_types: [],
+      response_types: [],
+      redirect_uris: [],
+    },
+  ],
+  jwks: { keys: [signingKey] },
+  cookies: { keys: ['regent-test-idp-cookie-key-1'] },
+  responseTypes: ['code'], // no implicit / hybrid
+  scopes: ['openid', 'offline_access', 'profile', 'email', 'registry:read'],
+  claims: {
+    openid: ['sub'],
+    profile: ['name', 'preferred_username'],
+    email: ['email', 'email_verified'],
+  },
+  // devInteractions accept any login/password; the login becomes the subject.
+  async findAccount(_ctx, sub) {
+    return {
+      accountId: sub,
+      async claims() {
+        return { sub, name: sub, preferred_username: sub, email: `${sub}@example.test`, email_verified: true };
+      },
+    };
+  },
+  pkce: { required: (_ctx, client) => client.clientAuthMethod === 'none' }, // S256 is the only method
+  // Default policy made explicit: refresh token iff the client may refresh and offline_access
+  // was granted. The code flow keeps offline_access only with prompt=consent; the device
+  // authorization endpoint does not take `prompt`, so offline_access survives there.
+  issueRefreshToken: async (_ctx, client, source) => !NO_REFRESH
+    && client.grantTypeAllowed('refresh_token')
+    && source.scopes.has('offline_access'),
+  rotateRefreshToken: true, // rotate on every use; reusing a rotated token revokes the grant
+  ttl: {
+    AccessToken: (_ctx, token) => token.resourceServer?.accessTokenTTL || ACCESS_TTL,
+    RefreshToken: () => REFRESH_TTL,
+    AuthorizationCode: () => 60,
+    DeviceCode: () => 600,
+    IdToken: () => 3600,
+    Interaction: () => 3600,
+    Session: () => 14 * 24 * 3600,
+    Grant: () => 14 * 24 * 3600,
+  },
+  features: {
+    devInteractions: { enabled: true },
+    deviceFlow: { enabled: true },
+    // Clients may revoke only their own tokens (others: silent 200, nothing revoked).
+    // Revoking a refresh token revokes its whole grant (all ATs/RTs); revoking an AT doesn't.
+    revocation: { enabled: true, allowedPolicy: async (_ctx, client, token) => token.clientId === client.clientId },
+    introspection: {
+      enabled: true,
+      // The introspector may introspect any token; other clients only their own.
+      allowedPolicy: async (ctx, client, token) => client.clientId === INTROSPECTOR
+        || token.clientId === client.clientId,
+    },
+    // RFC 8707: without `resource` tokens stay opaque (OIDC scopes, usable at userinfo).
+    // With `resource=<absolute URI>` the access token is an RS256 JWT with aud=<resource>
+    // and only the resource's scope (registry:read). Verify with the issuer's jwks_uri.
+    resourceIndicators: {
+      enabled: true,
+      defaultResource: async (_ctx, _client, oneOf) => oneOf,
+      useGrantedResource: async () => true,
+      getResourceServerInfo: async (_ctx, resource) => ({
+        scope: 'registry:read',
+        audience: resource,
+        accessTokenFormat: 'jwt',
+        accessTokenTTL: ACCESS_TTL,
+      }),
+    },
+  },
+});
+
+// ---------------------------------------------------------------------------------------
+// Test hooks. provider.use() inserts middleware ahead of the provider's own router.
+const paths = {
+  token: provider.pathFor('token'),
+  revocation: provider.pathFor('revocation'),
+  introspection: provider.pathFor('introspection'),
+  device_authorization: provider.pathFor('device_authorization'),
+};
+
+const newCounts = () => ({ token: {}, revocation: 0, device_authorization: 0, introspection: 0 });
+let counts = newCounts();
+let fault = { mode: 'none', delay_ms: 0, times: undefined };
+const FAULT_MODES = new Set(['none', '500', 'html', 'truncated', 'slow', 'slow_down', 'down']);
+
+async function readBody(req) {
+  const chunks = [];
+  for await (const chunk of req) chunks.push(chunk);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+const sleep = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
+
+function json(ctx, status, body) {
+  ctx.status = status;
+  ctx.type = 'application/json';
+  ctx.body = JSON.stringify(body);
+}
+
+// Consumes one use of the current fault; returns the mode to apply to this request.
+function takeFault() {
+  const { mode } = fault;
+  if (mode !== 'none' && fault.times !== undefined && --fault.times <= 0) {
+    fault = { mode: 'none', delay_ms: 0, times: undefined };
+  }
+  return mode;
+}
+
+provider.use(async (ctx, next) => {
+  // --- control endpoints -------------------------------------------------------------
+  if (ctx.path.startsWith('/__test/')) {
+    if (ctx.method === 'GET' && ctx.path === '/__test/counts') return json(ctx, 200, counts);
+    if (ctx.method === 'POST' && ctx.path === '/__test/reset') {
+      counts = newCounts();
+      return json(ctx, 200, counts);
+    }
+    if (ctx.method === 'POST' && ctx.path === '/__test/fault') {
+      let body;
+      try { body = JSON.parse((await readBody(ctx.req)) || '{}'); } catch { body = null; }
+      if (!body || !FAULT_MODES.has(String(body.mode ?? 'none'))) {
+        return json(ctx, 400, { error: 'bad fault', modes: [...FAULT_MODES] });
+      }
+      fault = {
+        mode: String(body.mode ?? 'none'),
+        delay_ms: Number(body.delay_ms ?? 5000),
+        times: body.times === undefined ? undefined : Number(body.times),
+      };
+      return json(ctx, 200, fault);
+    }
+    return json(ctx, 404, { error: 'not_found' });
+  }
+
+  if (fault.mode === 'down' && takeFault() === 'down') {
+    ctx.respond = false;
+    ctx.req.socket.destroy();
+    return undefined;
+  }
+
+  const post = ctx.method === 'POST';
+  if (post && ctx.path === paths.revocation) counts.revocation += 1;
+  if (post && ctx.path === paths.introspection) counts.introspection += 1;
+  if (post && ctx.path === paths.device_authorization) {
+    counts.device_authorization += 1;
+    await next();
+    // RFC 8628 3.2: the provider omits `interval` (the client default is then 5 s).
+    if (ctx.status === 200 && ctx.body && typeof ctx.body === 'object' && ctx.body.device_code) {
+      ctx.body = { ...ctx.body, interval: DEVICE_INTERVAL };
+    }
+    return undefined;
+  }
+  if (!(post && ctx.path === paths.token)) return next();
+
+  // --- token endpoint ----------------------------------------------------------------
+  const countGrant = (grantType) => {
+    const key = String(grantType ?? '(none)');
+    counts.token[key] = (counts.token[key] ?? 0) + 1;
+  };
+
+  const delayMs = fault.delay_ms;
+  const mode = takeFault();
+  if (mode === 'none' || mode === 'slow') {
+    if (mode === 'slow') await sleep(delayMs);
+    try {
+      return await next();
+    } finally {
+      // ctx.oidc exists once the provider's router matched; body is the parsed form.
+      countGrant(ctx.oidc?.body?.grant_type);
+    }
+  }
+
+  // Faulted: the provider never sees the request; parse the form ourselves for counting.
+  countGrant(querystring.parse(await readBody(ctx.req)).grant_type);
+  switch (mode) {
+    case '500':
+      return json(ctx, 500, { error: 'server_error', error_description: 'injected fault' });
+    case 'slow_down':
+      return json(ctx, 400, { error: 'slow_down', error_description: 'injected fault' });
+    case 'html':
+      ctx.status = 200;
+      ctx.type = 'text/html';
+      ctx.body = '<!DOCTYPE html><html><head><title>Gateway</title></head><body><h1>Please sign in to the corporate proxy</h1></body></html>';
+      return undefined;
+    case 'truncated':
+      ctx.status = 200;
+      ctx.type = 'application/json';
+      ctx.body = '{"access_token": "abc';
+      return undefined;
+    default:
+      throw new Error(`unreachable fault mode ${mode}`);
+  }
+});
+
+provider.on('server_error', (_ctx, err) => console.error('idp server_error:', err));
+
+handler = provider.callback();
+
+process.stdout.write(`{"issuer": ${JSON.stringify(issuer)}, "port": ${port}, "pid": ${process.pid}}\n`);
+
+function shutdown() {
+  server.close(() => process.exit(0));
+  server.closeAllConnections();
+  setTimeout(() => process.exit(0), 1000).unref();
+}
+process.on('SIGTERM', shutdown);
+// SIGUSR2 toggles an outage. (SIGUSR1 is Node's debugger signal; left alone.)
+let down = false;
+let keepAlive; // with the server closed, nothing else keeps Node's event loop alive
+server.on('error', (e) => console.error('idp: server error:', e.message));
+process.on('SIGUSR2', () => {
+  down = !down;
+  if (down) {
+    keepAlive = setInterval(() => {}, 60_000);
+    server.close();
+    server.closeAllConnections();
+    console.error('idp: down (SIGUSR2): connections are refused');
+    return;
+  }
+  const up = () => server.listen(port, HOST, () => {
+    clearInterval(keepAlive);
+    console.error('idp: up again (SIGUSR2)');
+  });
+  // close() completes asynchronously; listen again once it has.
+  if (server.listening) server.once('close', up); else up();
+});
+process.on('SIGINT', shutdown);

@@ -1,0 +1,220 @@
+//! The real `regentd` on a temp socket with temp XDG dirs, and the real
+//! `regent` CLI pointed at it.
+
+use crate::bin;
+use regent_client::AgentClient;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How to start the agent.
+#[derive(Clone, Debug)]
+pub struct AgentOptions {
+    /// `--store`.
+    pub store: String,
+    /// Extra environment (e.g. `DBUS_SESSION_BUS_ADDRESS`).
+    pub env: Vec<(String, String)>,
+}
+
+impl Default for AgentOptions {
+    fn default() -> Self {
+        AgentOptions {
+            store: "file".into(),
+            env: Vec::new(),
+        }
+    }
+}
+
+/// What a CLI run produced.
+#[derive(Debug)]
+pub struct CmdOut {
+    /// Exit code (-1 when killed by a signal).
+    pub code: i32,
+    /// stdout.
+    pub stdout: String,
+    /// stderr.
+    pub stderr: String,
+}
+
+/// A running agent with its own home; killed on drop.
+pub struct Agent {
+    home: tempfile::TempDir,
+    /// The socket.
+    pub socket: PathBuf,
+    opts: AgentOptions,
+    child: Option<Child>,
+}
+
+impl Agent {
+    /// Starts an agent in a fresh home and waits until it answers.
+    pub async fn start(opts: AgentOptions) -> Agent {
+        let home = tempfile::tempdir().unwrap();
+        let socket = home.path().join("run/regent/agent.sock");
+        let mut a = Agent {
+            home,
+            socket,
+            opts,
+            child: None,
+        };
+        a.spawn().await;
+        a
+    }
+
+    /// The agent's home (HOME and the XDG dirs live below it).
+    pub fn home(&self) -> &Path {
+        self.home.path()
+    }
+
+    /// The config file.
+    pub fn config_file(&self) -> PathBuf {
+        self.home().join("config/regent/config.toml")
+    }
+
+    /// The file store.
+    pub fn token_file(&self) -> PathBuf {
+        self.home().join("state/regent/tokens.json")
+    }
+
+    /// The agent's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.home().join("agent.log")).unwrap_or_default()
+    }
+
+    /// The environment every process of this test sees.
+    pub fn env(&self) -> Vec<(String, String)> {
+        let h = self.home().display().to_string();
+        let mut v = vec![
+            ("HOME".to_string(), h.clone()),
+            ("XDG_RUNTIME_DIR".into(), format!("{h}/run")),
+            ("XDG_CONFIG_HOME".into(), format!("{h}/config")),
+            ("XDG_STATE_HOME".into(), format!("{h}/state")),
+            ("REGENT_SOCKET".into(), self.socket.display().to_string()),
+            ("REGENT_LOG".into(), "regentd=debug,info".into()),
+        ];
+        v.extend(self.opts.env.iter().cloned());
+        v
+    }
+
+    /// A `regentd` command with this agent's environment (not started).
+    pub fn regentd_command(&self) -> Command {
+        let mut c = Command::new(bin("regentd"));
+        c.arg("--store").arg(&self.opts.store);
+        c.env_remove("DBUS_SESSION_BUS_ADDRESS");
+        c.envs(self.env());
+        c
+    }
+
+    async fn spawn(&mut self) {
+        std::fs::create_dir_all(self.home().join("run")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.home().join("agent.log"))
+            .unwrap();
+        let child = self
+            .regentd_command()
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("regentd starts");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if self.client().health().await.is_ok() {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("regentd exited ({status}) at start:\n{}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "regentd did not answer:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// The agent's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("agent running").id()
+    }
+
+    /// kill -9: no chance to clean up.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// kill -9, then start again on the same home and socket.
+    pub async fn restart_after_kill9(&mut self) {
+        self.kill9();
+        self.spawn().await;
+    }
+
+    /// An API client.
+    pub fn client(&self) -> AgentClient {
+        AgentClient::new(&self.socket)
+    }
+
+    /// A `regent` command with this agent's environment (not started).
+    pub fn regent_command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin("regent"));
+        c.args(args).envs(self.env()).stdin(Stdio::null());
+        c
+    }
+
+    /// Runs `regent ARGS` to completion.
+    pub fn regent(&self, args: &[&str]) -> CmdOut {
+        let out = self.regent_command(args).output().expect("regent runs");
+        CmdOut {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Runs `regent ARGS` on the tokio blocking pool (for concurrency tests).
+    pub async fn regent_async(&self, args: &[&str]) -> CmdOut {
+        let out = tokio::process::Command::from(self.regent_command(args))
+            .output()
+            .await
+            .expect("regent runs");
+        CmdOut {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// The file store's contents (`--store file`).
+    pub fn stored(&self) -> serde_json::Map<String, serde_json::Value> {
+        match std::fs::read(self.token_file()) {
+            Ok(b) => serde_json::from_slice(&b).unwrap(),
+            Err(_) => Default::default(),
+        }
+    }
+
+    /// The one stored refresh token (`--store file`).
+    pub fn stored_refresh_token(&self) -> Option<String> {
+        self.stored()
+            .values()
+            .next()
+            .and_then(|v| v["refresh_token"].as_str().map(str::to_string))
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "---- regentd log ----\n{}\n---------------------",
+                self.log()
+            );
+        }
+        self.kill9();
+    }
+}

@@ -1,0 +1,208 @@
+//! The test IdP: `node tests/idp/idp.mjs` (oidc-provider) on an ephemeral port.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// The public client the provider knows.
+pub const CLIENT_ID: &str = "regent-test";
+
+/// How to start the IdP.
+#[derive(Clone, Debug)]
+pub struct IdpOptions {
+    /// Access token lifetime, seconds.
+    pub access_ttl: u64,
+    /// Refresh token lifetime, seconds.
+    pub refresh_ttl: u64,
+    /// `interval` in device authorization answers.
+    pub device_interval: u64,
+    /// Issue no refresh tokens at all.
+    pub no_refresh: bool,
+}
+
+impl Default for IdpOptions {
+    fn default() -> Self {
+        IdpOptions {
+            access_ttl: 300,
+            refresh_ttl: 3600,
+            device_interval: 1,
+            no_refresh: false,
+        }
+    }
+}
+
+/// A running test IdP; killed on drop.
+pub struct Idp {
+    child: Child,
+    /// Its issuer, `http://127.0.0.1:PORT`.
+    pub issuer: String,
+    /// Its port.
+    pub port: u16,
+    http: reqwest::Client,
+    _log: tempfile::NamedTempFile,
+}
+
+impl Idp {
+    /// Starts the IdP and waits for its ready line.
+    pub fn start(opts: IdpOptions) -> Idp {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/idp/idp.mjs");
+        let modules = concat!(env!("CARGO_MANIFEST_DIR"), "/idp/node_modules");
+        assert!(
+            std::path::Path::new(modules).exists(),
+            "the test IdP's packages are missing: run `npm ci --prefix tests/idp` (scripts/test does)"
+        );
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let mut child = Command::new("node")
+            .arg(script)
+            .env("IDP_PORT", "0")
+            .env("IDP_ACCESS_TTL", opts.access_ttl.to_string())
+            .env("IDP_REFRESH_TTL", opts.refresh_ttl.to_string())
+            .env("IDP_DEVICE_INTERVAL", opts.device_interval.to_string())
+            .env("IDP_NO_REFRESH", if opts.no_refresh { "1" } else { "" })
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log.reopen().unwrap())
+            .spawn()
+            .expect("node starts (is Node.js installed?)");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let ready: Value = serde_json::from_str(&line).unwrap_or_else(|_| {
+            panic!(
+                "the IdP did not start: {}",
+                std::fs::read_to_string(log.path()).unwrap_or_default()
+            )
+        });
+        Idp {
+            child,
+            issuer: ready["issuer"].as_str().unwrap().to_string(),
+            port: ready["port"].as_u64().unwrap() as u16,
+            http: reqwest::Client::new(),
+            _log: log,
+        }
+    }
+
+    /// Token endpoint requests so far, by grant type.
+    pub async fn counts(&self) -> Value {
+        self.http
+            .get(format!("{}/__test/counts", self.issuer))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Refresh-token grants so far.
+    pub async fn refreshes(&self) -> u64 {
+        self.counts().await["token"]["refresh_token"]
+            .as_u64()
+            .unwrap_or(0)
+    }
+
+    /// Zeroes the counters.
+    pub async fn reset(&self) {
+        self.http
+            .post(format!("{}/__test/reset", self.issuer))
+            .send()
+            .await
+            .unwrap();
+    }
+
+    /// Injects a token-endpoint fault (`{"mode": ..., "times": n, "delay_ms": ms}`).
+    pub async fn fault(&self, fault: Value) {
+        let r = self
+            .http
+            .post(format!("{}/__test/fault", self.issuer))
+            .json(&fault)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "fault not accepted: {fault}");
+    }
+
+    /// Stops accepting connections (state kept): the IdP is down.
+    pub fn go_down(&self) {
+        signal(self.child.id(), libc::SIGUSR2);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    /// Accepts connections again on the same port.
+    pub async fn come_back(&self) {
+        signal(self.child.id(), libc::SIGUSR2);
+        let url = format!("{}/.well-known/openid-configuration", self.issuer);
+        crate::eventually(
+            "the IdP to listen again",
+            Duration::from_secs(5),
+            || async { self.http.get(&url).send().await.ok().map(|_| ()) },
+        )
+        .await;
+    }
+
+    /// RFC 7662 introspection: whether the IdP considers `token` active.
+    pub async fn is_active(&self, token: &str) -> bool {
+        let v: Value = self
+            .http
+            .post(format!("{}/token/introspection", self.issuer))
+            .basic_auth("regent-introspector", Some("introspector-secret"))
+            .form(&[("token", token)])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["active"].as_bool().unwrap()
+    }
+
+    /// RFC 7009 revocation by the public client, as an administrator or another app would.
+    pub async fn revoke(&self, token: &str, hint: &str) {
+        let r = self
+            .http
+            .post(format!("{}/token/revocation", self.issuer))
+            .form(&[
+                ("token", token),
+                ("token_type_hint", hint),
+                ("client_id", CLIENT_ID),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+
+    /// A raw refresh-token grant, as a client without the agent would send it.
+    pub async fn refresh_directly(&self, refresh_token: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}/token", self.issuer))
+            .form(&[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh_token),
+                ("client_id", CLIENT_ID),
+            ])
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+}
+
+impl Drop for Idp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends a signal to a process.
+pub fn signal(pid: u32, sig: i32) {
+    // SAFETY: kill(2) with a pid we started.
+    unsafe {
+        libc::kill(pid as i32, sig);
+    }
+}

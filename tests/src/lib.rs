@@ -1,0 +1,54 @@
+//! Harness for regent's end-to-end tests: the real `regentd` and `regent`
+//! binaries, a real OpenID Provider (`oidc-provider` under `tests/idp/`), and
+//! the provider's own HTML forms driven over HTTP.
+
+pub mod agent;
+pub mod forms;
+pub mod idp;
+pub mod keyring;
+
+pub use agent::{Agent, AgentOptions, CmdOut};
+pub use idp::{Idp, IdpOptions};
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// `target/debug` (or whichever profile built the tests).
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test knows its path");
+    // target/<profile>/deps/<test-binary>
+    exe.parent()
+        .and_then(|d| d.parent())
+        .expect("test binaries live in target/<profile>/deps")
+        .to_path_buf()
+}
+
+/// Path of a workspace binary; panics with the fix when it was not built.
+pub fn bin(name: &str) -> PathBuf {
+    let p = target_dir().join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: build the binaries first (cargo build --workspace), or run scripts/test",
+        p.display()
+    );
+    p
+}
+
+/// Polls `f` every 20 ms until it returns `Some`, or panics after `timeout`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
