@@ -16,11 +16,13 @@ use std::time::{Duration, Instant};
 /// `target/debug` (or whichever profile built the tests).
 pub fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("the test knows its path");
-    // target/<profile>/deps/<test-binary>
-    exe.parent()
-        .and_then(|d| d.parent())
-        .expect("test binaries live in target/<profile>/deps")
-        .to_path_buf()
+    // Tests live in target/<profile>/deps/, the demo in target/<profile>/.
+    let dir = exe.parent().expect("binaries live in target/<profile>");
+    if dir.ends_with("deps") {
+        dir.parent().expect("deps has a parent").to_path_buf()
+    } else {
+        dir.to_path_buf()
+    }
 }
 
 /// Path of a workspace binary; panics with the fix when it was not built.
