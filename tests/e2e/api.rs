@@ -241,6 +241,67 @@ async fn the_agent_refuses_a_socket_directory_open_to_others() {
 }
 
 #[tokio::test]
+async fn the_agent_refuses_a_socket_directory_of_another_user() {
+    let a = Agent::start(AgentOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let theirs = dir.path().join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+    let out = a
+        .regentd_command()
+        .arg("--socket")
+        .arg(theirs.join("agent.sock"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("owned by uid 65534"), "{err}");
+}
+
+#[tokio::test]
+async fn a_client_that_sends_no_headers_is_cut_off() {
+    use std::io::{Read, Write};
+    let a = Agent::start(AgentOptions::default()).await;
+    let mut s = std::os::unix::net::UnixStream::connect(&a.socket).unwrap();
+    s.write_all(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    let mut buf = Vec::new();
+    let n = s.read_to_end(&mut buf);
+    // Closed by the agent after its header read timeout (10 s), not by ours (20 s).
+    assert!(n.is_ok(), "{n:?}");
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(15),
+        "{:?}",
+        t0.elapsed()
+    );
+    // Meanwhile and after, others are served.
+    assert!(a.client().health().await.is_ok());
+}
+
+#[tokio::test]
+async fn the_file_store_is_private_and_says_so() {
+    let w = World::default().await;
+    w.login("alice").await;
+    let mode = std::fs::metadata(w.agent.token_file())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    let cfg_mode = std::fs::metadata(w.agent.config_file())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(cfg_mode, 0o600);
+    assert!(w.agent.log().contains("token store is a plain file"));
+}
+
+#[tokio::test]
 async fn a_stale_socket_is_replaced_and_a_live_agent_is_not() {
     let mut a = Agent::start(AgentOptions::default()).await;
     // A second agent on the same socket is refused; the first keeps serving.

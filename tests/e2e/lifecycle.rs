@@ -45,14 +45,42 @@ async fn an_expired_token_is_refreshed_and_the_rotation_persisted() {
         "the rotated refresh token was not stored"
     );
     assert!(w.idp.is_active(&second).await);
+    // No token reaches the agent's log, even at debug level.
+    let log = w.agent.log();
+    assert!(log.contains("refreshed access token"), "{log}");
+    for secret in [&first, &second, &rt_before, &rt_after] {
+        assert!(!log.contains(secret.as_str()), "a token is in the log");
+    }
+}
+
+#[tokio::test]
+async fn a_token_in_its_last_stretch_is_served_at_once_and_refreshed_behind() {
+    // Lifetime 4 s: the refresh-ahead window is its second half.
+    let w = World::new(short(4), AgentOptions::default()).await;
+    w.login("alice").await;
+    let first = w.token(&["--min-valid", "0"]);
+    tokio::time::sleep(Duration::from_millis(2300)).await;
+    assert_eq!(w.idp.refreshes().await, 0);
+    // Still valid: served as it is, and one background refresh starts.
+    assert_eq!(w.token(&["--min-valid", "0"]), first);
+    let idp = &w.idp;
+    regent_tests::eventually("the background refresh", Duration::from_secs(5), || async {
+        (idp.refreshes().await == 1).then_some(())
+    })
+    .await;
+    let next = w.token(&["--min-valid", "0"]);
+    assert_ne!(next, first);
+    assert_eq!(w.idp.refreshes().await, 1);
 }
 
 #[tokio::test]
 async fn fifty_concurrent_callers_on_a_stale_token_cause_one_refresh() {
-    let w = World::new(short(4), AgentOptions::default()).await;
+    // Lifetime 8 s: the new token stays out of its refresh-ahead window (the
+    // last 4 s) while all fifty callers are served.
+    let w = World::new(short(8), AgentOptions::default()).await;
     w.login("alice").await;
     let old = w.token(&["--min-valid", "1"]);
-    tokio::time::sleep(Duration::from_millis(4200)).await;
+    tokio::time::sleep(Duration::from_millis(8200)).await;
     w.idp.reset().await;
     let runs = (0..50).map(|_| w.agent.regent_async(&["token", "--min-valid", "1"]));
     let outs = futures::future::join_all(runs).await;

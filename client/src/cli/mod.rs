@@ -38,9 +38,9 @@ impl Failure {
     /// One readable line.
     pub fn message(&self) -> String {
         match self {
-            Failure::Client(e @ ClientError::Unreachable { .. }) => format!(
-                "{e}\n  start the agent with `regentd &` (or `systemctl --user start regentd.socket`)"
-            ),
+            Failure::Client(e @ ClientError::Unreachable { .. }) => {
+                format!("{e} (is regentd running? start it with `regentd &`)")
+            }
             Failure::Client(e) => e.to_string(),
             Failure::Other(m) => m.clone(),
         }
