@@ -24,8 +24,17 @@ use time::OffsetDateTime;
 /// Largest static token file the agent reads.
 const MAX_TOKEN_FILE: u64 = 64 * 1024;
 
+/// Agent-wide settings from the command line.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// How long a browser login waits for its callback.
+    pub login_timeout: Duration,
+}
+
 /// The agent.
 pub struct Agent {
+    /// Settings from the command line.
+    pub settings: Settings,
     config_path: PathBuf,
     /// Serializes config changes (read-modify-write of the file).
     config_lock: tokio::sync::Mutex<Config>,
@@ -54,7 +63,12 @@ pub fn oauth_error(e: OAuthError, registry: &str) -> ApiError {
 impl Agent {
     /// Builds the agent from a loaded config and restores every registry's
     /// tokens from the store.
-    pub async fn start(config_path: PathBuf, config: Config, store: Arc<Store>) -> Arc<Agent> {
+    pub async fn start(
+        settings: Settings,
+        config_path: PathBuf,
+        config: Config,
+        store: Arc<Store>,
+    ) -> Arc<Agent> {
         let http = crate::oauth::http::build_client();
         let mut registries = BTreeMap::new();
         for (name, rc) in &config.registries {
@@ -69,6 +83,7 @@ impl Agent {
             );
         }
         let agent = Arc::new(Agent {
+            settings,
             config_path,
             config_lock: tokio::sync::Mutex::new(config),
             registries: RwLock::new(registries),

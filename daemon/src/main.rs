@@ -37,6 +37,10 @@ struct Args {
     #[arg(long, value_enum, default_value = "auto")]
     store: StoreChoice,
 
+    /// How long a browser login waits for the user, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    login_timeout: u64,
+
     /// Log format on stderr.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -98,7 +102,10 @@ async fn async_main(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("cannot open the {:?} token store", args.store))?;
     // Bind before restoring: a second agent must fail before touching anything.
     let listener = socket::bind(&socket_path)?;
-    let agent = agent::Agent::start(config_path.clone(), config, store.clone()).await;
+    let settings = agent::Settings {
+        login_timeout: std::time::Duration::from_secs(args.login_timeout),
+    };
+    let agent = agent::Agent::start(settings, config_path.clone(), config, store.clone()).await;
     tracing::info!(
         socket = %socket_path.display(),
         config = %config_path.display(),

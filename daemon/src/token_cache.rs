@@ -73,10 +73,9 @@ impl TokenCell {
         use secrecy::ExposeSecret;
         let mut inner = self.inner.lock().unwrap();
         let Some(set) = &inner.set else { return false };
-        let matches = set
-            .access_token
-            .as_ref()
-            .is_some_and(|t| constant_time_eq(t.expose_secret().as_bytes(), token.as_bytes()));
+        let matches = set.access_token.as_ref().is_some_and(|t| {
+            crate::security::constant_time_eq(t.expose_secret().as_bytes(), token.as_bytes())
+        });
         if matches {
             let mut s = (**set).clone();
             s.access_token = None;
@@ -276,10 +275,6 @@ fn backoff(failures: u32) -> Duration {
     base.mul_f64(jitter)
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,8 +284,5 @@ mod tests {
         assert!(backoff(1) <= Duration::from_secs(3));
         assert!(backoff(3) >= Duration::from_secs(6));
         assert!(backoff(30) <= BACKOFF_MAX.mul_f64(1.25));
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"ab"));
     }
 }

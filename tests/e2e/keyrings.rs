@@ -64,6 +64,7 @@ async fn the_secret_service_holds_the_tokens() {
         AgentOptions {
             store: "secret-service".into(),
             env: vec![("DBUS_SESSION_BUS_ADDRESS".into(), ss.bus.clone())],
+            ..Default::default()
         },
     )
     .await;

@@ -2,6 +2,7 @@
 //! OpenID Provider, real keyrings, real sockets.
 
 mod api;
+mod browser;
 mod keyrings;
 mod lifecycle;
 mod login;

@@ -14,6 +14,8 @@ pub struct AgentOptions {
     pub store: String,
     /// Extra environment (e.g. `DBUS_SESSION_BUS_ADDRESS`).
     pub env: Vec<(String, String)>,
+    /// Extra `regentd` arguments (e.g. `--login-timeout 2`).
+    pub args: Vec<String>,
 }
 
 impl Default for AgentOptions {
@@ -21,6 +23,7 @@ impl Default for AgentOptions {
         AgentOptions {
             store: "file".into(),
             env: Vec::new(),
+            args: Vec::new(),
         }
     }
 }
@@ -98,7 +101,7 @@ impl Agent {
     /// A `regentd` command with this agent's environment (not started).
     pub fn regentd_command(&self) -> Command {
         let mut c = Command::new(bin("regentd"));
-        c.arg("--store").arg(&self.opts.store);
+        c.arg("--store").arg(&self.opts.store).args(&self.opts.args);
         c.env_remove("DBUS_SESSION_BUS_ADDRESS");
         c.envs(self.env());
         c

@@ -84,6 +84,55 @@ impl Session {
     }
 }
 
+impl Session {
+    /// Walks an authorization request through the provider's login and
+    /// consent forms as `user`; returns the redirect back to the client
+    /// (the loopback callback URL), without following it.
+    pub async fn authorize(&self, authorize_url: &str, user: &str) -> anyhow::Result<Url> {
+        let start = Url::parse(authorize_url)?;
+        let page = self.complete_interaction(start, user).await?;
+        page.location.ok_or_else(|| {
+            anyhow!(
+                "the provider did not redirect back: {}",
+                snippet(&page.body)
+            )
+        })
+    }
+
+    /// Like [`Session::authorize`], but the user logs in and then refuses
+    /// consent (the provider's "abort"); returns the redirect back.
+    pub async fn deny(&self, authorize_url: &str, user: &str) -> anyhow::Result<Url> {
+        let start = Url::parse(authorize_url)?;
+        let origin = start.origin();
+        let mut next = self.get(&start).await?;
+        for _ in 0..20 {
+            if let Some(loc) = next.location.clone() {
+                if loc.origin() != origin {
+                    return Ok(loc);
+                }
+                next = self.get(&loc).await?;
+                continue;
+            }
+            match prompt_of(&next.body).as_deref() {
+                Some("login") => {
+                    next = self
+                        .submit(&next, &[("login", user), ("password", "any-password")])
+                        .await?
+                }
+                Some("consent") => {
+                    let abort = Url::parse(&format!(
+                        "{}/abort",
+                        next.url.as_str().trim_end_matches('/')
+                    ))?;
+                    next = self.get(&abort).await?;
+                }
+                _ => bail!("unexpected page: {}", snippet(&next.body)),
+            }
+        }
+        bail!("too many steps in the provider's interaction")
+    }
+}
+
 async fn page(url: &Url, r: reqwest::Response) -> anyhow::Result<Page> {
     page_from(url, r).await
 }

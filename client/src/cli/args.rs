@@ -40,7 +40,7 @@ pub enum Command {
 
     /// Log in to a registry's identity provider.
     #[command(
-        after_help = "Examples:\n  regent login corp --device   # shows a URL and a code to enter on any device\n\nCtrl-C cancels the login."
+        after_help = "Examples:\n  regent login corp              # opens your browser (honours $BROWSER)\n  regent login corp --no-browser # prints the URL to open yourself\n  regent login corp --device     # a URL and a code to enter on any device (SSH sessions)\n\nThe agent waits for the IdP's answer on a one-shot loopback port; Ctrl-C cancels the login."
     )]
     Login(LoginArgs),
 

@@ -2,6 +2,7 @@
 //! wait with a progress line, cancel at the agent on Ctrl-C.
 
 use super::args::LoginArgs;
+use super::browser;
 use super::output::human;
 use super::{Failure, Result};
 use regent_client::AgentClient;
@@ -24,7 +25,7 @@ pub async fn run(agent: &AgentClient, args: LoginArgs) -> Result {
             flow,
         })
         .await?;
-    show_instructions(&login);
+    show_instructions(&login, !args.no_browser);
     let outcome = tokio::select! {
         r = wait(agent, &login) => r,
         _ = interrupt.recv() => {
@@ -56,20 +57,46 @@ pub async fn run(agent: &AgentClient, args: LoginArgs) -> Result {
     }
 }
 
-fn show_instructions(login: &Login) {
+fn show_instructions(login: &Login, open_browser: bool) {
     let mut err = std::io::stderr().lock();
     match login.flow {
         LoginFlow::Device => {
             let uri = login.verification_uri.as_deref().unwrap_or("?");
             let code = login.user_code.as_deref().unwrap_or("?");
-            let _ = writeln!(err, "To log in to {}, open this page on any device:\n\n    {uri}\n\nand enter the code:  {code}\n", login.registry);
+            let _ = writeln!(
+                err,
+                "To log in to {}, open this page on any device:\n\n    {uri}\n\nand enter the code:  {code}\n",
+                login.registry
+            );
             if let Some(full) = &login.verification_uri_complete {
                 let _ = writeln!(err, "(or open {full} to skip typing the code)\n");
             }
         }
         LoginFlow::Browser => {
-            if let Some(url) = &login.authorize_url {
-                let _ = writeln!(err, "To log in to {}, open:\n\n    {url}\n", login.registry);
+            let url = login.authorize_url.as_deref().unwrap_or("?");
+            let opened = if open_browser {
+                match browser::open(url) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        let _ = writeln!(err, "Could not open a browser ({e}).");
+                        false
+                    }
+                }
+            } else {
+                false
+            };
+            if opened {
+                let _ = writeln!(
+                    err,
+                    "Opened your browser to log in to {}. If it did not open, visit:\n\n    {url}\n",
+                    login.registry
+                );
+            } else {
+                let _ = writeln!(
+                    err,
+                    "To log in to {}, open this URL in a browser:\n\n    {url}\n",
+                    login.registry
+                );
             }
         }
     }

@@ -1,6 +1,7 @@
 //! The commands of the `regent` CLI.
 
 pub mod args;
+mod browser;
 mod login;
 mod output;
 

@@ -28,6 +28,9 @@ pub struct Metadata {
     /// `None` when the IdP does not list them.
     #[serde(default)]
     pub scopes_supported: Option<Vec<String>>,
+    /// RFC 9207: the authorization response then must carry `iss`.
+    #[serde(default)]
+    pub authorization_response_iss_parameter_supported: bool,
 }
 
 /// Why discovery failed.

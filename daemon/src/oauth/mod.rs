@@ -1,6 +1,7 @@
 //! Everything the agent says to an IdP: discovery, the token grants, the
 //! device flow and revocation. One HTTP client, one error classification.
 
+pub mod code;
 pub mod device;
 pub mod discovery;
 pub mod grant;

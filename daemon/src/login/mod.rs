@@ -1,9 +1,13 @@
 //! Logins in progress: started by the API, run in their own tasks, watched
 //! by long-polls, cancelled by `DELETE` or by a newer login for the registry.
+//! The flows themselves are in `device` and `browser`.
+
+mod browser;
+mod device;
+mod page;
 
 use crate::agent::{oauth_error, Agent};
 use crate::error::ApiError;
-use crate::oauth::device::{self, DeviceEnd};
 use crate::registry::Registry;
 use crate::tokens::TokenSet;
 use regent_proto::{Login, LoginFlow, LoginState, LoginStatus};
@@ -17,8 +21,6 @@ use tokio::sync::watch;
 const MAX_PENDING: usize = 16;
 /// How long an ended login can still be read.
 const KEEP_ENDED: Duration = Duration::from_secs(600);
-/// Longest a device login may wait for the user, whatever the IdP says.
-const MAX_DEVICE_WAIT: Duration = Duration::from_secs(30 * 60);
 
 /// The login table.
 #[derive(Default)]
@@ -26,7 +28,8 @@ pub struct Logins {
     table: Mutex<HashMap<String, Arc<Entry>>>,
 }
 
-struct Entry {
+/// One login.
+pub struct Entry {
     registry: String,
     status: watch::Sender<LoginStatus>,
     task: Mutex<Option<tokio::task::AbortHandle>>,
@@ -34,6 +37,11 @@ struct Entry {
 }
 
 impl Entry {
+    /// Whether the login has ended.
+    pub fn is_final(&self) -> bool {
+        self.status.borrow().status.is_final()
+    }
+
     fn finish(&self, state: LoginState, error: Option<String>, account: Option<String>) -> bool {
         let changed = self.status.send_if_modified(|s| {
             if s.status.is_final() {
@@ -148,78 +156,92 @@ pub async fn start(
 ) -> Result<Login, ApiError> {
     let reg = agent.resolve(name)?;
     let oauth = reg.oauth()?;
-    if flow == LoginFlow::Browser {
-        return Err(ApiError::invalid(
-            "the browser login is not available in this version of regentd; use the device flow (regent login --device)",
-        )
-        .registry(&reg.name));
-    }
     let meta = agent
         .metadata(&reg)
         .await
         .map_err(|e| oauth_error(e, &reg.name))?;
-    let auth = device::start(&agent.idp, &oauth.config, &meta)
-        .await
-        .map_err(|e| oauth_error(e, &reg.name))?;
-    let wait = auth.expires_in().min(MAX_DEVICE_WAIT);
     let id = random_id();
+    // A newer login replaces a pending one; cancel it first so a fixed callback port is free.
+    agent
+        .logins
+        .cancel_registry(&reg.name, "replaced by a newer login");
+    let started = match flow {
+        LoginFlow::Device => device::prepare(agent, &reg, &oauth.config, meta).await?,
+        LoginFlow::Browser => browser::prepare(agent, &reg, &oauth.config, meta).await?,
+    };
     let entry = agent.logins.insert(&id, &reg.name)?;
     let login = Login {
         id: id.clone(),
         registry: reg.name.clone(),
         flow,
-        expires_at: OffsetDateTime::now_utc() + wait,
-        authorize_url: None,
-        verification_uri: Some(auth.verification_uri().to_string()),
-        verification_uri_complete: auth
-            .verification_uri_complete()
-            .map(|u| u.secret().to_string()),
-        user_code: Some(auth.user_code().secret().to_string()),
-        interval: Some(auth.interval().as_secs()),
+        expires_at: OffsetDateTime::now_utc() + started.wait,
+        ..started.login
     };
-    tracing::info!(registry = %reg.name, login = %id, "device login started");
+    tracing::info!(registry = %reg.name, login = %id, %flow, "login started");
     let task = {
-        let agent = agent.clone();
-        let reg = reg.clone();
-        let entry = entry.clone();
+        let (agent, reg, entry) = (agent.clone(), reg.clone(), entry.clone());
+        let run = started.run;
+        let wait = started.wait;
         tokio::spawn(async move {
-            let outcome = device::wait(&agent.idp, &oauth_config(&reg), &meta, &auth, wait).await;
+            let outcome =
+                tokio::time::timeout(wait, run(agent.clone(), reg.clone(), entry.clone())).await;
             match outcome {
-                Ok(set) => complete(&agent, &reg, &entry, set).await,
-                Err(DeviceEnd::Expired) => {
+                Ok(Ok(set)) => complete(&agent, &reg, &entry, set).await,
+                Ok(Err(Ended::Failed(why))) => {
+                    tracing::info!(registry = %reg.name, "login failed: {why}");
+                    entry.finish(LoginState::Failed, Some(why), None);
+                }
+                Ok(Err(Ended::Expired)) | Err(_) => {
                     entry.finish(
                         LoginState::Expired,
-                        Some("the code expired before the login was approved".into()),
+                        Some("the login was not completed in time".into()),
                         None,
                     );
-                }
-                Err(DeviceEnd::Failed(why)) => {
-                    tracing::info!(registry = %reg.name, "device login failed: {why}");
-                    entry.finish(LoginState::Failed, Some(why), None);
                 }
             }
         })
     };
     *entry.task.lock().unwrap() = Some(task.abort_handle());
     // A cancel may have raced with the spawn.
-    if entry.status.borrow().status.is_final() {
+    if entry.is_final() {
         task.abort();
     }
     Ok(login)
 }
 
-fn oauth_config(reg: &Registry) -> regent_proto::OAuthConfig {
-    reg.oauth
-        .as_ref()
-        .expect("login registries are OAuth")
-        .config
-        .clone()
+/// How a login flow ended without tokens.
+#[derive(Debug)]
+pub enum Ended {
+    /// Denied, refused, or broken (the reason is shown to the user).
+    Failed(String),
+    /// The IdP said the code expired.
+    Expired,
+}
+
+/// The flow's part of a login run: gets the tokens, or says why not.
+type Run = Box<
+    dyn FnOnce(
+            Arc<Agent>,
+            Arc<Registry>,
+            Arc<Entry>,
+        ) -> futures::future::BoxFuture<'static, Result<TokenSet, Ended>>
+        + Send,
+>;
+
+/// A flow, prepared: what to show the user, how long to wait, what to run.
+pub struct Prepared {
+    /// The flow-specific fields of the answer (id, registry, flow and expiry are filled in here).
+    pub login: Login,
+    /// The login's deadline from now.
+    pub wait: Duration,
+    /// The task body.
+    pub run: Run,
 }
 
 /// Installs a login's tokens, unless the login was cancelled or the
 /// registry's config changed meanwhile.
 async fn complete(agent: &Arc<Agent>, reg: &Arc<Registry>, entry: &Entry, set: TokenSet) {
-    if entry.status.borrow().status.is_final() {
+    if entry.is_final() {
         return;
     }
     if !agent.is_current(reg) {

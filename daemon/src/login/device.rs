@@ -1,0 +1,59 @@
+//! The device flow as a login: ask the IdP for codes, then poll.
+
+use super::{Ended, Prepared};
+use crate::agent::oauth_error;
+use crate::agent::Agent;
+use crate::error::ApiError;
+use crate::oauth::device::{self, DeviceEnd};
+use crate::oauth::Metadata;
+use crate::registry::Registry;
+use futures::FutureExt;
+use regent_proto::{Login, LoginFlow, OAuthConfig};
+use std::sync::Arc;
+use std::time::Duration;
+use time::OffsetDateTime;
+
+/// Longest a device login may wait for the user, whatever the IdP says.
+const MAX_WAIT: Duration = Duration::from_secs(30 * 60);
+
+/// Requests the device and user codes.
+pub async fn prepare(
+    agent: &Arc<Agent>,
+    reg: &Registry,
+    config: &OAuthConfig,
+    meta: Arc<Metadata>,
+) -> Result<Prepared, ApiError> {
+    let auth = device::start(&agent.idp, config, &meta)
+        .await
+        .map_err(|e| oauth_error(e, &reg.name))?;
+    let wait = auth.expires_in().min(MAX_WAIT);
+    let login = Login {
+        id: String::new(),
+        registry: String::new(),
+        flow: LoginFlow::Device,
+        expires_at: OffsetDateTime::now_utc(),
+        authorize_url: None,
+        verification_uri: Some(auth.verification_uri().to_string()),
+        verification_uri_complete: auth
+            .verification_uri_complete()
+            .map(|u| u.secret().to_string()),
+        user_code: Some(auth.user_code().secret().to_string()),
+        interval: Some(auth.interval().as_secs()),
+    };
+    let config = config.clone();
+    Ok(Prepared {
+        login,
+        wait,
+        run: Box::new(move |agent, _reg, _entry| {
+            async move {
+                device::wait(&agent.idp, &config, &meta, &auth, wait)
+                    .await
+                    .map_err(|e| match e {
+                        DeviceEnd::Expired => Ended::Expired,
+                        DeviceEnd::Failed(why) => Ended::Failed(why),
+                    })
+            }
+            .boxed()
+        }),
+    })
+}
