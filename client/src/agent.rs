@@ -244,12 +244,47 @@ impl AgentClient {
         }
     }
 
+    /// Refuses a socket whose directory is a symlink or is not ours, or that
+    /// is not ours itself: someone else's listener must not get our requests
+    /// (in a shared directory such as /tmp, a planted socket or symlink could).
+    fn check_socket(&self) -> Result<(), ClientError> {
+        use std::os::unix::fs::MetadataExt;
+        let uid = regent_proto::paths::current_uid();
+        let refuse = |reason: String| ClientError::Unreachable {
+            socket: self.socket.clone(),
+            reason,
+        };
+        let dir = self.socket.parent().filter(|d| !d.as_os_str().is_empty());
+        for (what, p) in [("directory", dir), ("socket", Some(self.socket.as_path()))] {
+            let Some(p) = p else { continue };
+            match std::fs::symlink_metadata(p) {
+                Ok(m) if m.file_type().is_symlink() && what == "directory" => {
+                    return Err(refuse(format!(
+                        "refusing: the socket directory {} is a symbolic link",
+                        p.display()
+                    )))
+                }
+                Ok(m) if m.uid() != uid => {
+                    return Err(refuse(format!(
+                        "refusing: the {what} {} belongs to uid {}, not to you",
+                        p.display(),
+                        m.uid()
+                    )))
+                }
+                // Missing: the connect below reports it.
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     async fn send(
         &self,
         method: Method,
         path: &str,
         body: Bytes,
     ) -> Result<(u16, Vec<u8>), ClientError> {
+        self.check_socket()?;
         let uri: hyper::Uri = Uri::new(&self.socket, path).into();
         let mut req = Request::builder().method(method).uri(uri);
         if !body.is_empty() {

@@ -47,6 +47,9 @@ pub struct Agent {
     pub idp: IdpHttp,
     /// Logins in progress and recently ended.
     pub logins: Logins,
+    /// Refreshes and login completions: shutdown waits for them, so no
+    /// rotated refresh token is lost to a SIGTERM.
+    pub tasks: tokio_util::task::TaskTracker,
 }
 
 /// Maps an IdP failure to the API error the contract gives it.
@@ -79,6 +82,7 @@ impl Agent {
                     rc.url.clone(),
                     rc.auth.clone(),
                     None,
+                    None,
                 )),
             );
         }
@@ -91,6 +95,7 @@ impl Agent {
             idp: IdpHttp(http.clone()),
             http,
             logins: Logins::default(),
+            tasks: tokio_util::task::TaskTracker::new(),
         });
         agent.restore().await;
         agent
@@ -139,13 +144,13 @@ impl Agent {
         }
     }
 
-    /// Whether `reg` is still the current registry of its name.
-    pub fn is_current(&self, reg: &Arc<Registry>) -> bool {
+    /// Whether `reg`'s tokens are still those of the registry of its name.
+    pub fn is_current(&self, reg: &Registry) -> bool {
         self.registries
             .read()
             .unwrap()
             .get(&reg.name)
-            .is_some_and(|r| Arc::ptr_eq(r, reg))
+            .is_some_and(|r| r.same_tokens(reg))
     }
 
     /// The registry's IdP metadata, discovered once.
@@ -160,9 +165,12 @@ impl Agent {
                 discovery::discover(&self.http, &oauth.config.issuer)
                     .await
                     .map(Arc::new)
+                    // The config was validated when it was set: a document that
+                    // is now missing or broken is an outage, not a logout.
                     .map_err(|e| match e {
-                        DiscoveryError::Unreachable(m) => OAuthError::Unavailable(m),
-                        DiscoveryError::Invalid(m) => OAuthError::Config(m),
+                        DiscoveryError::Unreachable(m) | DiscoveryError::Invalid(m) => {
+                            OAuthError::Unavailable(format!("IdP metadata: {m}"))
+                        }
                     })
             })
             .await
@@ -170,16 +178,26 @@ impl Agent {
     }
 
     /// Adds or replaces a registry (`auth` validated against the IdP first).
+    /// `url: None` keeps the registry's URL (set/unset-registry-auth).
     pub async fn put_registry(
         &self,
         name: &str,
-        url: String,
+        url: Option<String>,
         auth: Option<AuthConfig>,
     ) -> Result<RegistryStatus, ApiError> {
         registry::validate_name(name).map_err(ApiError::invalid)?;
-        registry::validate_url(&url).map_err(|m| ApiError::invalid(m).registry(name))?;
+        if let Some(u) = &url {
+            registry::validate_url(u).map_err(|m| ApiError::invalid(m).registry(name))?;
+        }
         let meta = self.check_auth(name, auth.as_ref()).await?;
         let mut config = self.config_lock.lock().await;
+        let url = match url {
+            Some(u) => u,
+            None => match config.registries.get(name) {
+                Some(rc) => rc.url.clone(),
+                None => return Err(unknown(name)),
+            },
+        };
         let mut next = config.clone();
         next.registries.insert(
             name.to_string(),
@@ -190,9 +208,15 @@ impl Agent {
         );
         self.save_config(&next)?;
         *config = next;
-        let new = Arc::new(Registry::new(name.to_string(), url, auth, meta));
-        let old = self
-            .registries
+        let old = self.registries.read().unwrap().get(name).cloned();
+        let new = Arc::new(Registry::new(
+            name.to_string(),
+            url,
+            auth,
+            meta,
+            old.as_deref(),
+        ));
+        self.registries
             .write()
             .unwrap()
             .insert(name.to_string(), new.clone());
@@ -206,8 +230,7 @@ impl Agent {
         name: &str,
         auth: Option<AuthConfig>,
     ) -> Result<RegistryStatus, ApiError> {
-        let url = self.resolve(Some(name))?.url.clone();
-        self.put_registry(name, url, auth).await
+        self.put_registry(name, None, auth).await
     }
 
     /// Removes a registry and deletes its stored tokens.
@@ -225,25 +248,18 @@ impl Agent {
         Ok(())
     }
 
-    /// Ends what belonged to a replaced or removed registry: its logins, and
-    /// its stored tokens unless the replacement keeps the same store key and IdP config.
+    /// Ends what belonged to a replaced or removed registry: its logins and
+    /// stored tokens, unless the replacement kept the same token cell.
     async fn retire(&self, old: Option<Arc<Registry>>, new: Option<&Arc<Registry>>) {
         let Some(old) = old else { return };
+        if new.is_some_and(|n| n.same_tokens(&old)) {
+            return;
+        }
         self.logins
             .cancel_registry(&old.name, "the registry's configuration changed");
-        let Some(old_oauth) = &old.oauth else { return };
-        if let Some(new_oauth) = new.and_then(|n| n.oauth.as_ref()) {
-            if new_oauth.config == old_oauth.config && new_oauth.key == old_oauth.key {
-                // Same registry, same IdP: carry the tokens over.
-                if let Some(set) = old_oauth.tokens.status().set {
-                    new_oauth
-                        .tokens
-                        .restore((*set).clone(), old_oauth.tokens.status().persisted);
-                }
-                return;
-            }
+        if let Some(o) = &old.oauth {
+            o.tokens.clear(self, &o.key).await;
         }
-        old_oauth.tokens.clear(self, &old_oauth.key).await;
     }
 
     async fn check_auth(
@@ -279,7 +295,8 @@ impl Agent {
     }
 
     fn save_config(&self, next: &Config) -> Result<(), ApiError> {
-        config::save(&self.config_path, next)
+        // fsync can take a while: keep the runtime's other work flowing meanwhile.
+        tokio::task::block_in_place(|| config::save(&self.config_path, next))
             .map_err(|e| ApiError::internal(format!("the config was not changed: {e}")))
     }
 
@@ -301,7 +318,7 @@ impl Agent {
                     status,
                     expires_at: set.and_then(|s| s.expires_at),
                     has_refresh_token: set.is_some_and(|s| s.refresh_token.is_some()),
-                    persisted: cell.persisted && cell.set.is_some(),
+                    persisted: cell.persisted && cell.set.is_some() && self.store.persisting(),
                     account: set.and_then(|s| s.account.clone()),
                 }
             }

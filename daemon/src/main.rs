@@ -53,13 +53,13 @@ enum LogFormat {
 }
 
 fn main() {
-    security::harden();
     let args = Args::parse();
     if matches!(args.store, StoreChoice::Auto | StoreChoice::Keyutils) {
         // Before any thread exists: Linux credentials are per thread.
         store::ensure_session_keyring();
     }
     init_logging(args.log_format);
+    security::harden();
     if let Err(e) = run(args) {
         tracing::error!("{e:#}");
         eprintln!("regentd: {e:#}");
@@ -102,6 +102,7 @@ async fn async_main(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("cannot open the {:?} token store", args.store))?;
     // Bind before restoring: a second agent must fail before touching anything.
     let listener = socket::bind(&socket_path)?;
+    let bound = socket::identity(&socket_path);
     let settings = agent::Settings {
         login_timeout: std::time::Duration::from_secs(args.login_timeout),
     };
@@ -114,9 +115,18 @@ async fn async_main(args: Args) -> anyhow::Result<()> {
         "regentd {} ready",
         env!("CARGO_PKG_VERSION")
     );
-    server::serve(listener, api::router(agent), shutdown_signal()).await;
+    server::serve(listener, api::router(agent.clone()), shutdown_signal()).await;
+    agent.tasks.close();
+    if tokio::time::timeout(server::DRAIN_TIMEOUT, agent.tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("a refresh or login was still running at exit");
+    }
     // Remove our socket only if it is still ours (not replaced by a newer agent).
-    let _ = std::fs::remove_file(&socket_path);
+    if bound.is_some() && socket::identity(&socket_path) == bound {
+        let _ = std::fs::remove_file(&socket_path);
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -29,29 +29,46 @@ pub struct OAuth {
     /// Its store key (contract derivation).
     pub key: String,
     /// IdP metadata, discovered at configure time or on first need.
-    pub meta: OnceCell<Arc<Metadata>>,
-    /// Its tokens.
-    pub tokens: TokenCell,
+    pub meta: Arc<OnceCell<Arc<Metadata>>>,
+    /// Its tokens; shared with the registry it replaced when the URL and the
+    /// OAuth config did not change, so a refresh in flight lands in the same cell.
+    pub tokens: Arc<TokenCell>,
 }
 
 impl Registry {
-    /// A registry with no tokens yet; `meta` when discovery already ran.
+    /// A registry; `meta` when discovery already ran. When `previous` has the
+    /// same URL and OAuth config, its token cell and metadata carry over.
     pub fn new(
         name: String,
         url: String,
         auth: Option<AuthConfig>,
         meta: Option<Metadata>,
+        previous: Option<&Registry>,
     ) -> Self {
         let oauth = match &auth {
-            Some(AuthConfig::Oauth(c)) => Some(OAuth {
-                key: store_key(&url, &c.issuer, &c.client_id),
-                config: c.clone(),
-                meta: match meta {
-                    Some(m) => OnceCell::new_with(Some(Arc::new(m))),
-                    None => OnceCell::new(),
-                },
-                tokens: TokenCell::default(),
-            }),
+            Some(AuthConfig::Oauth(c)) => {
+                let same = previous
+                    .filter(|p| p.url == url)
+                    .and_then(|p| p.oauth.as_ref())
+                    .filter(|o| o.config == *c);
+                Some(match same {
+                    Some(o) => OAuth {
+                        key: o.key.clone(),
+                        config: c.clone(),
+                        meta: o.meta.clone(),
+                        tokens: o.tokens.clone(),
+                    },
+                    None => OAuth {
+                        key: store_key(&url, &c.issuer, &c.client_id),
+                        config: c.clone(),
+                        meta: Arc::new(match meta {
+                            Some(m) => OnceCell::new_with(Some(Arc::new(m))),
+                            None => OnceCell::new(),
+                        }),
+                        tokens: Arc::new(TokenCell::default()),
+                    },
+                })
+            }
             _ => None,
         };
         Registry {
@@ -59,6 +76,14 @@ impl Registry {
             url,
             auth,
             oauth,
+        }
+    }
+
+    /// Whether `other` holds the same tokens (same cell).
+    pub fn same_tokens(&self, other: &Registry) -> bool {
+        match (&self.oauth, &other.oauth) {
+            (Some(a), Some(b)) => Arc::ptr_eq(&a.tokens, &b.tokens),
+            _ => false,
         }
     }
 

@@ -48,8 +48,15 @@ pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
 
 /// Refuses a directory owned by someone else or open to others.
 pub fn check_private_dir(dir: &Path) -> anyhow::Result<()> {
-    let meta = std::fs::metadata(dir)
+    // lstat: a symlink planted by someone else (in /tmp) could be re-pointed later.
+    let meta = std::fs::symlink_metadata(dir)
         .with_context(|| format!("cannot inspect the socket directory {}", dir.display()))?;
+    if meta.file_type().is_symlink() {
+        bail!(
+            "refusing to use the socket directory {}: it is a symbolic link",
+            dir.display()
+        );
+    }
     let uid = regent_proto::paths::current_uid();
     if meta.uid() != uid {
         bail!(
@@ -68,4 +75,11 @@ pub fn check_private_dir(dir: &Path) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The device and inode of the socket file, to recognise it at exit.
+pub fn identity(path: &Path) -> Option<(u64, u64)> {
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
 }

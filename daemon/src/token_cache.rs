@@ -84,16 +84,26 @@ impl TokenCell {
         matches
     }
 
-    /// Replaces the tokens after a login: persisted first, then installed.
-    /// Returns whether they reached a persistent store.
-    pub async fn install_login(&self, agent: &Agent, key: &str, set: TokenSet) -> bool {
+    /// Replaces the tokens after a login, if `still_wanted` (checked in
+    /// order with refreshes and logouts): persisted first, then installed.
+    /// Returns whether they reached a persistent store, `None` if not wanted.
+    pub async fn install_login(
+        &self,
+        agent: &Agent,
+        key: &str,
+        set: TokenSet,
+        still_wanted: impl FnOnce() -> bool,
+    ) -> Option<bool> {
         let _order = self.persist.lock().await;
+        if !still_wanted() {
+            return None;
+        }
         self.bump();
         let persisted = agent.store.save(key, set.to_json()).await;
         let mut inner = self.inner.lock().unwrap();
         inner.set = Some(Arc::new(set));
         inner.persisted = persisted;
-        persisted
+        Some(persisted)
     }
 
     /// Forgets the tokens (logout, removal): deletes them from the store and
@@ -180,7 +190,9 @@ fn serve_usable(inner: &Inner, err: ApiError) -> Result<Arc<TokenSet>, ApiError>
 /// (and persists) even if every caller goes away.
 fn start_flight(agent: &Arc<Agent>, reg: &Arc<Registry>, inner: &mut Inner) -> Flight {
     let generation = inner.generation;
-    let task = tokio::spawn(refresh(agent.clone(), reg.clone(), generation));
+    let task = agent
+        .tasks
+        .spawn(refresh(agent.clone(), reg.clone(), generation));
     let flight = async move {
         task.await
             .unwrap_or_else(|e| Err(ApiError::internal(format!("refresh task failed: {e}"))))
@@ -191,6 +203,10 @@ fn start_flight(agent: &Arc<Agent>, reg: &Arc<Registry>, inner: &mut Inner) -> F
     flight
 }
 
+/// The refresh itself. It holds the cell's `persist` lock from before it reads
+/// the refresh token until the result is stored, so a login, logout or removal
+/// waits for a refresh already at the IdP (and revokes what it produced), and
+/// a refresh never uses a refresh token that a login has just replaced.
 async fn refresh(
     agent: Arc<Agent>,
     reg: Arc<Registry>,
@@ -198,7 +214,22 @@ async fn refresh(
 ) -> Result<Arc<TokenSet>, ApiError> {
     let oauth = reg.oauth()?;
     let cell = &oauth.tokens;
-    let previous = cell.inner.lock().unwrap().set.clone();
+    let _order = cell.persist.lock().await;
+    let previous = {
+        let inner = cell.inner.lock().unwrap();
+        if inner.generation != generation {
+            // A login or logout came first: its state is the answer.
+            let now = OffsetDateTime::now_utc();
+            return match &inner.set {
+                Some(set) if set.usable(now) => Ok(set.clone()),
+                _ => Err(ApiError::auth_required(
+                    &reg.name,
+                    &format!("not logged in to registry {}", reg.name),
+                )),
+            };
+        }
+        inner.set.clone()
+    };
     let Some(previous) = previous else {
         return Err(ApiError::auth_required(&reg.name, "not logged in"));
     };
@@ -207,15 +238,6 @@ async fn refresh(
         Ok(meta) => grant::refresh(&agent.idp, &oauth.config, &meta, &previous).await,
         Err(e) => Err(e),
     };
-    let _order = cell.persist.lock().await;
-    let stale = cell.inner.lock().unwrap().generation != generation;
-    if stale {
-        // A login or logout happened meanwhile; its state wins.
-        return Err(ApiError::auth_required(
-            &reg.name,
-            "the login changed while refreshing",
-        ));
-    }
     match outcome {
         Ok(set) => {
             // Persist before anyone is answered: a rotated refresh token must never be lost.

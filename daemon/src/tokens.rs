@@ -103,15 +103,22 @@ impl TokenSet {
     }
 
     /// Whether the access token can be served to a caller that needs it valid
-    /// for `min_valid`. A caller asking more than half the token's whole
-    /// lifetime is served a token in the first half of its life: refreshing
-    /// more often could not give it more, and would only hammer the IdP.
+    /// for `min_valid`. When the IdP's tokens live shorter than that, no
+    /// refresh could satisfy the caller: a token in the first half of its
+    /// life is served, instead of a refresh on every request.
     pub fn satisfies(&self, min_valid: Duration, now: OffsetDateTime) -> bool {
         if self.access_token.is_none() {
             return false;
         }
         match (self.remaining(now), self.lifetime()) {
-            (Some(rem), Some(life)) => rem > Duration::ZERO && rem >= min_valid.min(life / 2),
+            (Some(rem), Some(life)) => {
+                let needed = if life >= min_valid {
+                    min_valid
+                } else {
+                    life / 2
+                };
+                rem > Duration::ZERO && rem >= needed
+            }
             _ => true, // the IdP gave no expiry: valid until a resource server says otherwise
         }
     }
@@ -160,6 +167,9 @@ mod tests {
         assert!(s.satisfies(min, secs(3570)));
         assert!(!s.satisfies(min, secs(3571)));
         assert!(!s.satisfies(min, secs(4000)));
+        // A caller needing 45 min of a 1 h token gets a refresh at 33 min left.
+        assert!(!s.satisfies(Duration::from_secs(2700), secs(1601)));
+        assert!(s.satisfies(Duration::from_secs(2700), secs(900)));
         // Refresh ahead: 20% of 3600 s is 720 s, clamped to 300 s.
         assert!(!s.wants_refresh_ahead(secs(3299)));
         assert!(s.wants_refresh_ahead(secs(3300)));

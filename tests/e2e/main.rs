@@ -3,6 +3,7 @@
 
 mod api;
 mod browser;
+mod config;
 mod keyrings;
 mod lifecycle;
 mod login;

@@ -18,6 +18,8 @@ pub enum Failure {
     Client(ClientError),
     /// Anything else (exit 1).
     Other(String),
+    /// A command line that cannot work (exit 2).
+    Usage(String),
 }
 
 impl From<ClientError> for Failure {
@@ -32,6 +34,7 @@ impl Failure {
         match self {
             Failure::Client(ClientError::Unreachable { .. }) => 3,
             Failure::Client(e) if e.code() == Some(ErrorCode::RegistryAuthRequired) => 4,
+            Failure::Usage(_) => 2,
             _ => 1,
         }
     }
@@ -44,6 +47,7 @@ impl Failure {
             }
             Failure::Client(e) => e.to_string(),
             Failure::Other(m) => m.clone(),
+            Failure::Usage(m) => format!("{m} (see --help)"),
         }
     }
 }
@@ -84,7 +88,7 @@ pub async fn run(cli: Cli) -> Result {
         Command::Config(ConfigCommand::SetRegistryAuth { registry, auth }) => {
             let name = pick_registry(&agent, registry).await?;
             let auth = auth_config(auth)?.ok_or_else(|| {
-                Failure::Other("give --issuer and --client-id, or --token-file".into())
+                Failure::Usage("give --issuer and --client-id, or --token-file".into())
             })?;
             let with_oauth = matches!(auth, AuthConfig::Oauth(_));
             agent.set_auth(&name, &auth).await?;

@@ -1,15 +1,17 @@
 //! The agent API v1 routes. Handlers translate HTTP to `Agent` calls and back.
 
 mod body;
+mod path;
 
 use crate::agent::Agent;
 use crate::error::ApiError;
 use crate::login;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{Method, StatusCode, Uri};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use body::JsonBody;
+use path::Segment;
 use regent_proto::{
     AuthConfig, Health, InvalidateRequest, Login, LoginRequest, LoginStatus, LogoutRequest,
     LogoutResponse, PutRegistry, RegistryList, RegistryStatus, TokenRequest, TokenResponse,
@@ -79,26 +81,28 @@ async fn list(State(agent): Shared) -> Json<RegistryList> {
 
 async fn put_registry(
     State(agent): Shared,
-    Path(name): Path<String>,
+    Segment(name): Segment,
     JsonBody(body): JsonBody<PutRegistry>,
 ) -> ApiResult<Json<RegistryStatus>> {
-    Ok(Json(agent.put_registry(&name, body.url, body.auth).await?))
+    Ok(Json(
+        agent.put_registry(&name, Some(body.url), body.auth).await?,
+    ))
 }
 
-async fn delete_registry(State(agent): Shared, Path(name): Path<String>) -> ApiResult<StatusCode> {
+async fn delete_registry(State(agent): Shared, Segment(name): Segment) -> ApiResult<StatusCode> {
     agent.remove_registry(&name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn put_auth(
     State(agent): Shared,
-    Path(name): Path<String>,
+    Segment(name): Segment,
     JsonBody(auth): JsonBody<AuthConfig>,
 ) -> ApiResult<Json<RegistryStatus>> {
     Ok(Json(agent.set_auth(&name, Some(auth)).await?))
 }
 
-async fn delete_auth(State(agent): Shared, Path(name): Path<String>) -> ApiResult<StatusCode> {
+async fn delete_auth(State(agent): Shared, Segment(name): Segment) -> ApiResult<StatusCode> {
     agent.set_auth(&name, None).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -130,7 +134,7 @@ async fn login_start(
 
 async fn login_get(
     State(agent): Shared,
-    Path(id): Path<String>,
+    Segment(id): Segment,
     RawQuery(query): RawQuery,
 ) -> ApiResult<Json<LoginStatus>> {
     let wait = wait_secs(query.as_deref())?;
@@ -162,7 +166,7 @@ fn wait_secs(query: Option<&str>) -> ApiResult<u64> {
     Ok(wait.min(MAX_LOGIN_WAIT_SECS))
 }
 
-async fn login_cancel(State(agent): Shared, Path(id): Path<String>) -> ApiResult<StatusCode> {
+async fn login_cancel(State(agent): Shared, Segment(id): Segment) -> ApiResult<StatusCode> {
     agent.logins.cancel(&id)?;
     Ok(StatusCode::NO_CONTENT)
 }

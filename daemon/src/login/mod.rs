@@ -19,6 +19,8 @@ use tokio::sync::watch;
 
 /// Most logins pending at once (all registries).
 const MAX_PENDING: usize = 16;
+/// Most logins kept in the table (pending and ended).
+const MAX_KEPT: usize = 256;
 /// How long an ended login can still be read.
 const KEEP_ENDED: Duration = Duration::from_secs(600);
 
@@ -34,6 +36,9 @@ pub struct Entry {
     status: watch::Sender<LoginStatus>,
     task: Mutex<Option<tokio::task::AbortHandle>>,
     ended_at: Mutex<Option<Instant>>,
+    /// Set once the flow got tokens: from then on the login completes and a
+    /// cancel is too late (installing is never interrupted halfway).
+    claimed: Mutex<bool>,
 }
 
 impl Entry {
@@ -59,11 +64,25 @@ impl Entry {
     }
 
     fn cancel(&self, why: &str) {
+        let claimed = self.claimed.lock().unwrap();
+        if *claimed {
+            return;
+        }
         if self.finish(LoginState::Failed, Some(format!("cancelled: {why}")), None) {
             if let Some(t) = self.task.lock().unwrap().take() {
                 t.abort();
             }
         }
+    }
+
+    /// Claims a pending login for completion; false if it already ended.
+    fn claim(&self) -> bool {
+        let mut claimed = self.claimed.lock().unwrap();
+        if *claimed || self.is_final() {
+            return false;
+        }
+        *claimed = true;
+        true
     }
 }
 
@@ -100,6 +119,18 @@ impl Logins {
         }
     }
 
+    /// Refuses a new login when too many are pending (before any IdP request).
+    fn check_capacity(&self) -> Result<(), ApiError> {
+        let table = self.table.lock().unwrap();
+        let pending = table.values().filter(|e| !e.is_final()).count();
+        if pending >= MAX_PENDING {
+            return Err(ApiError::invalid(format!(
+                "{pending} logins are already in progress; finish or cancel one first"
+            )));
+        }
+        Ok(())
+    }
+
     fn entry(&self, id: &str) -> Result<Arc<Entry>, ApiError> {
         self.table.lock().unwrap().get(id).cloned().ok_or_else(|| {
             ApiError::invalid(format!(
@@ -118,6 +149,10 @@ impl Logins {
                 .unwrap()
                 .is_none_or(|t| t.elapsed() < KEEP_ENDED)
         });
+        if table.len() >= MAX_KEPT {
+            // Many logins in little time: forget the ended ones early.
+            table.retain(|_, e| !e.is_final());
+        }
         for e in table.values().filter(|e| e.registry == registry) {
             e.cancel("replaced by a newer login");
         }
@@ -142,6 +177,7 @@ impl Logins {
             status: tx,
             task: Mutex::new(None),
             ended_at: Mutex::new(None),
+            claimed: Mutex::new(false),
         });
         table.insert(id.to_string(), entry.clone());
         Ok(entry)
@@ -160,6 +196,7 @@ pub async fn start(
         .metadata(&reg)
         .await
         .map_err(|e| oauth_error(e, &reg.name))?;
+    agent.logins.check_capacity()?;
     let id = random_id();
     // A newer login replaces a pending one; cancel it first so a fixed callback port is free.
     agent
@@ -186,7 +223,14 @@ pub async fn start(
             let outcome =
                 tokio::time::timeout(wait, run(agent.clone(), reg.clone(), entry.clone())).await;
             match outcome {
-                Ok(Ok(set)) => complete(&agent, &reg, &entry, set).await,
+                Ok(Ok(set)) => {
+                    // Installing runs in its own task: a cancel aborts this one.
+                    if entry.claim() {
+                        let done = agent.clone();
+                        done.tasks
+                            .spawn(async move { complete(&agent, &reg, &entry, set).await });
+                    }
+                }
                 Ok(Err(Ended::Failed(why))) => {
                     tracing::info!(registry = %reg.name, "login failed: {why}");
                     entry.finish(LoginState::Failed, Some(why), None);
@@ -241,23 +285,26 @@ pub struct Prepared {
 /// Installs a login's tokens, unless the login was cancelled or the
 /// registry's config changed meanwhile.
 async fn complete(agent: &Arc<Agent>, reg: &Arc<Registry>, entry: &Entry, set: TokenSet) {
-    if entry.is_final() {
-        return;
-    }
-    if !agent.is_current(reg) {
-        entry.finish(
-            LoginState::Failed,
-            Some("the registry's configuration changed during the login".into()),
-            None,
-        );
-        return;
-    }
     let oauth = reg.oauth.as_ref().expect("login registries are OAuth");
     let account = set.account.clone();
     let has_rt = set.refresh_token.is_some();
-    let persisted = oauth.tokens.install_login(agent, &oauth.key, set).await;
-    tracing::info!(registry = %reg.name, persisted, refresh_token = has_rt, "login succeeded");
-    entry.finish(LoginState::Succeeded, None, account);
+    let installed = oauth
+        .tokens
+        .install_login(agent, &oauth.key, set, || agent.is_current(reg))
+        .await;
+    match installed {
+        Some(persisted) => {
+            tracing::info!(registry = %reg.name, persisted, refresh_token = has_rt, "login succeeded");
+            entry.finish(LoginState::Succeeded, None, account);
+        }
+        None => {
+            entry.finish(
+                LoginState::Failed,
+                Some("the registry's configuration changed during the login".into()),
+                None,
+            );
+        }
+    }
 }
 
 /// 128 random bits, hex: login ids are unguessable.

@@ -118,14 +118,16 @@ pub async fn discover(http: &reqwest::Client, issuer: &str) -> Result<Metadata, 
             tried.push(format!("{url} (HTTP {})", status.as_u16()));
             continue;
         }
-        let body = resp.bytes().await.map_err(|e| {
-            DiscoveryError::Unreachable(format!("reading {url}: {}", error_chain(&e)))
-        })?;
-        let meta: Metadata = serde_json::from_slice(&body).map_err(|e| {
-            DiscoveryError::Invalid(format!(
-                "{url} is not an authorization server metadata document: {e}"
-            ))
-        })?;
+        let body = super::http::read_limited(resp)
+            .await
+            .map_err(|e| DiscoveryError::Unreachable(format!("reading {url}: {e}")))?;
+        let meta: Metadata = match serde_json::from_slice(&body) {
+            Ok(m) => m,
+            Err(e) => {
+                tried.push(format!("{url} (not a metadata document: {e})"));
+                continue;
+            }
+        };
         validate(&meta, issuer, &url)?;
         return Ok(meta);
     }

@@ -19,13 +19,22 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 /// Token answers keep the `id_token`, which names the account for display.
-#[derive(Clone, Debug, Serialize, Deserialize, Default)]
+/// Its `Debug` does not show it.
+#[derive(Clone, Serialize, Deserialize, Default)]
 pub struct IdTokenField {
     /// The OIDC ID token, if the IdP sent one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id_token: Option<String>,
 }
 impl ExtraTokenFields for IdTokenField {}
+
+impl std::fmt::Debug for IdTokenField {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdTokenField")
+            .field("id_token", &self.id_token.as_ref().map(|_| "[redacted]"))
+            .finish()
+    }
+}
 
 /// A token endpoint answer.
 pub type TokenAnswer = StandardTokenResponse<IdTokenField, BasicTokenType>;
@@ -173,7 +182,7 @@ pub trait OAuthErrorCode {
 impl OAuthErrorCode for BasicErrorResponse {
     fn code(&self) -> String {
         match self.error() {
-            BasicErrorResponseType::Extension(s) => s.clone(),
+            BasicErrorResponseType::Extension(s) => shorten(s),
             other => other.as_ref().to_string(),
         }
     }
@@ -184,7 +193,7 @@ impl OAuthErrorCode for BasicErrorResponse {
 
 impl OAuthErrorCode for oauth2::DeviceCodeErrorResponse {
     fn code(&self) -> String {
-        self.error().as_ref().to_string()
+        shorten(self.error().as_ref())
     }
     fn description(&self) -> Option<String> {
         self.error_description().map(|d| shorten(d))

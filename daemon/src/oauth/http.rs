@@ -54,6 +54,24 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     s
 }
 
+/// Largest IdP answer the agent reads.
+pub const MAX_IDP_BODY: usize = 1024 * 1024;
+
+/// Reads a response body, refusing more than [`MAX_IDP_BODY`] bytes.
+pub async fn read_limited(mut resp: reqwest::Response) -> Result<Vec<u8>, HttpError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        if body.len() + chunk.len() > MAX_IDP_BODY {
+            return Err(HttpError::Transport(format!(
+                "the IdP's answer is larger than {} KiB",
+                MAX_IDP_BODY / 1024
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 /// [`reqwest::Client`] as an `oauth2` HTTP client.
 #[derive(Clone)]
 pub struct IdpHttp(pub reqwest::Client);
@@ -75,7 +93,7 @@ impl<'c> AsyncHttpClient<'c> for IdpHttp {
             for (k, v) in resp.headers() {
                 builder = builder.header(k, v);
             }
-            let body = resp.bytes().await?.to_vec();
+            let body = read_limited(resp).await?;
             builder
                 .body(body)
                 .map_err(|e| HttpError::Build(e.to_string()))

@@ -67,7 +67,9 @@ pub struct Store {
     name: &'static str,
     backend: Backend,
     degraded: AtomicBool,
+    /// Token sets that could not be persisted (or all of them, for `memory`).
     memory: Mutex<HashMap<String, SecretString>>,
+    order: Arc<Mutex<()>>,
 }
 
 impl Store {
@@ -105,6 +107,7 @@ impl Store {
             backend,
             degraded: AtomicBool::new(false),
             memory: Mutex::new(HashMap::new()),
+            order: Arc::new(Mutex::new(())),
         }))
     }
 
@@ -118,50 +121,70 @@ impl Store {
         !matches!(self.backend, Backend::Memory) && !self.degraded.load(Ordering::Relaxed)
     }
 
-    /// Reads a token set; `None` when nothing is stored under `key`.
+    /// Reads a token set; `None` when nothing is stored under `key`. What was
+    /// kept in memory while the backend failed is newer than the backend's copy.
     pub async fn load(&self, key: &str) -> Option<SecretString> {
-        if self.persisting() {
-            match self.call(key, Op::Load).await {
-                Ok(v) => return v,
-                Err(e) => self.degrade("read", &e),
+        if let Some(v) = self.memory.lock().unwrap().get(key).cloned() {
+            return Some(v);
+        }
+        match self.call(key, Op::Load).await {
+            Ok(v) => v,
+            Err(e) => {
+                self.degrade("read", &e);
+                None
             }
         }
-        self.memory.lock().unwrap().get(key).cloned()
     }
 
     /// Writes a token set; returns whether it reached a persistent backend.
+    /// The backend is tried on every write, so a store that recovers (a
+    /// keyring unlocked again) is used again.
     pub async fn save(&self, key: &str, value: SecretString) -> bool {
-        if self.persisting() {
-            match self.call(key, Op::Save(value.clone())).await {
-                Ok(_) => return true,
-                Err(e) => self.degrade("write", &e),
+        if matches!(self.backend, Backend::Memory) {
+            self.memory.lock().unwrap().insert(key.to_string(), value);
+            return false;
+        }
+        match self.call(key, Op::Save(value.clone())).await {
+            Ok(_) => {
+                self.memory.lock().unwrap().remove(key);
+                if self.degraded.swap(false, Ordering::Relaxed) {
+                    tracing::info!(
+                        store = self.name,
+                        "the token store works again; tokens are persisted"
+                    );
+                }
+                true
+            }
+            Err(e) => {
+                self.degrade("write", &e);
+                self.memory.lock().unwrap().insert(key.to_string(), value);
+                // The backend's copy is older; a restart must not replay its
+                // (possibly rotated away) refresh token. Best effort.
+                let _ = self.call(key, Op::Delete).await;
+                false
             }
         }
-        self.memory.lock().unwrap().insert(key.to_string(), value);
-        false
     }
 
     /// Deletes a token set; returns whether one was there.
     pub async fn delete(&self, key: &str) -> bool {
         let in_memory = self.memory.lock().unwrap().remove(key).is_some();
-        // After degrading, still try the real backend so no stale entry stays behind.
-        if !matches!(self.backend, Backend::Memory) {
-            match self.call(key, Op::Delete).await {
-                Ok(Some(_)) => return true,
-                Ok(None) => {}
-                Err(e) if self.persisting() => self.degrade("delete from", &e),
-                Err(e) => tracing::debug!("delete from degraded store failed: {e}"),
+        match self.call(key, Op::Delete).await {
+            Ok(Some(_)) => true,
+            Ok(None) => in_memory,
+            Err(e) => {
+                self.degrade("delete from", &e);
+                in_memory
             }
         }
-        in_memory
     }
 
     fn degrade(&self, what: &str, e: &StoreError) {
         if !self.degraded.swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 store = self.name,
-                "cannot {what} the token store ({e}); keeping tokens in memory only until restart \
-                 (status shows \"persisted\": false)"
+                "cannot {what} the token store ({e}); keeping tokens in memory only until it works \
+                 again (status shows \"persisted\": false)"
             );
         }
     }
@@ -169,14 +192,23 @@ impl Store {
     /// Runs one blocking backend call off the async threads, bounded in time.
     async fn call(&self, key: &str, op: Op) -> Result<Option<SecretString>, StoreError> {
         let key = key.to_string();
+        // One backend call at a time, in order, even when an earlier one timed
+        // out and still runs: a late write can never land after a later delete.
+        let order = self.order.clone();
         let task = match &self.backend {
             Backend::Keyring(k) => {
                 let k = k.clone();
-                tokio::task::spawn_blocking(move || k.run(&key, op))
+                tokio::task::spawn_blocking(move || {
+                    let _one = order.lock().unwrap_or_else(|p| p.into_inner());
+                    k.run(&key, op)
+                })
             }
             Backend::File(f) => {
                 let f = f.clone();
-                tokio::task::spawn_blocking(move || f.run(&key, op))
+                tokio::task::spawn_blocking(move || {
+                    let _one = order.lock().unwrap_or_else(|p| p.into_inner());
+                    f.run(&key, op)
+                })
             }
             Backend::Memory => return Ok(None),
         };
@@ -242,5 +274,11 @@ mod tests {
         assert!(!s.save("k", SecretString::from(r#"{"v":2}"#)).await);
         assert!(!s.persisting());
         assert_eq!(s.load("k").await.unwrap().expose_secret(), r#"{"v":2}"#);
+        // The backend works again: the next write persists, and says so.
+        std::fs::remove_dir(&file).unwrap();
+        assert!(s.save("k", SecretString::from(r#"{"v":3}"#)).await);
+        assert!(s.persisting());
+        let on_disk = std::fs::read_to_string(&file).unwrap();
+        assert!(on_disk.contains("\"v\": 3"), "{on_disk}");
     }
 }
