@@ -373,3 +373,57 @@ async fn removing_a_registry_deletes_its_tokens() {
     let out = w.agent.regent(&["registry", "list"]);
     assert!(out.stdout.contains("No registries"), "{}", out.stdout);
 }
+
+#[tokio::test]
+async fn the_agent_disables_core_dumps_and_ptrace() {
+    use std::os::unix::fs::MetadataExt;
+    // As a non-root user, so that the kernel's own rule is visible: the /proc
+    // files of a non-dumpable process belong to root, and root alone may ptrace it.
+    let home = tempfile::tempdir().unwrap();
+    std::os::unix::fs::chown(home.path(), Some(65534), Some(65534)).unwrap();
+    std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let h = home.path().display().to_string();
+    let mut child = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(regent_tests::bin("regentd"))
+        .args([
+            "--store",
+            "memory",
+            "--socket",
+            &format!("{h}/run/agent.sock"),
+        ])
+        .env("HOME", &h)
+        .env("XDG_CONFIG_HOME", format!("{h}/config"))
+        .env("XDG_STATE_HOME", format!("{h}/state"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let sock = home.path().join("run/agent.sock");
+    regent_tests::eventually(
+        "the agent to listen",
+        std::time::Duration::from_secs(10),
+        || async { sock.exists().then_some(()) },
+    )
+    .await;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("Uid:") && l.contains("65534")),
+        "{status}"
+    );
+    let mem_owner = std::fs::metadata(format!("/proc/{pid}/mem")).unwrap().uid();
+    assert_eq!(
+        mem_owner, 0,
+        "a dumpable process's /proc/PID/mem belongs to its user"
+    );
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap();
+    assert_eq!(core.split_whitespace().nth(4), Some("0"), "{core}");
+    let _ = child.kill();
+    let _ = child.wait();
+}
