@@ -31,6 +31,11 @@ pub enum ErrorCode {
     Forbidden,
     /// A bug; the message says what failed.
     Internal,
+    /// `regent serve` only: no agent answers on the socket.
+    AgentUnavailable,
+    /// `regent serve` and the registry client: the registry could not be
+    /// reached or answered something unusable.
+    RegistryUnavailable,
     /// A code this version does not know (a newer agent); kept for forward compatibility.
     #[serde(other)]
     Unknown,
@@ -51,6 +56,8 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::RegistryForbidden => 403,
             ErrorCode::Forbidden => 403,
+            ErrorCode::AgentUnavailable => 503,
+            ErrorCode::RegistryUnavailable => 502,
             ErrorCode::Internal | ErrorCode::Unknown => 500,
         }
     }
@@ -70,6 +77,8 @@ impl ErrorCode {
             ErrorCode::RegistryForbidden => "registry_forbidden",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::Internal => "internal",
+            ErrorCode::AgentUnavailable => "agent_unavailable",
+            ErrorCode::RegistryUnavailable => "registry_unavailable",
             ErrorCode::Unknown => "unknown",
         }
     }
@@ -119,6 +128,8 @@ mod tests {
             ErrorCode::RegistryForbidden,
             ErrorCode::Forbidden,
             ErrorCode::Internal,
+            ErrorCode::AgentUnavailable,
+            ErrorCode::RegistryUnavailable,
         ] {
             let json = serde_json::to_string(&code).unwrap();
             assert_eq!(json, format!("\"{}\"", code.as_str()));

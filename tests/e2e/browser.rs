@@ -96,9 +96,13 @@ async fn browser_login_in_real_headless_chromium() {
         .click()
         .await
         .unwrap();
-    // Consent (offline_access was asked for with prompt=consent).
+    // Consent (offline_access was asked for with prompt=consent). Wait for the
+    // consent page itself: the login page's button may still be there.
     c.wait()
-        .for_element(Locator::Css("button[type=submit]"))
+        .for_element(Locator::Css("input[name='prompt'][value='consent']"))
+        .await
+        .unwrap();
+    c.find(Locator::Css("button[type=submit]"))
         .await
         .unwrap()
         .click()

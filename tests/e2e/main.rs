@@ -7,6 +7,7 @@ mod config;
 mod keyrings;
 mod lifecycle;
 mod login;
+mod registry;
 
 use regent_proto::{LoginFlow, LoginRequest, LoginState, LoginStatus};
 use regent_tests::{forms, Agent, AgentOptions, Idp, IdpOptions};

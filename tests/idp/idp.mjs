@@ -14,6 +14,7 @@
 //   GET  /__test/counts  -> {"token": {<grant_type>: n}, "revocation": n,
 //                           "device_authorization": n, "introspection": n}
 //   POST /__test/reset   -> zero the counters (the fault mode is left alone)
+//   POST /__test/destroy-access-token {"token": AT} -> that access token alone is revoked
 //   POST /__test/fault   {"mode": "none"|"500"|"html"|"truncated"|"slow"|"slow_down"|"down",
 //                         "delay_ms": 5000, "times": n}
 //     Faults hit only POST <token endpoint> (any grant type), except "down", which
@@ -210,6 +211,17 @@ provider.use(async (ctx, next) => {
         times: body.times === undefined ? undefined : Number(body.times),
       };
       return json(ctx, 200, fault);
+    }
+    if (ctx.method === 'POST' && ctx.path === '/__test/destroy-access-token') {
+      // Revokes one access token alone. (RFC 7009 revocation of an access token
+      // also ends its grant in oidc-provider; this leaves the refresh token alive,
+      // as an IdP that revokes single access tokens would.)
+      let body;
+      try { body = JSON.parse((await readBody(ctx.req)) || '{}'); } catch { body = {}; }
+      const at = await provider.AccessToken.find(String(body.token ?? ''));
+      if (!at) return json(ctx, 404, { error: 'no such access token' });
+      await at.destroy();
+      return json(ctx, 200, { destroyed: true });
     }
     return json(ctx, 404, { error: 'not_found' });
   }

@@ -174,6 +174,18 @@ impl Idp {
         assert!(r.status().is_success());
     }
 
+    /// Revokes one access token alone (its refresh token stays valid).
+    pub async fn destroy_access_token(&self, token: &str) {
+        let r = self
+            .http
+            .post(format!("{}/__test/destroy-access-token", self.issuer))
+            .json(&serde_json::json!({ "token": token }))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "no such access token at the IdP");
+    }
+
     /// A raw refresh-token grant, as a client without the agent would send it.
     pub async fn refresh_directly(&self, refresh_token: &str) -> (u16, Value) {
         let r = self

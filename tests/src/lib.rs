@@ -7,6 +7,7 @@ pub mod browser;
 pub mod forms;
 pub mod idp;
 pub mod keyring;
+pub mod registry;
 
 pub use agent::{Agent, AgentOptions, CmdOut};
 pub use idp::{Idp, IdpOptions};

@@ -57,6 +57,34 @@ pub enum Command {
     )]
     Token(TokenArgs),
 
+    /// List the MCP servers a registry offers (every page).
+    #[command(
+        after_help = "Examples:\n  regent servers corp\n  regent servers --search github --json | jq -r '.servers[].server.name'"
+    )]
+    Servers {
+        /// The registry (may be left out when only one is configured).
+        name: Option<String>,
+        /// Only servers whose name matches (passed to the registry).
+        #[arg(long)]
+        search: Option<String>,
+        /// Print JSON on stdout: {"servers": [...]} as the registry sent them.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Serve a headless HTTP API over your registries (never opens a browser).
+    #[command(
+        after_help = "Examples:\n  regent serve                                  # http://127.0.0.1:8080\n  curl -s localhost:8080/api/v1/registries\n  curl -s localhost:8080/api/v1/registries/corp/servers\n  curl -s -X POST localhost:8080/api/v1/registries/corp/login -d '{\"flow\": \"device\"}'\n\nIt lends your registry access to whoever can reach it: it listens on loopback\nunless --allow-remote, and refuses requests whose Host is not its own address."
+    )]
+    Serve {
+        /// Address to listen on.
+        #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Allow a non-loopback --listen address (anyone who can connect gets your registry access).
+        #[arg(long)]
+        allow_remote: bool,
+    },
+
     /// Show the agent and every registry's login state.
     #[command(after_help = "Example:\n  regent status --json | jq '.registries[].auth.status'")]
     Status {

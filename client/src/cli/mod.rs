@@ -4,9 +4,10 @@ pub mod args;
 mod browser;
 mod login;
 mod output;
+mod serve;
 
 use args::{AuthArgs, Cli, Command, ConfigCommand, RegistryCommand, TokenArgs};
-use regent_client::{AgentClient, ClientError};
+use regent_client::{AgentClient, ClientError, RegistryClient, RegistryError};
 use regent_proto::{
     AuthConfig, BearerConfig, ErrorCode, LogoutRequest, OAuthConfig, PutRegistry, TokenRequest,
 };
@@ -20,6 +21,17 @@ pub enum Failure {
     Other(String),
     /// A command line that cannot work (exit 2).
     Usage(String),
+    /// Reading a registry failed.
+    Registry(RegistryError),
+}
+
+impl From<RegistryError> for Failure {
+    fn from(e: RegistryError) -> Self {
+        match e {
+            RegistryError::Agent(c) => Failure::Client(c),
+            other => Failure::Registry(other),
+        }
+    }
 }
 
 impl From<ClientError> for Failure {
@@ -35,6 +47,7 @@ impl Failure {
             Failure::Client(ClientError::Unreachable { .. }) => 3,
             Failure::Client(e) if e.code() == Some(ErrorCode::RegistryAuthRequired) => 4,
             Failure::Usage(_) => 2,
+            Failure::Registry(e) if e.code() == ErrorCode::RegistryAuthRequired => 4,
             _ => 1,
         }
     }
@@ -48,6 +61,7 @@ impl Failure {
             Failure::Client(e) => e.to_string(),
             Failure::Other(m) => m.clone(),
             Failure::Usage(m) => format!("{m} (see --help)"),
+            Failure::Registry(e) => e.to_string(),
         }
     }
 }
@@ -119,6 +133,33 @@ pub async fn run(cli: Cli) -> Result {
             }
             Ok(())
         }
+        Command::Servers { name, search, json } => {
+            let regs = agent.registries().await?;
+            let reg = match name {
+                Some(n) => regs.into_iter().find(|r| r.name == n).ok_or_else(|| {
+                    Failure::Other(format!("no registry named {n}; see: regent registry list"))
+                })?,
+                None => {
+                    let n = pick_registry(&agent, None).await?;
+                    regs.into_iter()
+                        .find(|r| r.name == n)
+                        .expect("picked from the list")
+                }
+            };
+            let servers = RegistryClient::new(agent.clone())
+                .list_all(&reg, search.as_deref())
+                .await?;
+            if json {
+                output::print_json(&serde_json::json!({ "servers": servers }));
+            } else {
+                output::print_servers(&servers);
+            }
+            Ok(())
+        }
+        Command::Serve {
+            listen,
+            allow_remote,
+        } => serve::run(agent, listen, allow_remote).await,
         Command::Status { json } => {
             let health = agent.health().await?;
             let regs = agent.registries().await?;

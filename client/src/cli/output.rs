@@ -98,3 +98,60 @@ pub fn human(secs: u64) -> String {
         _ => format!("{}h {:02}m", secs / 3600, (secs % 3600) / 60),
     }
 }
+
+/// The server table: name, version, description cut to the terminal.
+pub fn print_servers(servers: &[serde_json::Value]) {
+    if servers.is_empty() {
+        println!("No servers.");
+        return;
+    }
+    let rows: Vec<[String; 3]> = servers
+        .iter()
+        .map(|e| {
+            let s = &e["server"];
+            let field = |k: &str| s[k].as_str().unwrap_or("").replace(['\n', '\r', '\t'], " ");
+            [field("name"), field("version"), field("description")]
+        })
+        .collect();
+    let w0 = rows
+        .iter()
+        .map(|r| r[0].chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(4);
+    let w1 = rows
+        .iter()
+        .map(|r| r[1].chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(7);
+    let room = terminal_width().map(|w| w.saturating_sub(w0 + w1 + 4).max(10));
+    println!("{:<w0$}  {:<w1$}  DESCRIPTION", "NAME", "VERSION");
+    for [name, version, desc] in rows {
+        let desc = match room {
+            Some(r) if desc.chars().count() > r => {
+                format!(
+                    "{}…",
+                    desc.chars().take(r.saturating_sub(1)).collect::<String>()
+                )
+            }
+            _ => desc,
+        };
+        println!("{name:<w0$}  {version:<w1$}  {desc}");
+    }
+    println!(
+        "{} server{}",
+        servers.len(),
+        if servers.len() == 1 { "" } else { "s" }
+    );
+}
+
+/// The width of the terminal on stdout, if stdout is one.
+fn terminal_width() -> Option<usize> {
+    // SAFETY: TIOCGWINSZ fills a winsize struct we own.
+    unsafe {
+        let mut ws: libc::winsize = std::mem::zeroed();
+        (libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) == 0 && ws.ws_col > 0)
+            .then_some(ws.ws_col as usize)
+    }
+}

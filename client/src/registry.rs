@@ -1,0 +1,412 @@
+//! `RegistryClient`: reads an MCP registry with the Bearer token the agent
+//! gives, the one HTTP layer everything else (CLI, `regent serve`) uses.
+//!
+//! - The token goes to the registry's own origin only: a redirect elsewhere
+//!   is followed without `Authorization`.
+//! - A 401 invalidates that token at the agent, gets a fresh one, and retries
+//!   once; a second 401 is `registry_auth_required`.
+//! - A 403 is `registry_forbidden`, with the `WWW-Authenticate` error and scope.
+
+use crate::agent::{AgentClient, ClientError};
+use regent_proto::{ErrorCode, InvalidateRequest, RegistryStatus, TokenRequest};
+use reqwest::header::{AUTHORIZATION, LOCATION, WWW_AUTHENTICATE};
+use reqwest::StatusCode;
+use serde_json::Value;
+use std::time::Duration;
+use url::Url;
+
+/// Redirects followed at most.
+const MAX_REDIRECTS: usize = 5;
+/// Pages read at most when listing (a registry that loops its cursor stops here).
+const MAX_PAGES: usize = 1000;
+/// Largest registry answer read.
+const MAX_BODY: usize = 16 * 1024 * 1024;
+
+/// Why reading a registry failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The agent refused or could not give a token (its error, as is).
+    #[error("{0}")]
+    Agent(#[from] ClientError),
+    /// The registry refused the token twice (after a refresh).
+    #[error("registry {registry} refused the token even after a refresh; log in again with: regent login {registry}")]
+    AuthRequired {
+        /// The registry.
+        registry: String,
+    },
+    /// The registry answered 403.
+    #[error("registry {registry} refused access ({}){}", error.as_deref().unwrap_or("forbidden"), scope.as_deref().map(|s| format!("; it wants scope {s}")).unwrap_or_default())]
+    Forbidden {
+        /// The registry.
+        registry: String,
+        /// `error` of its `WWW-Authenticate` header.
+        error: Option<String>,
+        /// `scope` of its `WWW-Authenticate` header.
+        scope: Option<String>,
+    },
+    /// The registry is unreachable or answered something unusable.
+    #[error("registry {registry}: {message}")]
+    Unavailable {
+        /// The registry.
+        registry: String,
+        /// What happened.
+        message: String,
+    },
+    /// The thing asked for does not exist at the registry.
+    #[error("registry {registry} has no {what}")]
+    NotFound {
+        /// The registry.
+        registry: String,
+        /// What was looked for.
+        what: String,
+    },
+}
+
+impl RegistryError {
+    /// The contract code of this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            RegistryError::Agent(ClientError::Api(f)) => f.detail.code,
+            RegistryError::Agent(ClientError::Unreachable { .. }) => ErrorCode::AgentUnavailable,
+            RegistryError::Agent(ClientError::Protocol(_)) => ErrorCode::Internal,
+            RegistryError::AuthRequired { .. } => ErrorCode::RegistryAuthRequired,
+            RegistryError::Forbidden { .. } => ErrorCode::RegistryForbidden,
+            RegistryError::Unavailable { .. } => ErrorCode::RegistryUnavailable,
+            RegistryError::NotFound { .. } => ErrorCode::UnknownRegistry,
+        }
+    }
+}
+
+/// One page of a server list.
+#[derive(Debug, Clone)]
+pub struct Page {
+    /// The entries (`{"server": {...}, "_meta": {...}}`), as the registry sent them.
+    pub servers: Vec<Value>,
+    /// The cursor of the next page.
+    pub next_cursor: Option<String>,
+    /// The API version that answered (`v0.1` or `v0`).
+    pub api: &'static str,
+}
+
+/// Reads MCP registries with the agent's tokens.
+#[derive(Clone)]
+pub struct RegistryClient {
+    agent: AgentClient,
+    http: reqwest::Client,
+}
+
+impl RegistryClient {
+    /// A client that asks `agent` for tokens.
+    pub fn new(agent: AgentClient) -> Self {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none()) // followed by hand, origin-aware
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(60))
+            .user_agent(concat!("regent/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("the TLS backend initialises");
+        RegistryClient { agent, http }
+    }
+
+    /// The agent this client asks.
+    pub fn agent(&self) -> &AgentClient {
+        &self.agent
+    }
+
+    /// GETs `url` with the registry's token; answers the final status and JSON body.
+    pub async fn get_json(
+        &self,
+        reg: &RegistryStatus,
+        url: Url,
+    ) -> Result<(StatusCode, Value), RegistryError> {
+        let token = self.token(reg).await?;
+        let (status, headers, body) = self.send(reg, url.clone(), token.as_deref()).await?;
+        let (status, headers, body) = if status == StatusCode::UNAUTHORIZED && token.is_some() {
+            // The registry says the token is bad: drop it at the agent, get a fresh one, once.
+            let old = token.unwrap_or_default();
+            self.agent
+                .invalidate(&InvalidateRequest {
+                    registry: Some(reg.name.clone()),
+                    access_token: old,
+                })
+                .await?;
+            let fresh = self.token(reg).await?;
+            let again = self.send(reg, url.clone(), fresh.as_deref()).await?;
+            if again.0 == StatusCode::UNAUTHORIZED {
+                return Err(RegistryError::AuthRequired {
+                    registry: reg.name.clone(),
+                });
+            }
+            again
+        } else {
+            (status, headers, body)
+        };
+        if status == StatusCode::UNAUTHORIZED {
+            return Err(RegistryError::AuthRequired {
+                registry: reg.name.clone(),
+            });
+        }
+        if status == StatusCode::FORBIDDEN {
+            let challenge = headers
+                .get(WWW_AUTHENTICATE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            return Err(RegistryError::Forbidden {
+                registry: reg.name.clone(),
+                error: auth_param(challenge, "error"),
+                scope: auth_param(challenge, "scope"),
+            });
+        }
+        let value = if status.is_success() || status == StatusCode::NOT_FOUND {
+            serde_json::from_slice(&body).unwrap_or(Value::Null)
+        } else {
+            return Err(RegistryError::Unavailable {
+                registry: reg.name.clone(),
+                message: format!("HTTP {} from {}", status.as_u16(), url_without_query(&url)),
+            });
+        };
+        Ok((status, value))
+    }
+
+    /// One page of `GET /v0.1/servers` (falling back to `/v0/servers`).
+    pub async fn list_page(
+        &self,
+        reg: &RegistryStatus,
+        search: Option<&str>,
+        limit: Option<u32>,
+        cursor: Option<&str>,
+    ) -> Result<Page, RegistryError> {
+        for api in ["v0.1", "v0"] {
+            let mut url = base(reg)?
+                .join(&format!("{api}/servers"))
+                .map_err(|e| bad_url(reg, e))?;
+            {
+                let mut q = url.query_pairs_mut();
+                if let Some(s) = search {
+                    q.append_pair("search", s);
+                }
+                if let Some(l) = limit {
+                    q.append_pair("limit", &l.to_string());
+                }
+                if let Some(c) = cursor {
+                    q.append_pair("cursor", c);
+                }
+            }
+            let (status, body) = self.get_json(reg, url).await?;
+            if status == StatusCode::NOT_FOUND {
+                continue; // a registry without this API version
+            }
+            let servers =
+                body["servers"]
+                    .as_array()
+                    .cloned()
+                    .ok_or_else(|| RegistryError::Unavailable {
+                        registry: reg.name.clone(),
+                        message: format!("its {api}/servers answer has no \"servers\" list"),
+                    })?;
+            let next_cursor = body["metadata"]["nextCursor"]
+                .as_str()
+                .filter(|c| !c.is_empty())
+                .map(str::to_string);
+            return Ok(Page {
+                servers,
+                next_cursor,
+                api,
+            });
+        }
+        Err(RegistryError::NotFound {
+            registry: reg.name.clone(),
+            what: "MCP registry API (neither /v0.1/servers nor /v0/servers)".into(),
+        })
+    }
+
+    /// Every server, following `metadata.nextCursor` through all pages.
+    pub async fn list_all(
+        &self,
+        reg: &RegistryStatus,
+        search: Option<&str>,
+    ) -> Result<Vec<Value>, RegistryError> {
+        let mut all = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            // The registry's own page size: every page is followed anyway.
+            let page = self.list_page(reg, search, None, cursor.as_deref()).await?;
+            all.extend(page.servers);
+            match page.next_cursor {
+                Some(next) if Some(&next) != cursor.as_ref() => cursor = Some(next),
+                Some(_) => {
+                    return Err(RegistryError::Unavailable {
+                        registry: reg.name.clone(),
+                        message: "it returned the same cursor twice".into(),
+                    })
+                }
+                None => return Ok(all),
+            }
+        }
+        Err(RegistryError::Unavailable {
+            registry: reg.name.clone(),
+            message: format!("more than {MAX_PAGES} pages"),
+        })
+    }
+
+    /// One server's latest version.
+    pub async fn server(&self, reg: &RegistryStatus, name: &str) -> Result<Value, RegistryError> {
+        let enc: String = url::form_urlencoded::byte_serialize(name.as_bytes()).collect();
+        for path in [
+            format!("v0.1/servers/{enc}/versions/latest"),
+            format!("v0/servers/{enc}"),
+        ] {
+            let url = base(reg)?.join(&path).map_err(|e| bad_url(reg, e))?;
+            let (status, body) = self.get_json(reg, url).await?;
+            if status.is_success() {
+                return Ok(body);
+            }
+        }
+        Err(RegistryError::NotFound {
+            registry: reg.name.clone(),
+            what: format!("server named {name}"),
+        })
+    }
+
+    async fn token(&self, reg: &RegistryStatus) -> Result<Option<String>, RegistryError> {
+        if reg.auth.is_none() {
+            return Ok(None);
+        }
+        let t = self
+            .agent
+            .token(&TokenRequest {
+                registry: Some(reg.name.clone()),
+                min_valid_secs: None,
+            })
+            .await?;
+        Ok(Some(t.access_token))
+    }
+
+    /// Sends a GET, following redirects by hand: `Authorization` only to the registry's origin.
+    async fn send(
+        &self,
+        reg: &RegistryStatus,
+        mut url: Url,
+        token: Option<&str>,
+    ) -> Result<(StatusCode, reqwest::header::HeaderMap, Vec<u8>), RegistryError> {
+        let origin = base(reg)?.origin();
+        for _ in 0..=MAX_REDIRECTS {
+            let mut req = self
+                .http
+                .get(url.clone())
+                .header("accept", "application/json");
+            if let Some(t) = token.filter(|_| url.origin() == origin) {
+                req = req.header(AUTHORIZATION, format!("Bearer {t}"));
+            }
+            let resp = req.send().await.map_err(|e| RegistryError::Unavailable {
+                registry: reg.name.clone(),
+                message: format!("cannot reach {}: {}", url_without_query(&url), chain(&e)),
+            })?;
+            let status = resp.status();
+            if status.is_redirection() {
+                let next = resp
+                    .headers()
+                    .get(LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|l| url.join(l).ok())
+                    .ok_or_else(|| RegistryError::Unavailable {
+                        registry: reg.name.clone(),
+                        message: "a redirect without a usable Location".into(),
+                    })?;
+                url = next;
+                continue;
+            }
+            let headers = resp.headers().clone();
+            let body = read_limited(resp)
+                .await
+                .map_err(|m| RegistryError::Unavailable {
+                    registry: reg.name.clone(),
+                    message: m,
+                })?;
+            return Ok((status, headers, body));
+        }
+        Err(RegistryError::Unavailable {
+            registry: reg.name.clone(),
+            message: format!("more than {MAX_REDIRECTS} redirects"),
+        })
+    }
+}
+
+/// The registry's base URL, with a trailing slash so `join` appends.
+fn base(reg: &RegistryStatus) -> Result<Url, RegistryError> {
+    let s = if reg.url.ends_with('/') {
+        reg.url.clone()
+    } else {
+        format!("{}/", reg.url)
+    };
+    Url::parse(&s).map_err(|e| bad_url(reg, e))
+}
+
+fn url_without_query(u: &Url) -> String {
+    let mut u = u.clone();
+    u.set_query(None);
+    u.to_string()
+}
+
+fn bad_url(reg: &RegistryStatus, e: url::ParseError) -> RegistryError {
+    RegistryError::Unavailable {
+        registry: reg.name.clone(),
+        message: format!("bad registry URL {}: {e}", reg.url),
+    }
+}
+
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        let cs = c.to_string();
+        if !s.contains(&cs) {
+            s = format!("{s}: {cs}");
+        }
+        src = c.source();
+    }
+    s
+}
+
+async fn read_limited(mut resp: reqwest::Response) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(format!(
+                "an answer larger than {} MiB",
+                MAX_BODY / 1024 / 1024
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// A parameter of a `WWW-Authenticate: Bearer k="v", ...` challenge.
+fn auth_param(challenge: &str, name: &str) -> Option<String> {
+    let rest = challenge.trim();
+    let rest = rest.strip_prefix("Bearer").unwrap_or(rest);
+    for part in rest.split(',') {
+        let (k, v) = part.trim().split_once('=')?;
+        if k.trim().eq_ignore_ascii_case(name) {
+            return Some(v.trim().trim_matches('"').to_string());
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenge_parameters() {
+        let c = r#"Bearer realm="registry", error="insufficient_scope", scope="registry:write""#;
+        assert_eq!(
+            auth_param(c, "error").as_deref(),
+            Some("insufficient_scope")
+        );
+        assert_eq!(auth_param(c, "scope").as_deref(), Some("registry:write"));
+        assert_eq!(auth_param("Bearer", "error"), None);
+    }
+}
