@@ -105,19 +105,64 @@ impl Agent {
         let regs: Vec<_> = self.registries.read().unwrap().values().cloned().collect();
         let mut restored = 0;
         for reg in regs {
-            let Some(oauth) = &reg.oauth else { continue };
-            let Some(json) = self.store.load(&oauth.key).await else {
-                continue;
-            };
-            match TokenSet::from_json(&json) {
-                Ok(set) => {
-                    oauth.tokens.restore(set, self.store.persisting());
-                    restored += 1;
-                }
-                Err(e) => tracing::warn!(registry = %reg.name, "ignoring stored tokens: {e}"),
-            }
+            restored += usize::from(self.restore_one(&reg).await);
         }
         tracing::info!(restored, store = self.store.name(), "restored token sets");
+    }
+
+    /// Loads a registry's token set from the store into its (empty) cell.
+    async fn restore_one(&self, reg: &Registry) -> bool {
+        let Some(oauth) = &reg.oauth else {
+            return false;
+        };
+        if oauth.tokens.status().set.is_some() {
+            return false;
+        }
+        let Some(json) = self.store.load(&oauth.key).await else {
+            return false;
+        };
+        match TokenSet::from_json(&json) {
+            Ok(set) => {
+                oauth.tokens.restore(set, self.store.persisting());
+                true
+            }
+            Err(e) => {
+                tracing::warn!(registry = %reg.name, "ignoring stored tokens: {e}");
+                false
+            }
+        }
+    }
+
+    /// Re-reads the config file (SIGHUP). A file that does not parse changes
+    /// nothing. Registries whose URL and auth are unchanged keep their tokens;
+    /// changed and removed ones are retired as through the API; new ones get
+    /// their stored tokens. Returns the number of registries.
+    pub async fn reload(&self) -> Result<usize, config::ConfigError> {
+        let new = config::load(&self.config_path)?;
+        let mut config = self.config_lock.lock().await;
+        let old = self.registries.read().unwrap().clone();
+        let mut next = BTreeMap::new();
+        for (name, rc) in &new.registries {
+            let reg = Registry::new(
+                name.clone(),
+                rc.url.clone(),
+                rc.auth.clone(),
+                None,
+                old.get(name).map(|r| r.as_ref()),
+            );
+            next.insert(name.clone(), Arc::new(reg));
+        }
+        *self.registries.write().unwrap() = next.clone();
+        *config = new;
+        drop(config);
+        for (name, reg) in old {
+            self.retire(Some(reg), next.get(&name)).await;
+        }
+        for reg in next.values() {
+            self.restore_one(reg).await;
+        }
+        tracing::info!(registries = next.len(), "config reloaded");
+        Ok(next.len())
     }
 
     /// All registries, by name.

@@ -12,6 +12,7 @@ mod security;
 mod server;
 mod socket;
 mod store;
+mod systemd;
 mod token_cache;
 mod tokens;
 
@@ -58,9 +59,17 @@ fn main() {
         // Before any thread exists: Linux credentials are per thread.
         store::ensure_session_keyring();
     }
+    // Before any thread exists: it edits the environment.
+    let activated = match systemd::take_activated_listener() {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("regentd: {e:#}");
+            std::process::exit(1);
+        }
+    };
     init_logging(args.log_format);
     security::harden();
-    if let Err(e) = run(args) {
+    if let Err(e) = run(args, activated) {
         tracing::error!("{e:#}");
         eprintln!("regentd: {e:#}");
         std::process::exit(1);
@@ -79,43 +88,73 @@ fn init_logging(format: LogFormat) {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
+    // journald stamps every line itself.
+    let journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    match (format, journald) {
+        (LogFormat::Json, _) => builder.json().init(),
+        (LogFormat::Text, true) => builder.without_time().init(),
+        (LogFormat::Text, false) => builder.init(),
     }
 }
 
-fn run(args: Args) -> anyhow::Result<()> {
+fn run(args: Args, activated: Option<std::os::unix::net::UnixListener>) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(async_main(args))
+    runtime.block_on(async_main(args, activated))
 }
 
-async fn async_main(args: Args) -> anyhow::Result<()> {
+async fn async_main(
+    args: Args,
+    activated: Option<std::os::unix::net::UnixListener>,
+) -> anyhow::Result<()> {
     let config_path = regent_proto::paths::config_file();
     let config = config::load(&config_path)?;
     let socket_path = regent_proto::paths::socket_path(args.socket.as_deref());
     let store = Store::open(args.store, regent_proto::paths::state_dir())
         .with_context(|| format!("cannot open the {:?} token store", args.store))?;
     // Bind before restoring: a second agent must fail before touching anything.
-    let listener = socket::bind(&socket_path)?;
-    let bound = socket::identity(&socket_path);
+    let (listener, bound, serving_on) = match activated {
+        Some(std) => {
+            std.set_nonblocking(true)?;
+            let name = std
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_pathname().map(|p| p.display().to_string()))
+                .unwrap_or_else(|| "the socket systemd passed".into());
+            (tokio::net::UnixListener::from_std(std)?, None, name)
+        }
+        None => {
+            let l = socket::bind(&socket_path)?;
+            (
+                l,
+                socket::identity(&socket_path),
+                socket_path.display().to_string(),
+            )
+        }
+    };
     let settings = agent::Settings {
         login_timeout: std::time::Duration::from_secs(args.login_timeout),
     };
     let agent = agent::Agent::start(settings, config_path.clone(), config, store.clone()).await;
     tracing::info!(
-        socket = %socket_path.display(),
+        socket = %serving_on,
         config = %config_path.display(),
         store = store.name(),
         pid = std::process::id(),
         "regentd {} ready",
         env!("CARGO_PKG_VERSION")
     );
-    server::serve(listener, api::router(agent.clone()), shutdown_signal()).await;
+    tokio::spawn(reload_on_sighup(agent.clone()));
+    let registries = agent.all().len();
+    systemd::ready(&format!("serving {registries} registries on {serving_on}"));
+    server::serve(listener, api::router(agent.clone()), async {
+        shutdown_signal().await;
+        systemd::stopping();
+    })
+    .await;
     agent.tasks.close();
     if tokio::time::timeout(server::DRAIN_TIMEOUT, agent.tasks.wait())
         .await
@@ -129,6 +168,21 @@ async fn async_main(args: Args) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+async fn reload_on_sighup(agent: std::sync::Arc<agent::Agent>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler installs");
+    while hup.recv().await.is_some() {
+        tracing::info!("SIGHUP received: reloading the config");
+        match agent.reload().await {
+            Ok(n) => systemd::status(&format!("serving {n} registries (config reloaded)")),
+            Err(e) => {
+                tracing::error!("the config was not reloaded, the current one stays in force: {e}");
+                systemd::status("config reload failed; the previous config stays in force");
+            }
+        }
+    }
 }
 
 async fn shutdown_signal() {

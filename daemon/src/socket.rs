@@ -26,8 +26,11 @@ pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
             );
         }
         match std::os::unix::net::UnixStream::connect(path) {
-            Ok(_) => bail!(
-                "another agent is already serving on {} (check with: regent status)",
+            Ok(stream) => bail!(
+                "another regentd{} is already serving on {}; stop it first, or choose another --socket",
+                running_pid(stream)
+                    .map(|p| format!(" (pid {p})"))
+                    .unwrap_or_default(),
                 path.display()
             ),
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
@@ -82,4 +85,21 @@ pub fn identity(path: &Path) -> Option<(u64, u64)> {
     std::fs::symlink_metadata(path)
         .ok()
         .map(|m| (m.dev(), m.ino()))
+}
+
+/// Asks a running agent for its pid (`GET /v1/health`), briefly.
+fn running_pid(mut stream: std::os::unix::net::UnixStream) -> Option<u64> {
+    use std::io::{Read, Write};
+    let timeout = Some(std::time::Duration::from_secs(2));
+    stream.set_read_timeout(timeout).ok()?;
+    stream.set_write_timeout(timeout).ok()?;
+    stream
+        .write_all(b"GET /v1/health HTTP/1.1\r\nHost: agent\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut answer = Vec::new();
+    stream.take(64 * 1024).read_to_end(&mut answer).ok()?;
+    let text = String::from_utf8_lossy(&answer);
+    let body = text.split("\r\n\r\n").nth(1)?;
+    let health: regent_proto::Health = serde_json::from_str(body.trim()).ok()?;
+    Some(u64::from(health.pid))
 }

@@ -37,6 +37,11 @@ pub fn config_file() -> PathBuf {
         .join("config.toml")
 }
 
+/// The user's config home: `$XDG_CONFIG_HOME` (default `~/.config`).
+pub fn config_home() -> PathBuf {
+    xdg_dir("XDG_CONFIG_HOME", ".config")
+}
+
 /// The state directory: `$XDG_STATE_HOME/regent` (default `~/.local/state`).
 pub fn state_dir() -> PathBuf {
     xdg_dir("XDG_STATE_HOME", ".local/state").join("regent")

@@ -307,7 +307,14 @@ async fn a_stale_socket_is_replaced_and_a_live_agent_is_not() {
     // A second agent on the same socket is refused; the first keeps serving.
     let out = a.regentd_command().output().unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("already serving"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "another regentd (pid {}) is already serving",
+            a.pid()
+        )),
+        "{err}"
+    );
     assert!(a.client().health().await.is_ok());
     // kill -9 leaves the socket file behind; a new agent replaces it.
     a.kill9();
@@ -322,6 +329,7 @@ async fn an_unreachable_agent_is_exit_3_with_the_socket_named() {
     let sock = dir.path().join("none.sock");
     let out = std::process::Command::new(regent_tests::bin("regent"))
         .args(["--socket", &sock.display().to_string(), "token"])
+        .env("REGENT_NO_AUTOSTART", "1")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(3));

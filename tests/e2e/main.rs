@@ -8,6 +8,7 @@ mod keyrings;
 mod lifecycle;
 mod login;
 mod registry;
+mod service;
 
 use regent_proto::{LoginFlow, LoginRequest, LoginState, LoginStatus};
 use regent_tests::{forms, Agent, AgentOptions, Idp, IdpOptions};

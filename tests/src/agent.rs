@@ -16,6 +16,9 @@ pub struct AgentOptions {
     pub env: Vec<(String, String)>,
     /// Extra `regentd` arguments (e.g. `--login-timeout 2`).
     pub args: Vec<String>,
+    /// A program that runs regentd (e.g. `systemd-socket-activate -l {socket}`);
+    /// `{socket}` stands for the socket path.
+    pub wrapper: Vec<String>,
 }
 
 impl Default for AgentOptions {
@@ -24,6 +27,7 @@ impl Default for AgentOptions {
             store: "file".into(),
             env: Vec::new(),
             args: Vec::new(),
+            wrapper: Vec::new(),
         }
     }
 }
@@ -51,16 +55,21 @@ pub struct Agent {
 impl Agent {
     /// Starts an agent in a fresh home and waits until it answers.
     pub async fn start(opts: AgentOptions) -> Agent {
+        let mut a = Agent::unstarted(opts);
+        a.spawn().await;
+        a
+    }
+
+    /// A fresh home with no agent running (yet).
+    pub fn unstarted(opts: AgentOptions) -> Agent {
         let home = tempfile::tempdir().unwrap();
         let socket = home.path().join("run/regent/agent.sock");
-        let mut a = Agent {
+        Agent {
             home,
             socket,
             opts,
             child: None,
-        };
-        a.spawn().await;
-        a
+        }
     }
 
     /// The agent's home (HOME and the XDG dirs live below it).
@@ -93,6 +102,8 @@ impl Agent {
             ("XDG_STATE_HOME".into(), format!("{h}/state")),
             ("REGENT_SOCKET".into(), self.socket.display().to_string()),
             ("REGENT_LOG".into(), "regentd=debug,info".into()),
+            // Tests start their agents themselves; autostart has tests of its own.
+            ("REGENT_NO_AUTOSTART".into(), "1".into()),
         ];
         v.extend(self.opts.env.iter().cloned());
         v
@@ -100,15 +111,32 @@ impl Agent {
 
     /// A `regentd` command with this agent's environment (not started).
     pub fn regentd_command(&self) -> Command {
-        let mut c = Command::new(bin("regentd"));
+        let socket = self.socket.display().to_string();
+        let mut c = match self.opts.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args.iter().map(|a| a.replace("{socket}", &socket)));
+                c.arg(bin("regentd"));
+                c
+            }
+            None => Command::new(bin("regentd")),
+        };
         c.arg("--store").arg(&self.opts.store).args(&self.opts.args);
         c.env_remove("DBUS_SESSION_BUS_ADDRESS");
         c.envs(self.env());
         c
     }
 
-    async fn spawn(&mut self) {
-        std::fs::create_dir_all(self.home().join("run")).unwrap();
+    /// Starts (again) the agent of this home and waits until it answers.
+    pub async fn spawn(&mut self) {
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(self.socket.parent().unwrap())
+                .unwrap();
+        }
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -142,6 +170,13 @@ impl Agent {
     /// The agent's pid.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("agent running").id()
+    }
+
+    /// SIGTERM, and waits for the agent to exit; its exit code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let mut c = self.child.take()?;
+        crate::idp::signal(c.id(), libc::SIGTERM);
+        c.wait().ok().and_then(|s| s.code())
     }
 
     /// kill -9: no chance to clean up.

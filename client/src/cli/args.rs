@@ -12,12 +12,15 @@ Examples:
   curl -H \"Authorization: Bearer $(regent token corp)\" https://registry.corp.example/v0.1/servers
   regent status
 
+When no agent answers, regent starts regentd itself (logging to
+$XDG_STATE_HOME/regent/agent.log) unless REGENT_NO_AUTOSTART is set.
+
 Exit codes: 0 success, 1 error, 2 usage, 3 agent unreachable, 4 login required.";
 
 /// regent gets OAuth tokens for your MCP registries from the regent agent
 /// (regentd), which logs in once, refreshes once for everyone, and keeps
 /// refresh tokens in the OS keyring.
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, Clone)]
 #[command(name = "regent", version, after_help = EXAMPLES, propagate_version = true)]
 pub struct Cli {
     /// The agent's socket [default: $REGENT_SOCKET, else $XDG_RUNTIME_DIR/regent/agent.sock, else /tmp/regent-$UID/agent.sock]
@@ -28,7 +31,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(Subcommand, Debug)]
+#[derive(Subcommand, Debug, Clone)]
 pub enum Command {
     /// Add, remove and list registries.
     #[command(subcommand)]
@@ -85,6 +88,25 @@ pub enum Command {
         allow_remote: bool,
     },
 
+    /// Install or remove the systemd user units (socket-activated agent).
+    #[command(subcommand)]
+    Service(ServiceCommand),
+
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Examples:\n  regent completions bash > ~/.local/share/bash-completion/completions/regent\n  regent completions zsh > ~/.zfunc/_regent\n  regent completions fish > ~/.config/fish/completions/regent.fish"
+    )]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+
+    /// Print the man page (roff).
+    #[command(
+        after_help = "Example:\n  regent man > ~/.local/share/man/man1/regent.1 && man regent"
+    )]
+    Man,
+
     /// Show the agent and every registry's login state.
     #[command(after_help = "Example:\n  regent status --json | jq '.registries[].auth.status'")]
     Status {
@@ -94,7 +116,7 @@ pub enum Command {
     },
 }
 
-#[derive(Subcommand, Debug)]
+#[derive(Subcommand, Debug, Clone)]
 pub enum RegistryCommand {
     /// Add a registry, or replace one of the same name.
     #[command(
@@ -121,7 +143,22 @@ pub enum RegistryCommand {
     },
 }
 
-#[derive(Subcommand, Debug)]
+#[derive(Subcommand, Debug, Clone)]
+pub enum ServiceCommand {
+    /// Write regentd.socket and regentd.service into ~/.config/systemd/user/.
+    #[command(
+        after_help = "Example:\n  regent service install --enable   # and systemd starts regentd on first use"
+    )]
+    Install {
+        /// Also run `systemctl --user daemon-reload` and `enable --now regentd.socket`.
+        #[arg(long)]
+        enable: bool,
+    },
+    /// Stop, disable and remove the units.
+    Uninstall,
+}
+
+#[derive(Subcommand, Debug, Clone)]
 pub enum ConfigCommand {
     /// Set a registry's auth (the IdP is checked first).
     #[command(
@@ -143,7 +180,7 @@ pub enum ConfigCommand {
 }
 
 /// How a registry authenticates: OAuth (`--issuer` and `--client-id`) or a token file.
-#[derive(Args, Debug, Default)]
+#[derive(Args, Debug, Default, Clone)]
 pub struct AuthArgs {
     /// OAuth/OIDC issuer URL (https; http only on loopback).
     #[arg(
@@ -173,7 +210,7 @@ pub struct AuthArgs {
     pub token_file: Option<PathBuf>,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct LoginArgs {
     /// The registry (may be left out when only one is configured).
     pub name: Option<String>,
@@ -185,7 +222,7 @@ pub struct LoginArgs {
     pub no_browser: bool,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct TokenArgs {
     /// The registry (may be left out when only one is configured).
     pub name: Option<String>,

@@ -1,12 +1,14 @@
 //! The commands of the `regent` CLI.
 
 pub mod args;
+mod autostart;
 mod browser;
 mod login;
 mod output;
 mod serve;
+mod service;
 
-use args::{AuthArgs, Cli, Command, ConfigCommand, RegistryCommand, TokenArgs};
+use args::{AuthArgs, Cli, Command, ConfigCommand, RegistryCommand, ServiceCommand, TokenArgs};
 use regent_client::{AgentClient, ClientError, RegistryClient, RegistryError};
 use regent_proto::{
     AuthConfig, BearerConfig, ErrorCode, LogoutRequest, OAuthConfig, PutRegistry, TokenRequest,
@@ -70,7 +72,39 @@ type Result<T = ()> = std::result::Result<T, Failure>;
 
 /// Runs one command.
 pub async fn run(cli: Cli) -> Result {
+    // Commands that need no agent.
+    match &cli.command {
+        Command::Service(ServiceCommand::Install { enable }) => return service::install(*enable),
+        Command::Service(ServiceCommand::Uninstall) => return service::uninstall(),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut cmd, "regent", &mut std::io::stdout());
+            return Ok(());
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            return clap_mangen::Man::new(cmd)
+                .render(&mut std::io::stdout())
+                .map_err(|e| Failure::Other(format!("cannot write the man page: {e}")));
+        }
+        _ => {}
+    }
     let agent = AgentClient::new(regent_proto::paths::socket_path(cli.socket.as_deref()));
+    match run_with_agent(&agent, cli.clone()).await {
+        // No agent at all: start one and try once more. The first request never
+        // reached an agent, so nothing was done twice.
+        Err(Failure::Client(ClientError::Unreachable { .. }))
+            if autostart::enabled() && autostart::nobody_listens(agent.socket()) =>
+        {
+            autostart::start(&agent).await?;
+            run_with_agent(&agent, cli).await
+        }
+        other => other,
+    }
+}
+
+async fn run_with_agent(agent: &AgentClient, cli: Cli) -> Result {
+    let agent = agent.clone();
     match cli.command {
         Command::Token(args) => token(&agent, args).await,
         Command::Registry(RegistryCommand::Add { name, url, auth }) => {
@@ -160,6 +194,9 @@ pub async fn run(cli: Cli) -> Result {
             listen,
             allow_remote,
         } => serve::run(agent, listen, allow_remote).await,
+        Command::Service(_) | Command::Completions { .. } | Command::Man => {
+            unreachable!("handled without an agent")
+        }
         Command::Status { json } => {
             let health = agent.health().await?;
             let regs = agent.registries().await?;

@@ -1,0 +1,150 @@
+//! Starting the agent when none answers: detached, logging to
+//! `$XDG_STATE_HOME/regent/agent.log`, exactly one for concurrent callers
+//! (they queue on a lock file, and the later ones find it running).
+
+use super::Failure;
+use regent_client::AgentClient;
+use std::fs::OpenOptions;
+use std::io::ErrorKind;
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long the CLI waits for a new agent (or for another CLI starting one).
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Whether autostart is on (`REGENT_NO_AUTOSTART` unset or empty).
+pub fn enabled() -> bool {
+    std::env::var_os("REGENT_NO_AUTOSTART").is_none_or(|v| v.is_empty())
+}
+
+/// Whether nothing listens at `socket` (missing, or a dead agent's leftover).
+pub fn nobody_listens(socket: &Path) -> bool {
+    match std::os::unix::net::UnixStream::connect(socket) {
+        Ok(_) => false,
+        Err(e) => matches!(e.kind(), ErrorKind::NotFound | ErrorKind::ConnectionRefused),
+    }
+}
+
+/// Starts `regentd` for `socket` and waits until it answers.
+pub async fn start(agent: &AgentClient) -> Result<(), Failure> {
+    let socket = agent.socket().to_path_buf();
+    let state = regent_proto::paths::state_dir();
+    let fail = |what: String| {
+        Failure::Client(regent_client::ClientError::Unreachable {
+            socket: socket.clone(),
+            reason: what,
+        })
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&state)
+        .map_err(|e| fail(format!("cannot create {}: {e}", state.display())))?;
+    let log_path = state.join("agent.log");
+    let lock_path = state.join("autostart.lock");
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&lock_path)
+        .map_err(|e| fail(format!("cannot open {}: {e}", lock_path.display())))?;
+    let deadline = Instant::now() + START_TIMEOUT;
+    // One starter at a time; the others wait here and then find it running.
+    loop {
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(fail(format!(
+                "another regent is starting the agent for too long (lock {})",
+                lock_path.display()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if !nobody_listens(&socket) {
+        return wait_ready(agent, None, &log_path, deadline).await;
+    }
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(&log_path)
+        .map_err(|e| fail(format!("cannot open {}: {e}", log_path.display())))?;
+    let err_log = log.try_clone().map_err(|e| fail(e.to_string()))?;
+    let mut cmd = Command::new(regentd_path());
+    cmd.arg("--socket")
+        .arg(&socket)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(err_log);
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setsid is async-signal-safe; the agent leaves our session and terminal.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().map_err(|e| {
+        fail(format!(
+            "cannot start regentd ({e}); install it next to regent or on PATH"
+        ))
+    })?;
+    let pid = child.id();
+    wait_ready(agent, Some(child), &log_path, deadline).await?;
+    eprintln!(
+        "regent: started the agent (regentd, pid {pid}); its log: {}",
+        log_path.display()
+    );
+    Ok(())
+}
+
+async fn wait_ready(
+    agent: &AgentClient,
+    mut child: Option<std::process::Child>,
+    log: &Path,
+    deadline: Instant,
+) -> Result<(), Failure> {
+    loop {
+        if agent.health().await.is_ok() {
+            return Ok(());
+        }
+        if let Some(c) = child.as_mut() {
+            if let Ok(Some(status)) = c.try_wait() {
+                return Err(Failure::Client(regent_client::ClientError::Unreachable {
+                    socket: agent.socket().to_path_buf(),
+                    reason: format!("regentd exited at start ({status}); see {}", log.display()),
+                }));
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(Failure::Client(regent_client::ClientError::Unreachable {
+                socket: agent.socket().to_path_buf(),
+                reason: format!(
+                    "regentd did not answer within {}s; see {}",
+                    START_TIMEOUT.as_secs(),
+                    log.display()
+                ),
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `regentd` next to this `regent`, else from `PATH`.
+pub fn regentd_path() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.canonicalize().ok())
+        .map(|p| p.with_file_name("regentd"))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("regentd"))
+}
+
+use std::os::unix::fs::DirBuilderExt;

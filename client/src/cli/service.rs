@@ -1,0 +1,122 @@
+//! `regent service install|uninstall`: the systemd user units, written for
+//! the regentd installed next to this regent.
+
+use super::autostart::regentd_path;
+use super::{Failure, Result};
+use std::path::PathBuf;
+use std::process::Command;
+
+const SOCKET_UNIT: &str = include_str!("../../../systemd/regentd.socket");
+const SERVICE_UNIT: &str = include_str!("../../../systemd/regentd.service");
+
+fn unit_dir() -> PathBuf {
+    regent_proto::paths::config_home()
+        .join("systemd")
+        .join("user")
+}
+
+/// Writes the units; with `enable`, reloads systemd and enables the socket.
+pub fn install(enable: bool) -> Result {
+    let regentd = regentd_path();
+    if !regentd.is_absolute() {
+        return Err(Failure::Other(
+            "cannot find regentd next to regent; install both in the same directory".into(),
+        ));
+    }
+    let dir = unit_dir();
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Failure::Other(format!("cannot create {}: {e}", dir.display())))?;
+    let service = SERVICE_UNIT
+        .lines()
+        .map(|l| {
+            if l.starts_with("ExecStart=") {
+                format!("ExecStart={}", regentd.display())
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n";
+    for (name, text) in [
+        ("regentd.socket", SOCKET_UNIT.to_string()),
+        ("regentd.service", service),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, text)
+            .map_err(|e| Failure::Other(format!("cannot write {}: {e}", path.display())))?;
+        println!("wrote {}", path.display());
+    }
+    let steps: [&[&str]; 2] = [&["daemon-reload"], &["enable", "--now", "regentd.socket"]];
+    if enable {
+        for args in steps {
+            systemctl(args)?;
+        }
+        println!("regentd.socket is enabled: systemd starts the agent on first use.");
+    } else {
+        println!("Enable it with:");
+        for args in steps {
+            println!("  systemctl --user {}", args.join(" "));
+        }
+    }
+    Ok(())
+}
+
+/// Stops, disables and removes the units.
+pub fn uninstall() -> Result {
+    let dir = unit_dir();
+    let units = ["regentd.socket", "regentd.service"];
+    if which("systemctl") {
+        // Best effort: the units may not be loaded (no user manager, never enabled).
+        let _ = Command::new("systemctl")
+            .args(["--user", "disable", "--now"])
+            .args(units)
+            .status();
+    }
+    let mut removed = 0;
+    for name in units {
+        let path = dir.join(name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {
+                println!("removed {}", path.display());
+                removed += 1;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(Failure::Other(format!(
+                    "cannot remove {}: {e}",
+                    path.display()
+                )))
+            }
+        }
+    }
+    if removed == 0 {
+        println!("No regent units were installed in {}.", dir.display());
+    } else if which("systemctl") {
+        let _ = Command::new("systemctl")
+            .args(["--user", "daemon-reload"])
+            .status();
+    }
+    Ok(())
+}
+
+fn systemctl(args: &[&str]) -> Result {
+    let status = Command::new("systemctl")
+        .arg("--user")
+        .args(args)
+        .status()
+        .map_err(|e| Failure::Other(format!("cannot run systemctl: {e}")))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(Failure::Other(format!(
+            "systemctl --user {} failed ({status})",
+            args.join(" ")
+        )))
+    }
+}
+
+fn which(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()))
+}

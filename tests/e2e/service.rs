@@ -1,0 +1,280 @@
+//! Running as a user service: socket activation, readiness, signals,
+//! autostart, the units, shell integration.
+
+use crate::World;
+use regent_tests::{Agent, AgentOptions};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixDatagram;
+use std::time::Duration;
+
+#[tokio::test]
+async fn socket_activation_with_systemd_socket_activate() {
+    let a = Agent::start(AgentOptions {
+        wrapper: vec![
+            "systemd-socket-activate".into(),
+            "-l".into(),
+            "{socket}".into(),
+        ],
+        ..Default::default()
+    })
+    .await;
+    let mode = std::fs::metadata(&a.socket).unwrap().permissions().mode() & 0o777;
+    let out = a.regent(&["status", "--json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["agent"]["store"], "file");
+    assert!(a.log().contains("ready"), "{}", a.log());
+    // The agent uses the socket it was given as it is.
+    let after = std::fs::metadata(&a.socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(after, mode);
+    assert_eq!(a.regent(&["registry", "list", "--json"]).code, 0);
+}
+
+#[tokio::test]
+async fn readiness_and_stopping_are_notified() {
+    let mut a = Agent::start(AgentOptions::default()).await;
+    a.kill9();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notify");
+    let dgram = UnixDatagram::bind(&path).unwrap();
+    dgram
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut child = a
+        .regentd_command()
+        .env("NOTIFY_SOCKET", &path)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = dgram.recv(&mut buf).expect("READY=1 within 10 s");
+    let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(msg.lines().any(|l| l == "READY=1"), "{msg}");
+    assert!(msg.contains("STATUS=serving"), "{msg}");
+    // Ready means answering, right now.
+    let health = a.client().health().await;
+    assert!(
+        health.is_ok(),
+        "READY=1 came before the agent answered: {health:?}"
+    );
+    regent_tests::idp::signal(child.id(), libc::SIGTERM);
+    let n = dgram.recv(&mut buf).expect("STOPPING=1 on SIGTERM");
+    let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(msg.lines().any(|l| l == "STOPPING=1"), "{msg}");
+    assert!(child.wait().unwrap().success());
+    assert!(!a.socket.exists(), "the agent removed its socket at exit");
+}
+
+#[tokio::test]
+async fn sigterm_during_a_refresh_storm_loses_nothing() {
+    let mut w = World::default().await;
+    w.login("alice").await;
+    w.invalidate().await;
+    w.idp
+        .fault(serde_json::json!({"mode": "slow", "delay_ms": 1500, "times": 1}))
+        .await;
+    let calls: Vec<_> = (0..30)
+        .map(|_| w.agent.regent_command(&["token"]))
+        .collect();
+    let runs = calls
+        .into_iter()
+        .map(|c| tokio::process::Command::from(c).output());
+    let storm = tokio::spawn(futures::future::join_all(runs));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let code = w.agent.terminate();
+    assert_eq!(code, Some(0), "{}", w.agent.log());
+    let outs = storm.await.unwrap();
+    let mut served = 0;
+    for o in outs {
+        let o = o.unwrap();
+        match o.status.code() {
+            Some(0) => served += 1,
+            // Connected after the listener closed: a clean "cannot reach the agent".
+            Some(3) => {
+                assert!(String::from_utf8_lossy(&o.stderr).contains("cannot reach the regent agent"))
+            }
+            other => panic!("{other:?}: {}", String::from_utf8_lossy(&o.stderr)),
+        }
+    }
+    assert!(served >= 1, "the callers in flight were answered");
+    assert!(
+        w.agent.log().contains("refreshed access token"),
+        "the refresh finished before exit"
+    );
+    // Restart: the stored token set is intact and refreshable.
+    let stored = w.agent.stored_refresh_token().unwrap();
+    w.agent.spawn().await;
+    let t = w.token(&[]);
+    assert!(w.idp.is_active(&t).await);
+    w.invalidate().await;
+    let t2 = w.token(&[]);
+    assert_ne!(t, t2);
+    assert_ne!(w.agent.stored_refresh_token().unwrap(), stored);
+}
+
+#[tokio::test]
+async fn sighup_reloads_a_valid_config_and_keeps_the_old_one_on_a_broken_one() {
+    let w = World::default().await;
+    w.login("alice").await;
+    let token = w.token(&[]);
+    let file = w.agent.config_file();
+    let mut text = std::fs::read_to_string(&file).unwrap();
+    text.push_str("\n[registries.added]\nurl = \"https://added.example.test\"\n");
+    std::fs::write(&file, &text).unwrap();
+    regent_tests::idp::signal(w.agent.pid(), libc::SIGHUP);
+    let client = w.agent.client();
+    regent_tests::eventually("the reload", Duration::from_secs(5), || async {
+        (client.registries().await.unwrap().len() == 2).then_some(())
+    })
+    .await;
+    assert_eq!(
+        w.token(&["corp"]),
+        token,
+        "an unchanged registry keeps its login"
+    );
+
+    let broken = format!("{text}\n[registries.bad\n");
+    std::fs::write(&file, &broken).unwrap();
+    regent_tests::idp::signal(w.agent.pid(), libc::SIGHUP);
+    let agent = &w.agent;
+    regent_tests::eventually("the reload error", Duration::from_secs(5), || async {
+        agent
+            .log()
+            .contains("the config was not reloaded")
+            .then_some(())
+    })
+    .await;
+    assert_eq!(client.registries().await.unwrap().len(), 2);
+    assert_eq!(w.token(&["corp"]), token);
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        broken,
+        "the broken file was touched"
+    );
+}
+
+/// Kills an agent that a CLI started on its own.
+fn kill_agent(pid: u32) {
+    regent_tests::idp::signal(pid, libc::SIGKILL);
+}
+
+#[tokio::test]
+async fn the_cli_starts_the_agent_when_none_answers() {
+    let a = Agent::unstarted(AgentOptions::default());
+    let out = a
+        .regent_command(&["status", "--json"])
+        .env_remove("REGENT_NO_AUTOSTART")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("started the agent"), "{stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let pid = v["agent"]["pid"].as_u64().unwrap() as u32;
+    let log = a.home().join("state/regent/agent.log");
+    assert!(
+        std::fs::read_to_string(&log).unwrap().contains("ready"),
+        "the agent logs to {}",
+        log.display()
+    );
+    // With autostart off, no agent means exit 3.
+    kill_agent(pid);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let out = a.regent(&["status"]);
+    assert_eq!(out.code, 3);
+}
+
+#[tokio::test]
+async fn ten_clis_at_once_start_exactly_one_agent() {
+    let a = Agent::unstarted(AgentOptions::default());
+    let runs = (0..10).map(|_| {
+        let mut c = a.regent_command(&["registry", "list", "--json"]);
+        c.env_remove("REGENT_NO_AUTOSTART");
+        tokio::process::Command::from(c).output()
+    });
+    let outs = futures::future::join_all(runs).await;
+    let mut started = Vec::new();
+    for o in outs {
+        let o = o.unwrap();
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        assert_eq!(o.status.code(), Some(0), "{err}");
+        if let Some(rest) = err.split("pid ").nth(1) {
+            started.push(rest.split(')').next().unwrap().to_string());
+        }
+    }
+    assert_eq!(started.len(), 1, "agents started: {started:?}");
+    let pid = a.client().health().await.unwrap().pid;
+    assert_eq!(started[0], pid.to_string());
+    kill_agent(pid);
+}
+
+#[tokio::test]
+async fn the_units_install_and_verify() {
+    let a = Agent::unstarted(AgentOptions::default());
+    let out = a.regent(&["service", "install"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout
+            .contains("systemctl --user enable --now regentd.socket"),
+        "{}",
+        out.stdout
+    );
+    let dir = a.home().join("config/systemd/user");
+    let service = std::fs::read_to_string(dir.join("regentd.service")).unwrap();
+    let regentd = regent_tests::bin("regentd").canonicalize().unwrap();
+    assert!(
+        service.contains(&format!("ExecStart={}", regentd.display())),
+        "{service}"
+    );
+    let socket = std::fs::read_to_string(dir.join("regentd.socket")).unwrap();
+    assert!(
+        socket.contains("ListenStream=%t/regent/agent.sock") && socket.contains("SocketMode=0600")
+    );
+    std::fs::create_dir_all(a.home().join("run")).unwrap();
+    let verify = std::process::Command::new("systemd-analyze")
+        .args(["--user", "verify"])
+        .arg(dir.join("regentd.socket"))
+        .arg(dir.join("regentd.service"))
+        .env("XDG_RUNTIME_DIR", a.home().join("run"))
+        .output()
+        .expect("systemd-analyze runs (Debian package systemd)");
+    assert!(
+        verify.status.success(),
+        "systemd-analyze verify: {}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    let out = a.regent(&["service", "uninstall"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!dir.join("regentd.service").exists() && !dir.join("regentd.socket").exists());
+}
+
+#[tokio::test]
+async fn completions_man_page_and_journald_logs() {
+    let a = Agent::start(AgentOptions {
+        env: vec![("JOURNAL_STREAM".into(), "8:1234".into())],
+        ..Default::default()
+    })
+    .await;
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let out = a.regent(&["completions", shell]);
+        assert_eq!(out.code, 0, "{shell}");
+        assert!(
+            out.stdout.contains("set-registry-auth"),
+            "{shell} completion lacks subcommands"
+        );
+    }
+    let out = a.regent(&["man"]);
+    assert!(
+        out.stdout.starts_with(".ie") || out.stdout.contains(".TH regent"),
+        "{}",
+        &out.stdout[..200.min(out.stdout.len())]
+    );
+    // Under journald the agent leaves timestamps to the journal.
+    let first = a.log().lines().next().unwrap_or_default().to_string();
+    assert!(
+        !first.starts_with("20"),
+        "a timestamp under journald: {first}"
+    );
+    assert!(first.contains("INFO") || first.contains("WARN"), "{first}");
+}
