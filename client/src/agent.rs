@@ -74,7 +74,10 @@ impl AgentClient {
     pub fn new(socket: impl Into<PathBuf>) -> Self {
         AgentClient {
             socket: socket.into(),
-            http: Client::builder(TokioExecutor::new()).build(UnixConnector),
+            // Pooled connections are dropped before the agent's 10 s idle cut-off.
+            http: Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(std::time::Duration::from_secs(5))
+                .build(UnixConnector),
         }
     }
 
@@ -286,18 +289,33 @@ impl AgentClient {
     ) -> Result<(u16, Vec<u8>), ClientError> {
         self.check_socket()?;
         let uri: hyper::Uri = Uri::new(&self.socket, path).into();
+        let (method_again, uri_again) = (method.clone(), uri.clone());
         let mut req = Request::builder().method(method).uri(uri);
         if !body.is_empty() {
             req = req.header("content-type", "application/json");
         }
         let req = req
-            .body(Full::new(body))
+            .body(Full::new(body.clone()))
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        let resp = self
-            .http
-            .request(req)
-            .await
-            .map_err(|e| self.transport_error(e))?;
+        let resp = match self.http.request(req).await {
+            Ok(r) => r,
+            // A pooled connection the agent had just closed: the request never
+            // reached it, so it is sent once more on a fresh connection.
+            Err(e) if stale_connection(&e) => {
+                let mut again = Request::builder().method(method_again).uri(uri_again);
+                if !body.is_empty() {
+                    again = again.header("content-type", "application/json");
+                }
+                let again = again
+                    .body(Full::new(body))
+                    .map_err(|e| ClientError::Protocol(e.to_string()))?;
+                self.http
+                    .request(again)
+                    .await
+                    .map_err(|e| self.transport_error(e))?
+            }
+            Err(e) => return Err(self.transport_error(e)),
+        };
         let status = resp.status().as_u16();
         let bytes = Limited::new(resp.into_body(), MAX_ANSWER)
             .collect()
@@ -322,6 +340,30 @@ impl AgentClient {
             ClientError::Protocol(format!("the connection failed: {cause}"))
         }
     }
+}
+
+/// Whether a request failed on a reused connection that the agent had
+/// closed (broken pipe or reset while writing): nothing reached the agent.
+fn stale_connection(e: &hyper_util::client::legacy::Error) -> bool {
+    if e.is_connect() {
+        return false;
+    }
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+            );
+        }
+        if let Some(h) = c.downcast_ref::<hyper::Error>() {
+            if h.is_incomplete_message() || h.is_canceled() {
+                return true;
+            }
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// Percent-encodes a path segment (registry names are already restricted;

@@ -69,6 +69,7 @@ fn main() {
     };
     init_logging(args.log_format);
     security::harden();
+    security::raise_nofile_limit();
     if let Err(e) = run(args, activated) {
         tracing::error!("{e:#}");
         eprintln!("regentd: {e:#}");

@@ -12,8 +12,9 @@ use std::time::Duration;
 use tokio::net::UnixListener;
 use tokio::sync::Semaphore;
 
-/// Most connections served at once; more wait in the kernel's backlog.
-pub const MAX_CONNECTIONS: usize = 1024;
+/// Most connections served at once; more wait in the kernel's backlog. Idle
+/// ones are cut by the header read timeout; only the user can connect at all.
+pub const MAX_CONNECTIONS: usize = 4096;
 /// A client must send its request headers within this time.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long shutdown waits for requests in flight.

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real regentd and regent binaries against a real
 //! OpenID Provider, real keyrings, real sockets.
 
+mod adversarial;
 mod api;
 mod browser;
 mod config;

@@ -13,6 +13,7 @@
 // Test-only endpoints (not part of any spec):
 //   GET  /__test/counts  -> {"token": {<grant_type>: n}, "revocation": n,
 //                           "device_authorization": n, "introspection": n}
+//   GET  /__test/issued  -> every access, refresh and ID token value issued so far
 //   POST /__test/reset   -> zero the counters (the fault mode is left alone)
 //   POST /__test/destroy-access-token {"token": AT} -> that access token alone is revoked
 //   POST /__test/fault   {"mode": "none"|"500"|"html"|"truncated"|"slow"|"slow_down"|"down",
@@ -165,6 +166,8 @@ const paths = {
 
 const newCounts = () => ({ token: {}, revocation: 0, device_authorization: 0, introspection: 0 });
 let counts = newCounts();
+// Every token value the token endpoint handed out, so tests can look for leaks.
+const issued = [];
 let fault = { mode: 'none', delay_ms: 0, times: undefined };
 const FAULT_MODES = new Set(['none', '500', 'html', 'truncated', 'slow', 'slow_down', 'down']);
 
@@ -195,6 +198,7 @@ provider.use(async (ctx, next) => {
   // --- control endpoints -------------------------------------------------------------
   if (ctx.path.startsWith('/__test/')) {
     if (ctx.method === 'GET' && ctx.path === '/__test/counts') return json(ctx, 200, counts);
+    if (ctx.method === 'GET' && ctx.path === '/__test/issued') return json(ctx, 200, issued);
     if (ctx.method === 'POST' && ctx.path === '/__test/reset') {
       counts = newCounts();
       return json(ctx, 200, counts);
@@ -257,7 +261,12 @@ provider.use(async (ctx, next) => {
   if (mode === 'none' || mode === 'slow') {
     if (mode === 'slow') await sleep(delayMs);
     try {
-      return await next();
+      await next();
+      const body = ctx.body && typeof ctx.body === 'object' ? ctx.body : null;
+      for (const k of ['access_token', 'refresh_token', 'id_token']) {
+        if (body && typeof body[k] === 'string') issued.push(body[k]);
+      }
+      return undefined;
     } finally {
       // ctx.oidc exists once the provider's router matched; body is the parsed form.
       countGrant(ctx.oidc?.body?.grant_type);

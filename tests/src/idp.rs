@@ -103,6 +103,18 @@ impl Idp {
             .unwrap_or(0)
     }
 
+    /// Every token value the IdP has issued (access, refresh, ID tokens).
+    pub async fn issued(&self) -> Vec<String> {
+        self.http
+            .get(format!("{}/__test/issued", self.issuer))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// Zeroes the counters.
     pub async fn reset(&self) {
         self.http

@@ -131,11 +131,15 @@ pub enum RegistryCommand {
         auth: AuthArgs,
     },
     /// Remove a registry and delete its stored tokens.
+    #[command(after_help = "Example:\n  regent registry remove corp")]
     Remove {
         /// The registry.
         name: String,
     },
     /// List registries and their login state.
+    #[command(
+        after_help = "Examples:\n  regent registry list\n  regent registry list --json | jq -r '.registries[].name'"
+    )]
     List {
         /// Print JSON on stdout.
         #[arg(long)]
@@ -155,6 +159,7 @@ pub enum ServiceCommand {
         enable: bool,
     },
     /// Stop, disable and remove the units.
+    #[command(after_help = "Example:\n  regent service uninstall")]
     Uninstall,
 }
 
@@ -172,6 +177,7 @@ pub enum ConfigCommand {
         auth: AuthArgs,
     },
     /// Remove a registry's auth and delete its stored tokens.
+    #[command(after_help = "Example:\n  regent config unset-registry-auth --registry corp")]
     UnsetRegistryAuth {
         /// The registry (may be left out when only one is configured).
         #[arg(long)]
