@@ -247,38 +247,11 @@ impl AgentClient {
         }
     }
 
-    /// Refuses a socket whose directory is a symlink or is not ours, or that
-    /// is not ours itself: someone else's listener must not get our requests
-    /// (in a shared directory such as /tmp, a planted socket or symlink could).
     fn check_socket(&self) -> Result<(), ClientError> {
-        use std::os::unix::fs::MetadataExt;
-        let uid = regent_proto::paths::current_uid();
-        let refuse = |reason: String| ClientError::Unreachable {
+        check_socket(&self.socket).map_err(|reason| ClientError::Unreachable {
             socket: self.socket.clone(),
             reason,
-        };
-        let dir = self.socket.parent().filter(|d| !d.as_os_str().is_empty());
-        for (what, p) in [("directory", dir), ("socket", Some(self.socket.as_path()))] {
-            let Some(p) = p else { continue };
-            match std::fs::symlink_metadata(p) {
-                Ok(m) if m.file_type().is_symlink() && what == "directory" => {
-                    return Err(refuse(format!(
-                        "refusing: the socket directory {} is a symbolic link",
-                        p.display()
-                    )))
-                }
-                Ok(m) if m.uid() != uid => {
-                    return Err(refuse(format!(
-                        "refusing: the {what} {} belongs to uid {}, not to you",
-                        p.display(),
-                        m.uid()
-                    )))
-                }
-                // Missing: the connect below reports it.
-                _ => {}
-            }
-        }
-        Ok(())
+        })
     }
 
     async fn send(
@@ -340,6 +313,36 @@ impl AgentClient {
             ClientError::Protocol(format!("the connection failed: {cause}"))
         }
     }
+}
+
+/// Refuses a socket whose directory is a symlink or is not ours, or that is
+/// not ours itself: someone else's listener must not get our requests (in a
+/// shared directory such as /tmp, a planted socket or symlink could).
+pub(crate) fn check_socket(socket: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = regent_proto::paths::current_uid();
+    let dir = socket.parent().filter(|d| !d.as_os_str().is_empty());
+    for (what, p) in [("directory", dir), ("socket", Some(socket))] {
+        let Some(p) = p else { continue };
+        match std::fs::symlink_metadata(p) {
+            Ok(m) if m.file_type().is_symlink() && what == "directory" => {
+                return Err(format!(
+                    "refusing: the socket directory {} is a symbolic link",
+                    p.display()
+                ))
+            }
+            Ok(m) if m.uid() != uid => {
+                return Err(format!(
+                    "refusing: the {what} {} belongs to uid {}, not to you",
+                    p.display(),
+                    m.uid()
+                ))
+            }
+            // Missing: the connect reports it.
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Whether a request failed on a reused connection that the agent had

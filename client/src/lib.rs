@@ -35,6 +35,7 @@
 //! ```
 
 mod agent;
+pub mod blocking;
 mod registry;
 
 pub use agent::{AgentClient, ApiFailure, ClientError};

@@ -6,6 +6,9 @@ use clap::Parser;
 use cli::args::Cli;
 
 fn main() {
+    if let Some(code) = fast_token() {
+        std::process::exit(code);
+    }
     let cli = Cli::parse();
     // Lean start for `regent token`: one thread, no pool of workers.
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -22,4 +25,49 @@ fn main() {
     // Dropping the runtime waits for nothing we still need.
     drop(runtime);
     std::process::exit(code);
+}
+
+/// `regent token [NAME] [--min-valid N] [--json] [--socket P]` when the agent
+/// answers 200: no argument parser, no async runtime (scripts call this in
+/// loops). Anything else, errors included, goes the full way.
+fn fast_token() -> Option<i32> {
+    use std::io::Write;
+    let mut args = std::env::args_os().skip(1);
+    if args.next()? != "token" {
+        return None;
+    }
+    let (mut name, mut min_valid, mut json, mut socket) = (None, None, false, None);
+    while let Some(a) = args.next() {
+        let a = a.into_string().ok()?;
+        match a.as_str() {
+            "--json" => json = true,
+            "--min-valid" => {
+                min_valid = Some(args.next()?.into_string().ok()?.parse::<u64>().ok()?)
+            }
+            "--socket" => socket = Some(std::path::PathBuf::from(args.next()?)),
+            s if s.starts_with('-') => return None,
+            s if name.is_none() => name = Some(s.to_string()),
+            _ => return None,
+        }
+    }
+    let socket = regent_proto::paths::socket_path(socket.as_deref());
+    let req = regent_proto::TokenRequest {
+        registry: name,
+        min_valid_secs: Some(min_valid.unwrap_or(regent_proto::DEFAULT_MIN_VALID_SECS)),
+    };
+    let t = regent_client::blocking::token(&socket, &req)?;
+    let mut out = std::io::stdout().lock();
+    let written = if json {
+        serde_json::to_writer(&mut out, &t)
+            .map_err(std::io::Error::other)
+            .and_then(|_| out.write_all(b"\n"))
+    } else {
+        out.write_all(t.access_token.as_bytes())
+            .and_then(|_| out.write_all(b"\n"))
+    };
+    Some(if written.and_then(|_| out.flush()).is_ok() {
+        0
+    } else {
+        1
+    })
 }

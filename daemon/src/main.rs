@@ -1,23 +1,8 @@
 //! regentd: the regent credential agent.
 
-mod agent;
-mod api;
-mod atomic_file;
-mod config;
-mod error;
-mod login;
-mod oauth;
-mod registry;
-mod security;
-mod server;
-mod socket;
-mod store;
-mod systemd;
-mod token_cache;
-mod tokens;
-
 use anyhow::Context;
 use clap::Parser;
+use regentd::{agent, api, config, security, server, socket, store, systemd};
 use std::path::PathBuf;
 use store::{Store, StoreChoice};
 
@@ -70,6 +55,7 @@ fn main() {
     init_logging(args.log_format);
     security::harden();
     security::raise_nofile_limit();
+    security::limit_malloc_arenas();
     if let Err(e) = run(args, activated) {
         tracing::error!("{e:#}");
         eprintln!("regentd: {e:#}");

@@ -48,6 +48,15 @@ pub fn raise_nofile_limit() {
     }
 }
 
+/// One malloc arena per thread is glibc's default; two suffice for an agent
+/// whose threads mostly wait, and keep the resident set small.
+pub fn limit_malloc_arenas() {
+    // SAFETY: mallopt with a documented parameter, before threads allocate much.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 /// Compares secrets without an early exit on the first difference.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0

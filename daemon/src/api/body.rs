@@ -39,34 +39,58 @@ async fn read(req: Request) -> Result<axum::body::Bytes, ApiError> {
         })
 }
 
+/// Decodes a request body as the extractor does: JSON, strict, errors in the
+/// contract's shape with quoted values redacted.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    parse(bytes)
+}
+
 fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| {
         // serde quotes string values in type errors; a misplaced token must not be echoed.
-        let msg = redact_quoted(&e.to_string());
+        let msg = redact(&e.to_string());
         ApiError::invalid(format!("invalid JSON body: {msg}"))
     })
 }
 
-/// Replaces the contents of `string "..."` in serde messages with `…`.
-fn redact_quoted(msg: &str) -> String {
-    let mut out = String::with_capacity(msg.len());
-    let mut rest = msg;
-    while let Some(i) = rest.find("string \"") {
-        out.push_str(&rest[..i + 8]);
-        rest = &rest[i + 8..];
-        match rest.find('"') {
-            Some(j) => {
-                out.push_str("…\"");
-                rest = &rest[j + 1..];
-            }
-            None => {
-                out.push('…');
-                rest = "";
-            }
+/// Removes what a client sent from serde's messages: string values quoted
+/// as `string "..."`, and long unknown field names (a token pasted as a key).
+fn redact(msg: &str) -> String {
+    redact_long_backticked(&redact_quoted(msg))
+}
+
+/// Replaces an unknown field or variant name longer than any name of the
+/// API. The name may itself contain backticks, so it runs to the last
+/// "`, " that serde writes after it.
+fn redact_long_backticked(msg: &str) -> String {
+    const LONGEST_NAME: usize = 40;
+    for open in ["unknown field `", "unknown variant `"] {
+        let Some(i) = msg.find(open) else { continue };
+        let start = i + open.len();
+        let end = msg[start..]
+            .rfind("`, ")
+            .map(|j| start + j)
+            .unwrap_or(msg.len());
+        if msg[start..end].chars().count() > LONGEST_NAME {
+            return format!("{}…{}", &msg[..start], &msg[end..]);
         }
     }
-    out.push_str(rest);
-    out
+    msg.to_string()
+}
+
+/// Replaces the contents of `string "..."` in serde messages with `…`. The
+/// value may itself contain quotes, so it runs to the last `", expected`
+/// (serde puts what it expected last), or to the end of the message.
+fn redact_quoted(msg: &str) -> String {
+    const OPEN: &str = "string \"";
+    let Some(i) = msg.find(OPEN) else {
+        return msg.to_string();
+    };
+    let start = i + OPEN.len();
+    match msg[start..].rfind("\", expected") {
+        Some(j) => format!("{}…{}", &msg[..start], &msg[start + j..]),
+        None => format!("{}…\"", &msg[..start]),
+    }
 }
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
@@ -105,5 +129,37 @@ mod tests {
             "invalid type: string \"…\", expected u64 at line 1 column 20"
         );
         assert_eq!(redact_quoted("unknown field `x`"), "unknown field `x`");
+        let key = "k".repeat(60);
+        let m = redact(&format!("unknown field `{key}`, expected `registry`"));
+        assert_eq!(m, "unknown field `…`, expected `registry`");
+    }
+
+    /// Found by the `api_request` fuzz target: a quote inside the value.
+    #[test]
+    fn fuzz_regression_quote_in_value() {
+        let input = format!("\"\\\"{}\"", "'".repeat(50));
+        let e = decode::<regent_proto::InvalidateRequest>(input.as_bytes()).unwrap_err();
+        assert!(!e.message.contains("''''"), "{}", e.message);
+        assert!(
+            e.message.contains("expected struct InvalidateRequest"),
+            "{}",
+            e.message
+        );
+    }
+
+    /// Found by the `api_request` fuzz target: quotes and escapes inside a key.
+    #[test]
+    fn fuzz_regression_quoted_key() {
+        let input = br#"{"string "'"gstristring"""u"#;
+        let e = decode::<regent_proto::InvalidateRequest>(input).unwrap_err();
+        assert_eq!(e.code, regent_proto::ErrorCode::InvalidRequest);
+        let e = decode::<regent_proto::InvalidateRequest>(
+            format!(r#"{{"`e{}y": 1}}"#, "x".repeat(45)).as_bytes(),
+        )
+        .unwrap_err();
+        assert!(!e.message.contains("xxxxx"), "{}", e.message);
+        let long = format!(r#"{{"{}": 1}}"#, "eyJ".repeat(20));
+        let e = decode::<regent_proto::TokenRequest>(long.as_bytes()).unwrap_err();
+        assert!(!e.message.contains(&"eyJ".repeat(20)), "{}", e.message);
     }
 }

@@ -3,6 +3,8 @@
 mod body;
 mod path;
 
+pub use body::decode as decode_body;
+
 use crate::agent::Agent;
 use crate::error::ApiError;
 use crate::login;
@@ -141,6 +143,11 @@ async fn login_get(
     Ok(Json(
         agent.logins.get(&id, Duration::from_secs(wait)).await?,
     ))
+}
+
+/// Reads `wait_secs` from a query string (public for fuzzing).
+pub fn parse_wait_secs(query: Option<&str>) -> Result<u64, ApiError> {
+    wait_secs(query)
 }
 
 /// Reads `wait_secs` from the query: a whole number of seconds, at most 60.

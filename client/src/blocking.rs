@@ -1,0 +1,45 @@
+//! The lean path of `regent token`: one HTTP/1.1 exchange over a plain
+//! blocking Unix socket, no async runtime. It handles only the common case
+//! (a 200 answer); anything else returns `None` and the caller takes the full
+//! path, which reports errors properly.
+
+use regent_proto::{TokenRequest, TokenResponse};
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+/// Largest answer read on this path.
+const MAX_ANSWER: u64 = 64 * 1024;
+
+/// `POST /v1/token`, blocking; `None` on anything but a well-formed 200.
+pub fn token(socket: &Path, req: &TokenRequest) -> Option<TokenResponse> {
+    crate::agent::check_socket(socket).ok()?;
+    let body = serde_json::to_vec(req).ok()?;
+    let mut stream = UnixStream::connect(socket).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .ok()?;
+    let head = format!(
+        "POST /v1/token HTTP/1.1\r\nHost: agent\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let mut request = head.into_bytes();
+    request.extend_from_slice(&body);
+    stream.write_all(&request).ok()?;
+    let mut answer = Vec::with_capacity(2048);
+    stream.take(MAX_ANSWER).read_to_end(&mut answer).ok()?;
+    let split = answer.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&answer[..split]).ok()?;
+    if !head.starts_with("HTTP/1.1 200 ") {
+        return None;
+    }
+    // The agent sends a Content-Length for JSON answers, never chunked encoding.
+    if head
+        .lines()
+        .any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding:"))
+    {
+        return None;
+    }
+    serde_json::from_slice(&answer[split + 4..]).ok()
+}
