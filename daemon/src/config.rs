@@ -81,6 +81,18 @@ pub fn parse(text: &str) -> Result<Config, String> {
     for name in config.registries.keys() {
         crate::registry::validate_name(name).map_err(|e| format!("registry {name:?}: {e}"))?;
     }
+    // Unknown keys inside `auth` (shared with answers, so lenient by type).
+    let raw: toml::Value = toml::from_str(text).map_err(|e| e.message().to_string())?;
+    let raw = serde_json::to_value(raw).map_err(|e| e.to_string())?;
+    if let Some(path) = crate::strict::ignored_keys(&raw, &config).first() {
+        let key = path.rsplit('.').next().unwrap_or(path);
+        let line = text
+            .lines()
+            .position(|l| l.trim_start().starts_with(key))
+            .map(|n| format!("line {}: ", n + 1))
+            .unwrap_or_default();
+        return Err(format!("{line}unknown field `{path}`"));
+    }
     Ok(config)
 }
 
@@ -110,6 +122,16 @@ mod tests {
         assert!(err.contains("client_id"), "{err}");
         let err = parse("[registries.corp]\nurl = https://r\n").unwrap_err();
         assert!(err.starts_with("line 2:"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_key_inside_auth_is_an_error_with_its_line() {
+        let text = "[registries.corp]\nurl = \"https://r\"\n[registries.corp.auth]\ntype = \"oauth\"\nissuer = \"https://i\"\nclient_id = \"c\"\nclient_secret = \"x\"\n";
+        let err = parse(text).unwrap_err();
+        assert_eq!(
+            err,
+            "line 7: unknown field `registries.corp.auth.client_secret`"
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod security;
 pub mod server;
 pub mod socket;
 pub mod store;
+pub mod strict;
 pub mod systemd;
 pub mod token_cache;
 pub mod tokens;

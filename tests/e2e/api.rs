@@ -44,6 +44,18 @@ async fn malformed_requests_get_the_contract_codes() {
     let (s, v) = raw(a, "POST", "/v1/token", br#"{"registry":"nope"}"#).await;
     assert_eq!((s, code(&v)), (404, "unknown_registry"), "{v}");
     assert_eq!(v["error"]["registry"], "nope");
+    // An unknown field inside `auth`, a type shared with answers, is refused too.
+    let body =
+        br#"{"url":"https://x.example","auth":{"type":"bearer","token_file":"/t","secret":"s"}}"#;
+    let (s, v) = raw(a, "PUT", "/v1/registries/x", body).await;
+    assert_eq!((s, code(&v)), (400, "invalid_request"), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("auth.secret"),
+        "{v}"
+    );
     let (s, v) = raw(a, "GET", "/v1/nothing", b"").await;
     assert_eq!((s, code(&v)), (400, "invalid_request"), "{v}");
     let (s, v) = raw(

@@ -5,6 +5,7 @@ use axum::extract::{FromRequest, OptionalFromRequest, Request};
 use axum::http::header::CONTENT_LENGTH;
 use regent_proto::{ErrorCode, MAX_BODY_BYTES};
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 /// A JSON request body of type `T`.
 pub struct JsonBody<T>(pub T);
@@ -39,18 +40,35 @@ async fn read(req: Request) -> Result<axum::body::Bytes, ApiError> {
         })
 }
 
-/// Decodes a request body as the extractor does: JSON, strict, errors in the
-/// contract's shape with quoted values redacted.
-pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+/// Decodes a request body as the extractor does: JSON, strict (no unknown
+/// field, at any depth), errors in the contract's shape with quoted values redacted.
+pub fn decode<T: DeserializeOwned + Serialize>(bytes: &[u8]) -> Result<T, ApiError> {
     parse(bytes)
 }
 
-fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        // serde quotes string values in type errors; a misplaced token must not be echoed.
-        let msg = redact(&e.to_string());
-        ApiError::invalid(format!("invalid JSON body: {msg}"))
-    })
+fn parse<T: DeserializeOwned + Serialize>(bytes: &[u8]) -> Result<T, ApiError> {
+    // serde quotes string values in type errors; a misplaced token must not be echoed.
+    let invalid = |e: serde_json::Error| {
+        ApiError::invalid(format!("invalid JSON body: {}", redact(&e.to_string())))
+    };
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(invalid)?;
+    let decoded = T::deserialize(&value).map_err(invalid)?;
+    match crate::strict::ignored_keys(&value, &decoded).first() {
+        None => Ok(decoded),
+        Some(path) => Err(ApiError::invalid(format!(
+            "invalid JSON body: unknown field `{}`",
+            redact_long_name(path)
+        ))),
+    }
+}
+
+/// A path as the client sent it, unless it is longer than any the API has.
+fn redact_long_name(path: &str) -> String {
+    if path.chars().count() > 60 {
+        "…".to_string()
+    } else {
+        path.to_string()
+    }
 }
 
 /// Removes what a client sent from serde's messages: string values quoted
@@ -93,7 +111,7 @@ fn redact_quoted(msg: &str) -> String {
     }
 }
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+impl<S: Send + Sync, T: DeserializeOwned + Serialize> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
@@ -106,7 +124,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 }
 
 /// An empty body reads as `None`, so `POST /v1/token` works without one.
-impl<S: Send + Sync, T: DeserializeOwned> OptionalFromRequest<S> for JsonBody<T> {
+impl<S: Send + Sync, T: DeserializeOwned + Serialize> OptionalFromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _state: &S) -> Result<Option<Self>, Self::Rejection> {
