@@ -9,20 +9,6 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-fn raise_nofile_limit() {
-    // SAFETY: getrlimit/setrlimit on a struct we own.
-    unsafe {
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
-            lim.rlim_cur = lim.rlim_max.min(65536);
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-    }
-}
-
 /// kill -9 at random moments while clients take tokens and the IdP's
 /// one-second tokens force a rotating refresh every half second.
 #[tokio::test]
@@ -88,7 +74,7 @@ fn rand_ms(round: u64, max: u64) -> u64 {
 
 #[tokio::test]
 async fn socket_abuse_does_not_starve_a_well_behaved_client() {
-    raise_nofile_limit();
+    regent_tests::raise_nofile_limit();
     let w = World::default().await;
     w.login("alice").await;
     let sock = w.agent.socket.clone();
@@ -328,7 +314,8 @@ async fn no_token_reaches_a_log_even_at_trace_level() {
     }
 }
 
-/// Another process of the same (non-root) user cannot read the agent's memory.
+/// The agent is not dumpable and has no core size: another process of the
+/// same (non-root) user cannot read its memory or attach to it.
 #[tokio::test]
 async fn ptrace_and_proc_mem_are_refused() {
     let home = tempfile::tempdir().unwrap();
@@ -355,6 +342,26 @@ async fn ptrace_and_proc_mem_are_refused() {
         sock.exists().then_some(())
     })
     .await;
+    // As a non-root user the kernel's own rule is visible: the /proc files of a
+    // non-dumpable process belong to root.
+    use std::os::unix::fs::MetadataExt;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("Uid:") && l.contains("65534")),
+        "{status}"
+    );
+    assert_eq!(
+        std::fs::metadata(format!("/proc/{pid}/mem")).unwrap().uid(),
+        0
+    );
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap();
+    assert_eq!(core.split_whitespace().nth(4), Some("0"), "{core}");
     // Same uid, no privileges: reading its memory or environment needs ptrace access.
     let as_nobody = |args: &[&str]| {
         std::process::Command::new("setpriv")

@@ -173,20 +173,6 @@ async fn refresh_latency(agent: &Agent, rounds: usize) -> (u128, u128) {
     (times[rounds / 2], times[rounds * 9 / 10])
 }
 
-fn raise_nofile_limit() {
-    // SAFETY: getrlimit/setrlimit on a struct we own.
-    unsafe {
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
-            lim.rlim_cur = lim.rlim_max.min(65536);
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-    }
-}
-
 fn quiet(mut opts: AgentOptions) -> AgentOptions {
     opts.env.push(("REGENT_LOG".into(), "warn".into()));
     opts
@@ -194,7 +180,7 @@ fn quiet(mut opts: AgentOptions) -> AgentOptions {
 
 #[tokio::main]
 async fn main() {
-    raise_nofile_limit();
+    regent_tests::raise_nofile_limit();
     let idp = Idp::start(IdpOptions {
         access_ttl: 3600,
         ..Default::default()
