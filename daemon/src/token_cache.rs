@@ -149,12 +149,12 @@ pub async fn get(
                 return Ok(set);
             }
             Some(set) if set.refresh_token.is_some() => {}
-            Some(_) => {
-                return Err(ApiError::auth_required(
-                    &reg.name,
-                    "the access token has expired and the IdP issued no refresh token",
-                ))
-            }
+            // Nothing to refresh with: the token is served until it expires.
+            Some(set) if set.usable(now) => return Ok(set),
+            Some(_) => return Err(ApiError::auth_required(
+                &reg.name,
+                "the access token has expired (or was refused) and the IdP issued no refresh token",
+            )),
             None => {
                 return Err(ApiError::auth_required(
                     &reg.name,
