@@ -15,6 +15,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
+/// Longest a call may take: a 60 s login long-poll, or IdP discovery when a
+/// registry is configured, fit well within it; a wedged agent does not hang us.
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// Largest answer the client reads from the agent.
 const MAX_ANSWER: usize = 4 * 1024 * 1024;
 
@@ -270,32 +274,42 @@ impl AgentClient {
         let req = req
             .body(Full::new(body.clone()))
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        let resp = match self.http.request(req).await {
-            Ok(r) => r,
-            // A pooled connection the agent had just closed: the request never
-            // reached it, so it is sent once more on a fresh connection.
-            Err(e) if stale_connection(&e) => {
-                let mut again = Request::builder().method(method_again).uri(uri_again);
-                if !body.is_empty() {
-                    again = again.header("content-type", "application/json");
+        let exchange = async {
+            let resp = match self.http.request(req).await {
+                Ok(r) => r,
+                // A pooled connection the agent had just closed: the request never
+                // reached it, so it is sent once more on a fresh connection.
+                Err(e) if stale_connection(&e) && idempotent(&method_again, path) => {
+                    let mut again = Request::builder().method(method_again).uri(uri_again);
+                    if !body.is_empty() {
+                        again = again.header("content-type", "application/json");
+                    }
+                    let again = again
+                        .body(Full::new(body))
+                        .map_err(|e| ClientError::Protocol(e.to_string()))?;
+                    self.http
+                        .request(again)
+                        .await
+                        .map_err(|e| self.transport_error(e))?
                 }
-                let again = again
-                    .body(Full::new(body))
-                    .map_err(|e| ClientError::Protocol(e.to_string()))?;
-                self.http
-                    .request(again)
-                    .await
-                    .map_err(|e| self.transport_error(e))?
-            }
-            Err(e) => return Err(self.transport_error(e)),
+                Err(e) => return Err(self.transport_error(e)),
+            };
+            let status = resp.status().as_u16();
+            let bytes = Limited::new(resp.into_body(), MAX_ANSWER)
+                .collect()
+                .await
+                .map_err(|e| ClientError::Protocol(format!("reading the answer: {e}")))?
+                .to_bytes();
+            Ok((status, bytes.to_vec()))
         };
-        let status = resp.status().as_u16();
-        let bytes = Limited::new(resp.into_body(), MAX_ANSWER)
-            .collect()
+        tokio::time::timeout(REQUEST_TIMEOUT, exchange)
             .await
-            .map_err(|e| ClientError::Protocol(format!("reading the answer: {e}")))?
-            .to_bytes();
-        Ok((status, bytes.to_vec()))
+            .map_err(|_| {
+                ClientError::Protocol(format!(
+                    "the agent did not answer within {} s",
+                    REQUEST_TIMEOUT.as_secs()
+                ))
+            })?
     }
 
     fn transport_error(&self, e: hyper_util::client::legacy::Error) -> ClientError {
@@ -343,6 +357,11 @@ pub(crate) fn check_socket(socket: &Path) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Requests that may be sent twice without changing anything twice.
+fn idempotent(method: &Method, path: &str) -> bool {
+    *method == Method::GET || path == "/v1/token" || path == "/v1/token/invalidate"
 }
 
 /// Whether a request failed on a reused connection that the agent had

@@ -19,6 +19,8 @@ use url::Url;
 const MAX_REDIRECTS: usize = 5;
 /// Pages read at most when listing (a registry that loops its cursor stops here).
 const MAX_PAGES: usize = 1000;
+/// Most servers collected when listing everything.
+const MAX_SERVERS: usize = 100_000;
 /// Largest registry answer read.
 const MAX_BODY: usize = 16 * 1024 * 1024;
 
@@ -120,7 +122,17 @@ impl RegistryClient {
         url: Url,
     ) -> Result<(StatusCode, Value), RegistryError> {
         let token = self.token(reg).await?;
-        let (status, headers, body) = self.send(reg, url.clone(), token.as_deref()).await?;
+        let (status, headers, body, sent) = self.send(reg, url.clone(), token.as_deref()).await?;
+        if !sent && matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+            // Refused by another origin, which never saw the token: not the token's fault.
+            return Err(RegistryError::Unavailable {
+                registry: reg.name.clone(),
+                message: format!(
+                    "HTTP {} from a server it redirected to (the token is sent to the registry's own origin only)",
+                    status.as_u16()
+                ),
+            });
+        }
         let (status, headers, body) = if status == StatusCode::UNAUTHORIZED && token.is_some() {
             // The registry says the token is bad: drop it at the agent, get a fresh one, once.
             let old = token.unwrap_or_default();
@@ -131,13 +143,13 @@ impl RegistryClient {
                 })
                 .await?;
             let fresh = self.token(reg).await?;
-            let again = self.send(reg, url.clone(), fresh.as_deref()).await?;
-            if again.0 == StatusCode::UNAUTHORIZED {
+            let (status, headers, body, _) = self.send(reg, url.clone(), fresh.as_deref()).await?;
+            if status == StatusCode::UNAUTHORIZED {
                 return Err(RegistryError::AuthRequired {
                     registry: reg.name.clone(),
                 });
             }
-            again
+            (status, headers, body)
         } else {
             (status, headers, body)
         };
@@ -228,16 +240,23 @@ impl RegistryClient {
     ) -> Result<Vec<Value>, RegistryError> {
         let mut all = Vec::new();
         let mut cursor: Option<String> = None;
+        let mut seen = std::collections::HashSet::new();
         for _ in 0..MAX_PAGES {
             // The registry's own page size: every page is followed anyway.
             let page = self.list_page(reg, search, None, cursor.as_deref()).await?;
             all.extend(page.servers);
+            if all.len() > MAX_SERVERS {
+                return Err(RegistryError::Unavailable {
+                    registry: reg.name.clone(),
+                    message: format!("it lists more than {MAX_SERVERS} servers; use --search or regent serve's limit"),
+                });
+            }
             match page.next_cursor {
-                Some(next) if Some(&next) != cursor.as_ref() => cursor = Some(next),
+                Some(next) if seen.insert(next.clone()) => cursor = Some(next),
                 Some(_) => {
                     return Err(RegistryError::Unavailable {
                         registry: reg.name.clone(),
-                        message: "it returned the same cursor twice".into(),
+                        message: "its cursors go round in a circle".into(),
                     })
                 }
                 None => return Ok(all),
@@ -282,22 +301,27 @@ impl RegistryClient {
         Ok(Some(t.access_token))
     }
 
-    /// Sends a GET, following redirects by hand: `Authorization` only to the registry's origin.
+    /// Sends a GET, following redirects by hand: `Authorization` only to the
+    /// registry's origin. Also says whether the final request carried the token.
     async fn send(
         &self,
         reg: &RegistryStatus,
         mut url: Url,
         token: Option<&str>,
-    ) -> Result<(StatusCode, reqwest::header::HeaderMap, Vec<u8>), RegistryError> {
+    ) -> Result<(StatusCode, reqwest::header::HeaderMap, Vec<u8>, bool), RegistryError> {
         let origin = base(reg)?.origin();
         for _ in 0..=MAX_REDIRECTS {
             let mut req = self
                 .http
                 .get(url.clone())
                 .header("accept", "application/json");
-            if let Some(t) = token.filter(|_| url.origin() == origin) {
-                req = req.header(AUTHORIZATION, format!("Bearer {t}"));
-            }
+            let sent = match token.filter(|_| url.origin() == origin) {
+                Some(t) => {
+                    req = req.header(AUTHORIZATION, format!("Bearer {t}"));
+                    true
+                }
+                None => false,
+            };
             let resp = req.send().await.map_err(|e| RegistryError::Unavailable {
                 registry: reg.name.clone(),
                 message: format!("cannot reach {}: {}", url_without_query(&url), chain(&e)),
@@ -323,7 +347,7 @@ impl RegistryClient {
                     registry: reg.name.clone(),
                     message: m,
                 })?;
-            return Ok((status, headers, body));
+            return Ok((status, headers, body, sent));
         }
         Err(RegistryError::Unavailable {
             registry: reg.name.clone(),
@@ -387,7 +411,9 @@ fn auth_param(challenge: &str, name: &str) -> Option<String> {
     let rest = challenge.trim();
     let rest = rest.strip_prefix("Bearer").unwrap_or(rest);
     for part in rest.split(',') {
-        let (k, v) = part.trim().split_once('=')?;
+        let Some((k, v)) = part.trim().split_once('=') else {
+            continue;
+        };
         if k.trim().eq_ignore_ascii_case(name) {
             return Some(v.trim().trim_matches('"').to_string());
         }

@@ -138,8 +138,18 @@ impl Agent {
     /// changed and removed ones are retired as through the API; new ones get
     /// their stored tokens. Returns the number of registries.
     pub async fn reload(&self) -> Result<usize, config::ConfigError> {
-        let new = config::load(&self.config_path)?;
+        // Under the lock: an API change saving meanwhile is read, not undone.
         let mut config = self.config_lock.lock().await;
+        if !self.config_path.exists() {
+            // At start a missing file is an empty config; on a reload it is
+            // more likely a file being replaced: never drop every registry for it.
+            return Err(config::ConfigError::Io {
+                what: "cannot reload: there is no file at",
+                path: self.config_path.clone(),
+                source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            });
+        }
+        let new = config::load(&self.config_path)?;
         let old = self.registries.read().unwrap().clone();
         let mut next = BTreeMap::new();
         for (name, rc) in &new.registries {

@@ -78,8 +78,9 @@ pub fn parse(text: &str) -> Result<Config, String> {
             .to_string();
         format!("{}{msg}", place.unwrap_or_default())
     })?;
-    for name in config.registries.keys() {
+    for (name, rc) in &config.registries {
         crate::registry::validate_name(name).map_err(|e| format!("registry {name:?}: {e}"))?;
+        crate::registry::validate_url(&rc.url).map_err(|e| format!("registry {name:?}: {e}"))?;
     }
     // Unknown keys inside `auth` (shared with answers, so lenient by type).
     let raw: toml::Value = toml::from_str(text).map_err(|e| e.message().to_string())?;

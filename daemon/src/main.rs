@@ -103,7 +103,7 @@ async fn async_main(
     let store = Store::open(args.store, regent_proto::paths::state_dir())
         .with_context(|| format!("cannot open the {:?} token store", args.store))?;
     // Bind before restoring: a second agent must fail before touching anything.
-    let (listener, bound, serving_on) = match activated {
+    let (listener, bound, serving_on, _lock) = match activated {
         Some(std) => {
             std.set_nonblocking(true)?;
             let name = std
@@ -111,14 +111,15 @@ async fn async_main(
                 .ok()
                 .and_then(|a| a.as_pathname().map(|p| p.display().to_string()))
                 .unwrap_or_else(|| "the socket systemd passed".into());
-            (tokio::net::UnixListener::from_std(std)?, None, name)
+            (tokio::net::UnixListener::from_std(std)?, None, name, None)
         }
         None => {
-            let l = socket::bind(&socket_path)?;
+            let (l, lock) = socket::bind(&socket_path)?;
             (
                 l,
                 socket::identity(&socket_path),
                 socket_path.display().to_string(),
+                Some(lock),
             )
         }
     };
@@ -134,11 +135,15 @@ async fn async_main(
         "regentd {} ready",
         env!("CARGO_PKG_VERSION")
     );
-    tokio::spawn(reload_on_sighup(agent.clone()));
+    // Installed before READY=1: an early SIGHUP must reload, not terminate.
+    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot handle SIGHUP")?;
+    tokio::spawn(reload_on_sighup(agent.clone(), hup));
+    let stop = shutdown_signal()?;
     let registries = agent.all().len();
     systemd::ready(&format!("serving {registries} registries on {serving_on}"));
     server::serve(listener, api::router(agent.clone()), async {
-        shutdown_signal().await;
+        stop.await;
         systemd::stopping();
     })
     .await;
@@ -157,9 +162,10 @@ async fn async_main(
     Ok(())
 }
 
-async fn reload_on_sighup(agent: std::sync::Arc<agent::Agent>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler installs");
+async fn reload_on_sighup(
+    agent: std::sync::Arc<agent::Agent>,
+    mut hup: tokio::signal::unix::Signal,
+) {
     while hup.recv().await.is_some() {
         tracing::info!("SIGHUP received: reloading the config");
         match agent.reload().await {
@@ -172,10 +178,16 @@ async fn reload_on_sighup(agent: std::sync::Arc<agent::Agent>) {
     }
 }
 
-async fn shutdown_signal() {
+/// Installs the SIGTERM and SIGINT handlers now (before READY=1: a signal
+/// that comes early must drain, not kill) and resolves on the first one.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler installs");
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    Ok(async move { wait_for(&mut term, &mut int).await })
+}
+
+async fn wait_for(term: &mut tokio::signal::unix::Signal, int: &mut tokio::signal::unix::Signal) {
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM received"),
         _ = int.recv() => tracing::info!("SIGINT received"),

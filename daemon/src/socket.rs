@@ -6,8 +6,11 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use tokio::net::UnixListener;
 
+/// Held for the agent's lifetime: one agent per socket, even when two start at once.
+pub struct SocketLock(#[allow(dead_code)] std::fs::File);
+
 /// Prepares the directory and binds the socket at `path`.
-pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
+pub fn bind(path: &Path) -> anyhow::Result<(UnixListener, SocketLock)> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -17,6 +20,39 @@ pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
             .with_context(|| format!("cannot create the socket directory {}", dir.display()))?;
     }
     check_private_dir(dir)?;
+    // A live agent is named by its pid, lock or no lock.
+    if let Ok(stream) = std::os::unix::net::UnixStream::connect(path) {
+        bail!(
+            "another regentd{} is already serving on {}; stop it first, or choose another --socket",
+            running_pid(stream)
+                .map(|p| format!(" (pid {p})"))
+                .unwrap_or_default(),
+            path.display()
+        );
+    }
+    // Probe, remove and bind under a lock, or two agents starting together could
+    // each remove the other's fresh socket.
+    let lock_path = path.with_extension("lock");
+    let lock = {
+        use std::os::unix::fs::OpenOptionsExt;
+        use std::os::unix::io::AsRawFd;
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&lock_path)
+            .with_context(|| format!("cannot open {}", lock_path.display()))?;
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            bail!(
+                "another regentd is starting or running on {} (lock {} is held)",
+                path.display(),
+                lock_path.display()
+            );
+        }
+        SocketLock(f)
+    };
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         use std::os::unix::fs::FileTypeExt;
         if !meta.file_type().is_socket() {
@@ -46,7 +82,7 @@ pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
         .with_context(|| format!("cannot bind the socket {}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .with_context(|| format!("cannot set the mode of {}", path.display()))?;
-    Ok(listener)
+    Ok((listener, lock))
 }
 
 /// Refuses a directory owned by someone else or open to others.

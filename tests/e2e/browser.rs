@@ -78,6 +78,7 @@ async fn browser_login_in_real_headless_chromium() {
     use fantoccini::Locator;
     c.goto(&url).await.unwrap();
     c.wait()
+        .at_most(Duration::from_secs(20))
         .for_element(Locator::Css("input[name=login]"))
         .await
         .unwrap()
@@ -99,6 +100,7 @@ async fn browser_login_in_real_headless_chromium() {
     // Consent (offline_access was asked for with prompt=consent). Wait for the
     // consent page itself: the login page's button may still be there.
     c.wait()
+        .at_most(Duration::from_secs(20))
         .for_element(Locator::Css("input[name='prompt'][value='consent']"))
         .await
         .unwrap();
@@ -108,7 +110,11 @@ async fn browser_login_in_real_headless_chromium() {
         .click()
         .await
         .unwrap();
-    c.wait().for_element(Locator::Css("main.ok")).await.unwrap();
+    c.wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("main.ok"))
+        .await
+        .unwrap();
     let landed = c.current_url().await.unwrap();
     assert_eq!(landed.host_str(), Some("127.0.0.1"));
     assert_eq!(landed.path(), "/callback");
@@ -128,10 +134,14 @@ async fn browser_login_in_real_headless_chromium() {
     let source = c.source().await.unwrap();
     chromium.stop().await;
 
-    let out = tokio::task::spawn_blocking(move || cli.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
+    let out = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::task::spawn_blocking(move || cli.wait_with_output()),
+    )
+    .await
+    .expect("regent login ended after the callback")
+    .unwrap()
+    .unwrap();
     assert!(out.status.success());
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),

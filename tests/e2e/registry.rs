@@ -314,9 +314,33 @@ async fn serve_refuses_foreign_hosts_and_wildcard_listening() {
     assert_eq!(r.status(), 403);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["code"], "forbidden");
+    // A page of another site: its Origin is refused (no login can be started or cancelled).
+    let r = http
+        .post(format!(
+            "http://localhost:{}/api/v1/registries/corp/login",
+            serve.port
+        ))
+        .header("origin", "http://attacker.example")
+        .header("content-type", "text/plain")
+        .body(r#"{"flow":"device"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(
+        r.headers().get("access-control-allow-origin").is_none(),
+        "no CORS"
+    );
+    let r = http
+        .post(format!("{}/api/v1/registries/corp/login", serve.url))
+        .header("content-type", "text/plain")
+        .body(r#"{"flow":"device"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "a login needs a JSON content type");
     let r = http
         .get(format!("http://localhost:{}/api/v1/registries", serve.port))
-        .header("origin", "http://attacker.example")
         .send()
         .await
         .unwrap();

@@ -44,10 +44,12 @@ impl Chromium {
         let client = loop {
             // chromedriver speaks plain HTTP on loopback: no TLS stack needed.
             let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-            match ClientBuilder::new(connector)
-                .capabilities(caps.clone())
-                .connect(&url)
+            let mut builder = ClientBuilder::new(connector);
+            builder.capabilities(caps.clone());
+            let attempt = builder.connect(&url);
+            match tokio::time::timeout(Duration::from_secs(20), attempt)
                 .await
+                .unwrap_or_else(|_| panic!("Chromium did not start a session within 20 s"))
             {
                 Ok(c) => break c,
                 Err(e) => {
@@ -68,7 +70,8 @@ impl Chromium {
 
     /// Ends the session and chromedriver.
     pub async fn stop(mut self) {
-        let _ = self.client.clone().close().await;
+        // A Chromium slow to quit must not hold the test: chromedriver is killed anyway.
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.client.clone().close()).await;
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }

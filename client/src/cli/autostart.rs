@@ -78,6 +78,17 @@ pub async fn start(agent: &AgentClient) -> Result<(), Failure> {
         .map_err(|e| fail(format!("cannot open {}: {e}", log_path.display())))?;
     let err_log = log.try_clone().map_err(|e| fail(e.to_string()))?;
     let mut cmd = Command::new(regentd_path());
+    // A CLI run by a systemd unit must not lend that unit's notify socket,
+    // journal stream or activation sockets to the agent it starts.
+    for var in [
+        "NOTIFY_SOCKET",
+        "JOURNAL_STREAM",
+        "LISTEN_PID",
+        "LISTEN_FDS",
+        "LISTEN_FDNAMES",
+    ] {
+        cmd.env_remove(var);
+    }
     cmd.arg("--socket")
         .arg(&socket)
         .stdin(Stdio::null())
@@ -112,7 +123,8 @@ async fn wait_ready(
     deadline: Instant,
 ) -> Result<(), Failure> {
     loop {
-        if agent.health().await.is_ok() {
+        let probe = tokio::time::timeout(Duration::from_secs(1), agent.health()).await;
+        if matches!(probe, Ok(Ok(_))) {
             return Ok(());
         }
         if let Some(c) = child.as_mut() {

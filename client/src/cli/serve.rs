@@ -50,11 +50,18 @@ pub async fn run(agent: AgentClient, listen: SocketAddr, allow_remote: bool) -> 
     let state = Arc::new(Serve {
         registries: RegistryClient::new(agent),
         allowed_hosts: loopback.then(|| {
-            vec![
+            let mut hosts = vec![
+                addr.to_string(),
                 format!("127.0.0.1:{port}"),
                 format!("localhost:{port}"),
                 format!("[::1]:{port}"),
-            ]
+            ];
+            if port == 80 {
+                // Browsers leave out the scheme's default port.
+                hosts.extend(["127.0.0.1".into(), "localhost".into(), "[::1]".into()]);
+                hosts.push(addr.ip().to_string());
+            }
+            hosts
         }),
     });
     let app = Router::new()
@@ -104,6 +111,28 @@ async fn check_host(State(s): Shared, req: Request, next: Next) -> Response {
             )
             .into_response();
         }
+    }
+    // A page on another site can send simple requests (a POST without preflight)
+    // to loopback; browsers mark them, so refuse what they mark as foreign.
+    let origin_ok = match req.headers().get("origin").and_then(|o| o.to_str().ok()) {
+        None => true,
+        Some(o) => s.allowed_hosts.as_ref().is_some_and(|hosts| {
+            hosts
+                .iter()
+                .any(|h| o.eq_ignore_ascii_case(&format!("http://{h}")))
+        }),
+    };
+    let cross_site = req
+        .headers()
+        .get("sec-fetch-site")
+        .is_some_and(|v| v == "cross-site" || v == "same-site");
+    if !origin_ok || cross_site {
+        return ServeError::new(
+            ErrorCode::Forbidden,
+            "requests from other web sites are refused",
+            None,
+        )
+        .into_response();
     }
     next.run(req).await
 }
@@ -287,8 +316,21 @@ struct LoginBody {
 async fn login(
     State(s): Shared,
     Path(name): Path<String>,
+    headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Answer<(StatusCode, Json<regent_proto::Login>)> {
+    // JSON only: a browser cannot send it cross-site without a preflight, which this server never grants.
+    let json = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !json {
+        return Err(ServeError::new(
+            ErrorCode::InvalidRequest,
+            "send the body as Content-Type: application/json",
+            Some(&name),
+        ));
+    }
     let body: LoginBody = serde_json::from_slice(&body).map_err(|e| {
         ServeError::new(
             ErrorCode::InvalidRequest,
