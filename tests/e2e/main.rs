@@ -23,6 +23,23 @@ pub struct World {
     pub agent: Agent,
 }
 
+/// After every test with a World: no token the IdP issued is in the agent's
+/// (trace-level) log.
+impl Drop for World {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let log = self.agent.log();
+        for token in self.idp.issued_blocking() {
+            assert!(
+                !log.contains(token.as_str()),
+                "a token the IdP issued is in the agent's log"
+            );
+        }
+    }
+}
+
 impl World {
     pub async fn new(idp: IdpOptions, agent: AgentOptions) -> World {
         let idp = Idp::start(idp);

@@ -101,7 +101,9 @@ impl Agent {
             ("XDG_CONFIG_HOME".into(), format!("{h}/config")),
             ("XDG_STATE_HOME".into(), format!("{h}/state")),
             ("REGENT_SOCKET".into(), self.socket.display().to_string()),
-            ("REGENT_LOG".into(), "regentd=debug,info".into()),
+            // Everything at trace level: every test's World checks that no token the
+            // IdP issued reached the log.
+            ("REGENT_LOG".into(), "trace".into()),
             // Tests start their agents themselves; autostart has tests of its own.
             ("REGENT_NO_AUTOSTART".into(), "1".into()),
         ];

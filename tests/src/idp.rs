@@ -115,6 +115,26 @@ impl Idp {
             .unwrap()
     }
 
+    /// [`Idp::issued`] for places that cannot await (a `Drop`): plain blocking HTTP.
+    pub fn issued_blocking(&self) -> Vec<String> {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
+            return Vec::new();
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+        let req = format!(
+            "GET /__test/issued HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
+            self.port
+        );
+        if s.write_all(req.as_bytes()).is_err() {
+            return Vec::new();
+        }
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        let body = answer.split("\r\n\r\n").nth(1).unwrap_or("[]");
+        serde_json::from_str(body).unwrap_or_default()
+    }
+
     /// Zeroes the counters.
     pub async fn reset(&self) {
         self.http
