@@ -40,19 +40,41 @@ async fn read(req: Request) -> Result<axum::body::Bytes, ApiError> {
         })
 }
 
+/// A request body. Most reject unknown fields by type, in the one parse; those
+/// holding an `AuthConfig` (shared with answers, so lenient by type) get the
+/// deeper check of what the decode ignored. `/v1/token` pays for one parse only.
+pub trait RequestBody: DeserializeOwned + Serialize {
+    /// Whether decoding may silently ignore fields somewhere inside.
+    const LENIENT_INSIDE: bool = false;
+}
+
+impl RequestBody for regent_proto::TokenRequest {}
+impl RequestBody for regent_proto::InvalidateRequest {}
+impl RequestBody for regent_proto::LoginRequest {}
+impl RequestBody for regent_proto::LogoutRequest {}
+impl RequestBody for regent_proto::PutRegistry {
+    const LENIENT_INSIDE: bool = true;
+}
+impl RequestBody for regent_proto::AuthConfig {
+    const LENIENT_INSIDE: bool = true;
+}
+
 /// Decodes a request body as the extractor does: JSON, strict (no unknown
 /// field, at any depth), errors in the contract's shape with quoted values redacted.
-pub fn decode<T: DeserializeOwned + Serialize>(bytes: &[u8]) -> Result<T, ApiError> {
+pub fn decode<T: RequestBody>(bytes: &[u8]) -> Result<T, ApiError> {
     parse(bytes)
 }
 
-fn parse<T: DeserializeOwned + Serialize>(bytes: &[u8]) -> Result<T, ApiError> {
+fn parse<T: RequestBody>(bytes: &[u8]) -> Result<T, ApiError> {
     // serde quotes string values in type errors; a misplaced token must not be echoed.
     let invalid = |e: serde_json::Error| {
         ApiError::invalid(format!("invalid JSON body: {}", redact(&e.to_string())))
     };
+    let decoded: T = serde_json::from_slice(bytes).map_err(invalid)?;
+    if !T::LENIENT_INSIDE {
+        return Ok(decoded);
+    }
     let value: serde_json::Value = serde_json::from_slice(bytes).map_err(invalid)?;
-    let decoded = T::deserialize(&value).map_err(invalid)?;
     match crate::strict::ignored_keys(&value, &decoded).first() {
         None => Ok(decoded),
         Some(path) => Err(ApiError::invalid(format!(
@@ -111,7 +133,7 @@ fn redact_quoted(msg: &str) -> String {
     }
 }
 
-impl<S: Send + Sync, T: DeserializeOwned + Serialize> FromRequest<S> for JsonBody<T> {
+impl<S: Send + Sync, T: RequestBody> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
@@ -124,7 +146,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Serialize> FromRequest<S> for JsonBod
 }
 
 /// An empty body reads as `None`, so `POST /v1/token` works without one.
-impl<S: Send + Sync, T: DeserializeOwned + Serialize> OptionalFromRequest<S> for JsonBody<T> {
+impl<S: Send + Sync, T: RequestBody> OptionalFromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _state: &S) -> Result<Option<Self>, Self::Rejection> {
