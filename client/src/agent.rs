@@ -85,9 +85,9 @@ impl AgentClient {
         }
     }
 
-    /// A client of the agent at the default socket (`$REGENT_SOCKET`, ...).
+    /// A client of the user's agent, found as [`crate::locate::socket`] finds it.
     pub fn from_env() -> Self {
-        Self::new(regent_proto::paths::socket_path(None))
+        Self::new(crate::locate::socket(None))
     }
 
     /// The socket this client talks to.

@@ -8,7 +8,8 @@
 //! use regent_client::AgentClient;
 //! use regent_proto::TokenRequest;
 //!
-//! // The socket is resolved as the CLI does: $REGENT_SOCKET, $XDG_RUNTIME_DIR/regent/agent.sock, ...
+//! // The socket is found as the CLI finds it: $REGENT_SOCKET, $XDG_RUNTIME_DIR/regent/agent.sock,
+//! // ..., else the one the running agent recorded (cron, sudo -u, ssh sessions).
 //! let agent = AgentClient::from_env();
 //! let token = agent
 //!     .token(&TokenRequest { registry: Some("corp".into()), ..Default::default() })
@@ -36,6 +37,7 @@
 
 mod agent;
 pub mod blocking;
+pub mod locate;
 mod registry;
 
 pub use agent::{AgentClient, ApiFailure, ClientError};

@@ -1,6 +1,11 @@
 //! The agent's API error: a contract code, a message a person can act on, and
-//! the registry involved. The one place errors become HTTP answers.
+//! the resource involved. The one place errors become codes and HTTP answers.
 
+use crate::agent::AgentError;
+use crate::config::ConfigError;
+use crate::login::LoginError;
+use crate::oauth::OAuthError;
+use crate::token::TokenError;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use regent_proto::{ErrorBody, ErrorCode, ErrorDetail};
@@ -12,7 +17,7 @@ pub struct ApiError {
     pub code: ErrorCode,
     /// What went wrong and what to do; never a secret.
     pub message: String,
-    /// The registry involved, if any.
+    /// The resource involved, if any.
     pub registry: Option<String>,
 }
 
@@ -26,7 +31,7 @@ impl ApiError {
         }
     }
 
-    /// Names the registry involved.
+    /// Names the resource involved.
     pub fn registry(mut self, name: &str) -> Self {
         self.registry = Some(name.to_string());
         self
@@ -41,14 +46,85 @@ impl ApiError {
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::Internal, message)
     }
+}
 
-    /// `registry_auth_required`, naming the command that fixes it.
-    pub fn auth_required(registry: &str, why: &str) -> Self {
-        Self::new(
-            ErrorCode::RegistryAuthRequired,
-            format!("{why}; log in with: regent login {registry}"),
-        )
-        .registry(registry)
+/// The code of an IdP failure.
+fn oauth_code(e: &OAuthError) -> ErrorCode {
+    match e {
+        OAuthError::Unavailable(_) => ErrorCode::IdpUnavailable,
+        OAuthError::InvalidGrant(_) => ErrorCode::RegistryAuthRequired,
+        OAuthError::Protocol { .. } => ErrorCode::IdpError,
+        OAuthError::Config(_) => ErrorCode::InvalidAuthConfig,
+    }
+}
+
+impl From<TokenError> for ErrorCode {
+    fn from(e: TokenError) -> ErrorCode {
+        match e {
+            TokenError::AuthRequired(_) | TokenError::Superseded => ErrorCode::RegistryAuthRequired,
+            TokenError::Unavailable(_) => ErrorCode::IdpUnavailable,
+            TokenError::Idp { .. } => ErrorCode::IdpError,
+            TokenError::Config(_) => ErrorCode::InvalidAuthConfig,
+            TokenError::Internal(_) => ErrorCode::Internal,
+        }
+    }
+}
+
+impl From<LoginError> for ApiError {
+    fn from(e: LoginError) -> Self {
+        let code = match &e {
+            LoginError::TooMany(_) | LoginError::NoSuchLogin(_) => ErrorCode::InvalidRequest,
+            LoginError::PortBusy { .. } => ErrorCode::LoginFailed,
+            LoginError::Listen { .. } => ErrorCode::Internal,
+            LoginError::Idp(o) => oauth_code(o),
+        };
+        ApiError::new(code, e.to_string())
+    }
+}
+
+impl From<AgentError> for ApiError {
+    fn from(e: AgentError) -> Self {
+        let resource = e.resource().map(str::to_string);
+        let (code, message) = match e {
+            AgentError::Unknown(_) | AgentError::NoneConfigured => {
+                (ErrorCode::UnknownRegistry, e.to_string())
+            }
+            AgentError::Ambiguous(_)
+            | AgentError::Invalid(_)
+            | AgentError::StaticToken(_)
+            | AgentError::Shared { .. } => (ErrorCode::InvalidRequest, e.to_string()),
+            AgentError::NotConfigured(_) => (ErrorCode::AuthNotConfigured, e.to_string()),
+            AgentError::InvalidAuth { .. } => (ErrorCode::InvalidAuthConfig, e.to_string()),
+            AgentError::Token {
+                ref resource,
+                ref err,
+            } => {
+                let code = ErrorCode::from(err.clone());
+                let message = match code {
+                    // The message names the command that fixes it.
+                    ErrorCode::RegistryAuthRequired => {
+                        format!("{resource}: {err}; log in with: regent login {resource}")
+                    }
+                    _ => format!("{resource}: {err}"),
+                };
+                (code, message)
+            }
+            AgentError::Login { err, .. } => {
+                let api = ApiError::from(err);
+                (api.code, api.message)
+            }
+            AgentError::ConfigRefused(ConfigError::Parse { .. }) => {
+                (ErrorCode::InvalidConfig, e.to_string())
+            }
+            AgentError::ConfigRefused(_) | AgentError::Config(_) => {
+                (ErrorCode::Internal, e.to_string())
+            }
+        };
+        ApiError {
+            code,
+            message,
+            registry: resource,
+        }
     }
 }
 
@@ -65,7 +141,7 @@ impl IntoResponse for ApiError {
         let status = StatusCode::from_u16(self.code.http_status())
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         if self.code == ErrorCode::Internal {
-            tracing::error!(registry = ?self.registry, "internal error: {}", self.message);
+            tracing::error!(resource = ?self.registry, "internal error: {}", self.message);
         }
         let body = ErrorBody {
             error: ErrorDetail {

@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use regentd::{agent, api, config, security, server, socket, store, systemd};
+use regentd::{agent, api, config, ctx, instance, security, server, socket, store, systemd};
 use std::path::PathBuf;
 use store::{Store, StoreChoice};
 
@@ -98,37 +98,49 @@ async fn async_main(
     activated: Option<std::os::unix::net::UnixListener>,
 ) -> anyhow::Result<()> {
     let config_path = regent_proto::paths::config_file();
-    let config = config::load(&config_path)?;
     let socket_path = regent_proto::paths::socket_path(args.socket.as_deref());
+    let serving_on = match &activated {
+        Some(l) => l
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_pathname().map(|p| p.to_path_buf()))
+            .unwrap_or_else(|| socket_path.clone()),
+        None => socket_path.clone(),
+    };
+    // One agent per user, before anything else is touched.
+    let _instance = instance::claim(
+        &regent_proto::paths::agent_lock(),
+        &regent_proto::AgentRecord {
+            pid: std::process::id(),
+            socket: serving_on.clone(),
+            systemd: activated.is_some(),
+        },
+    )?;
+    let config = config::ConfigFile::open(&config_path).map_err(|e| {
+        anyhow::anyhow!(
+            "{e}\n(the agent will not start, and will not touch the file, until it is fixed)"
+        )
+    })?;
     let store = Store::open(args.store, regent_proto::paths::state_dir())
         .with_context(|| format!("cannot open the {:?} token store", args.store))?;
-    // Bind before restoring: a second agent must fail before touching anything.
-    let (listener, bound, serving_on, _lock) = match activated {
+    // Bind before restoring: a second agent on the socket must fail before touching anything.
+    let (listener, bound, _socket_lock) = match activated {
         Some(std) => {
             std.set_nonblocking(true)?;
-            let name = std
-                .local_addr()
-                .ok()
-                .and_then(|a| a.as_pathname().map(|p| p.display().to_string()))
-                .unwrap_or_else(|| "the socket systemd passed".into());
-            (tokio::net::UnixListener::from_std(std)?, None, name, None)
+            (tokio::net::UnixListener::from_std(std)?, None, None)
         }
         None => {
             let (l, lock) = socket::bind(&socket_path)?;
-            (
-                l,
-                socket::identity(&socket_path),
-                socket_path.display().to_string(),
-                Some(lock),
-            )
+            (l, socket::identity(&socket_path), Some(lock))
         }
     };
-    let settings = agent::Settings {
+    let settings = ctx::Settings {
         login_timeout: std::time::Duration::from_secs(args.login_timeout),
     };
-    let agent = agent::Agent::start(settings, config_path.clone(), config, store.clone()).await;
+    let ctx = ctx::Ctx::new(store.clone(), settings);
+    let agent = agent::Agent::start(ctx.clone(), config).await;
     tracing::info!(
-        socket = %serving_on,
+        socket = %serving_on.display(),
         config = %config_path.display(),
         store = store.name(),
         pid = std::process::id(),
@@ -141,14 +153,22 @@ async fn async_main(
     tokio::spawn(reload_on_sighup(agent.clone(), hup));
     let stop = shutdown_signal()?;
     let registries = agent.all().len();
-    systemd::ready(&format!("serving {registries} registries on {serving_on}"));
+    systemd::ready(&format!(
+        "serving {registries} {} on {}",
+        if registries == 1 {
+            "registry"
+        } else {
+            "registries"
+        },
+        serving_on.display()
+    ));
     server::serve(listener, api::router(agent.clone()), async {
         stop.await;
         systemd::stopping();
     })
     .await;
-    agent.tasks.close();
-    if tokio::time::timeout(server::DRAIN_TIMEOUT, agent.tasks.wait())
+    ctx.tasks.close();
+    if tokio::time::timeout(server::DRAIN_TIMEOUT, ctx.tasks.wait())
         .await
         .is_err()
     {
@@ -169,7 +189,10 @@ async fn reload_on_sighup(
     while hup.recv().await.is_some() {
         tracing::info!("SIGHUP received: reloading the config");
         match agent.reload().await {
-            Ok(n) => systemd::status(&format!("serving {n} registries (config reloaded)")),
+            Ok(n) => systemd::status(&format!(
+                "serving {n} {} (config reloaded)",
+                if n == 1 { "registry" } else { "registries" }
+            )),
             Err(e) => {
                 tracing::error!("the config was not reloaded, the current one stays in force: {e}");
                 systemd::status("config reload failed; the previous config stays in force");

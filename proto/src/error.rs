@@ -36,6 +36,9 @@ pub enum ErrorCode {
     /// `regent serve` and the registry client: the registry could not be
     /// reached or answered something unusable.
     RegistryUnavailable,
+    /// The config file does not parse (changed by hand meanwhile): the change
+    /// asked for was refused; the message names the line.
+    InvalidConfig,
     /// A code this version does not know (a newer agent); kept for forward compatibility.
     #[serde(other)]
     Unknown,
@@ -58,6 +61,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => 403,
             ErrorCode::AgentUnavailable => 503,
             ErrorCode::RegistryUnavailable => 502,
+            ErrorCode::InvalidConfig => 409,
             ErrorCode::Internal | ErrorCode::Unknown => 500,
         }
     }
@@ -79,6 +83,7 @@ impl ErrorCode {
             ErrorCode::Internal => "internal",
             ErrorCode::AgentUnavailable => "agent_unavailable",
             ErrorCode::RegistryUnavailable => "registry_unavailable",
+            ErrorCode::InvalidConfig => "invalid_config",
             ErrorCode::Unknown => "unknown",
         }
     }
@@ -130,6 +135,7 @@ mod tests {
             ErrorCode::Internal,
             ErrorCode::AgentUnavailable,
             ErrorCode::RegistryUnavailable,
+            ErrorCode::InvalidConfig,
         ] {
             let json = serde_json::to_string(&code).unwrap();
             assert_eq!(json, format!("\"{}\"", code.as_str()));

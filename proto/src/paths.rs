@@ -47,6 +47,12 @@ pub fn state_dir() -> PathBuf {
     xdg_dir("XDG_STATE_HOME", ".local/state").join("regent")
 }
 
+/// The lock a running agent holds for its whole life (one agent per user):
+/// `$XDG_STATE_HOME/regent/agent.lock`, holding an [`crate::AgentRecord`].
+pub fn agent_lock() -> PathBuf {
+    state_dir().join("agent.lock")
+}
+
 fn xdg_dir(var: &str, home_rel: &str) -> PathBuf {
     if let Some(p) = non_empty(std::env::var_os(var)) {
         let p = PathBuf::from(p);

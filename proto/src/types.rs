@@ -21,6 +21,21 @@ pub struct Health {
     pub store: String,
 }
 
+/// What a running agent writes into its lock file
+/// ([`crate::paths::agent_lock`]), so a client that cannot find its socket
+/// the usual way (cron, `sudo -u`, ssh without `XDG_RUNTIME_DIR`) finds it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct AgentRecord {
+    /// The agent's process id.
+    pub pid: u32,
+    /// The socket it serves on.
+    pub socket: PathBuf,
+    /// Whether systemd runs it (socket activation): the socket stays
+    /// reachable (systemd listens) after the agent exits.
+    #[serde(default)]
+    pub systemd: bool,
+}
+
 /// How a registry authenticates: OAuth/OIDC, or a static token from a file.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(tag = "type", rename_all = "lowercase")]
@@ -98,6 +113,10 @@ pub struct AuthStatus {
     /// Who is logged in, as the IdP's ID token names them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account: Option<String>,
+    /// The other resources that share this login (same issuer, client id and
+    /// scopes): a login or logout of one is a login or logout of all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shared_with: Vec<String>,
 }
 
 /// A registry and its auth status.
@@ -293,6 +312,28 @@ pub struct LogoutRequest {
     /// The registry; may be left out when exactly one is configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registry: Option<String>,
+    /// Also log out the resources that share the login. Without it, a
+    /// shared login is refused with `invalid_request` naming them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub all: bool,
+}
+
+/// What happened to the login at the IdP on logout.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Revocation {
+    /// The IdP accepted the revocation (RFC 7009).
+    Revoked,
+    /// The IdP offers no revocation endpoint: the refresh token stays valid
+    /// there until it expires.
+    NotOffered,
+    /// The revocation failed (the agent's log says why).
+    Failed,
+    /// Nothing was held, so nothing was revoked.
+    NotNeeded,
+    /// A value this version does not know (a newer agent).
+    #[serde(other)]
+    Unknown,
 }
 
 /// The answer of `POST /v1/logout`.
@@ -302,6 +343,16 @@ pub struct LogoutResponse {
     pub revoked: bool,
     /// Whether a stored token set was deleted.
     pub deleted: bool,
+    /// What happened at the IdP.
+    #[serde(default = "unknown_revocation")]
+    pub revocation: Revocation,
+    /// Every resource that was logged out (the one named and those sharing its login).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logged_out: Vec<String>,
+}
+
+fn unknown_revocation() -> Revocation {
+    Revocation::Unknown
 }
 
 #[cfg(test)]
@@ -343,6 +394,7 @@ mod tests {
                 has_refresh_token: true,
                 persisted: true,
                 account: Some("alice".into()),
+                shared_with: vec![],
             }),
         };
         let v = serde_json::to_value(&s).unwrap();

@@ -7,10 +7,16 @@ use regent_proto::{ErrorCode, InvalidateRequest, TokenRequest};
 use regent_tests::{AgentOptions, IdpOptions};
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// kill -9 at random moments while clients take tokens and the IdP's
-/// one-second tokens force a rotating refresh every half second.
+/// one-second tokens force a rotating refresh every half second. A restart
+/// may need a login only when the kill landed inside the one window no agent
+/// can close against an IdP without a reuse grace period: the refresh had
+/// reached the IdP (which rotated the stored refresh token, or rotates it
+/// later as the killed agent's request is processed, which then replays it),
+/// and the agent had not stored the answer. The test tells that from the
+/// IdP's record of rotations and replays, not from a bound on how often.
 #[tokio::test]
 async fn a_hundred_kill_9_at_random_moments() {
     let mut w = World::new(
@@ -23,6 +29,9 @@ async fn a_hundred_kill_9_at_random_moments() {
     .await;
     w.login("alice").await;
     let mut relogins = 0;
+    // The refresh token each kill left in the store: the one a request of the
+    // killed agent may have carried.
+    let mut at_kill = std::collections::HashSet::new();
     for round in 0..100 {
         let client = w.agent.client();
         let load = tokio::spawn(async move {
@@ -40,6 +49,9 @@ async fn a_hundred_kill_9_at_random_moments() {
         tokio::time::sleep(Duration::from_millis(wait)).await;
         w.agent.kill9();
         load.abort();
+        // Nothing writes the store now: this is what the restarted agent finds.
+        let stored = w.agent.stored_refresh_token();
+        at_kill.extend(stored.clone());
         w.agent.spawn().await;
         let r = w
             .agent
@@ -53,18 +65,26 @@ async fn a_hundred_kill_9_at_random_moments() {
             Ok(_) => {}
             Err(e) if e.code() == Some(ErrorCode::RegistryAuthRequired) => {
                 relogins += 1;
-                eprintln!("round {round}: a login was needed after kill -9 at {wait} ms: {e}");
+                let rotated = match &stored {
+                    Some(rt) => w.idp.rotated_away(rt).await,
+                    None => false,
+                };
+                let replayed_by_a_killed_agent =
+                    w.idp.replays().await.iter().any(|rt| at_kill.contains(rt));
+                assert!(
+                    rotated || replayed_by_a_killed_agent,
+                    "round {round}: a login was needed after kill -9 at {wait} ms, yet no request of \
+                     a killed agent rotated or replayed the stored refresh token: persistence lost it ({e})"
+                );
                 w.login("alice").await;
             }
             Err(e) => panic!("round {round}: {e}"),
         }
     }
-    eprintln!("kill -9 x100: {relogins} needed a login");
-    // A kill that lands while a refresh is at the IdP (the IdP has rotated the
-    // refresh token, the agent has not stored it yet) is the one unavoidable
-    // case against an IdP without a reuse grace period; it is a window of a few
-    // milliseconds a cycle. Anything more means persistence is broken.
-    assert!(relogins <= 5, "{relogins} of 100 restarts needed a login");
+    eprintln!(
+        "kill -9 x100: {relogins} restarts needed a login, each inside the window between the \
+         IdP's rotation and the agent's store write"
+    );
 }
 
 /// A deterministic spread of waits in 0..max ms.
@@ -79,19 +99,14 @@ async fn socket_abuse_does_not_starve_a_well_behaved_client() {
     w.login("alice").await;
     let sock = w.agent.socket.clone();
     let client = w.agent.client();
+    // A well-behaved client is served at every step (how fast is for the benchmarks).
     let prompt = |what: &'static str| {
         let client = client.clone();
         async move {
-            let t = Instant::now();
             client
                 .token(&Default::default())
                 .await
                 .unwrap_or_else(|e| panic!("{what}: {e}"));
-            let took = t.elapsed();
-            assert!(
-                took < Duration::from_secs(2),
-                "{what}: a token took {took:?}"
-            );
         }
     };
     // 2000 idle connections.
@@ -99,20 +114,21 @@ async fn socket_abuse_does_not_starve_a_well_behaved_client() {
         .map(|_| UnixStream::connect(&sock).unwrap())
         .collect();
     prompt("2000 idle connections").await;
-    // Slowloris: headers one byte a second.
+    // Slowloris: headers one byte a second, for a minute.
     let slow_sock = sock.clone();
     let slowloris = std::thread::spawn(move || {
         let mut s = UnixStream::connect(&slow_sock).unwrap();
-        let mut closed_after = None;
-        let t = Instant::now();
-        for b in b"GET /v1/health HTTP/1.1\r\nHost: agent\r\nX-Slow: aaaaaaaaaaaaaaaaaaaa" {
-            if s.write_all(&[*b]).is_err() {
-                closed_after = Some(t.elapsed());
-                break;
+        let header = format!(
+            "GET /v1/health HTTP/1.1\r\nHost: agent\r\nX-Slow: {}",
+            "a".repeat(60)
+        );
+        for b in header.bytes() {
+            if s.write_all(&[b]).is_err() {
+                return true;
             }
             std::thread::sleep(Duration::from_secs(1));
         }
-        closed_after
+        false
     });
     // 10 MB body announced: refused at once.
     let mut big = UnixStream::connect(&sock).unwrap();
@@ -152,12 +168,9 @@ async fn socket_abuse_does_not_starve_a_well_behaved_client() {
         assert!(v["error"]["code"].is_string(), "{v}");
     }
     prompt("after malformed requests").await;
-    // The slowloris connection is cut by the header timeout (10 s), not served.
-    let closed = slowloris.join().unwrap();
-    assert!(
-        closed.is_some_and(|d| d < Duration::from_secs(15)),
-        "slowloris survived: {closed:?}"
-    );
+    // The slowloris connection is cut by the agent's header timeout (10 s)
+    // long before its minute of headers is out.
+    assert!(slowloris.join().unwrap(), "slowloris survived a minute");
     prompt("after slowloris").await;
     let rss = std::fs::read_to_string(format!("/proc/{}/status", w.agent.pid())).unwrap();
     let rss_kb: u64 = rss
@@ -173,9 +186,10 @@ async fn socket_abuse_does_not_starve_a_well_behaved_client() {
     assert!(client.health().await.is_ok());
 }
 
-/// One registry's IdP is slow (5 s an answer): its callers wait, others do not.
+/// One registry's refresh is stuck at the IdP: its callers wait, the
+/// others are served meanwhile, and nothing is deleted.
 #[tokio::test]
-async fn a_slow_idp_delays_no_other_registry_and_deletes_nothing() {
+async fn a_stuck_refresh_delays_no_other_registry_and_deletes_nothing() {
     let w = World::default().await;
     let out = w.agent.regent(&[
         "registry",
@@ -186,22 +200,24 @@ async fn a_slow_idp_delays_no_other_registry_and_deletes_nothing() {
         &w.idp.issuer,
         "--client-id",
         "regent-test",
+        "--scopes",
+        "openid,profile",
     ]);
-    assert_eq!(out.code, 0);
+    assert_eq!(out.code, 0, "{}", out.stderr);
     w.login("alice").await;
     crate::device_login(&w.agent, Some("other"), "bob").await;
     let client = w.agent.client();
-    let corp = |c: &regent_client::AgentClient| {
-        let c = c.clone();
+    let token_of = |name: &str| {
+        let (c, name) = (client.clone(), name.to_string());
         async move {
             c.token(&TokenRequest {
-                registry: Some("corp".into()),
+                registry: Some(name),
                 min_valid_secs: None,
             })
             .await
         }
     };
-    let t = corp(&client).await.unwrap();
+    let t = token_of("corp").await.unwrap();
     client
         .invalidate(&InvalidateRequest {
             registry: Some("corp".into()),
@@ -210,29 +226,16 @@ async fn a_slow_idp_delays_no_other_registry_and_deletes_nothing() {
         .await
         .unwrap();
     let stored = w.agent.stored();
-    w.idp
-        .fault(serde_json::json!({"mode": "slow", "delay_ms": 5000, "times": 1}))
-        .await;
-    let slow = tokio::spawn(corp(&client));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    w.idp.hold(1).await;
+    let stuck = tokio::spawn(token_of("corp"));
+    w.idp.wait_held(1).await;
     for _ in 0..20 {
-        let t0 = Instant::now();
-        client
-            .token(&TokenRequest {
-                registry: Some("other".into()),
-                min_valid_secs: None,
-            })
-            .await
-            .unwrap();
-        assert!(
-            t0.elapsed() < Duration::from_secs(1),
-            "other registry delayed: {:?}",
-            t0.elapsed()
-        );
+        token_of("other").await.unwrap();
     }
-    assert!(!slow.is_finished(), "the slow refresh answered early");
+    assert!(!stuck.is_finished(), "the stuck refresh answered early");
     assert_eq!(w.agent.stored().len(), stored.len());
-    let done = slow.await.unwrap();
+    w.idp.release().await;
+    let done = stuck.await.unwrap();
     assert!(done.is_ok(), "{done:?}");
 }
 
@@ -242,10 +245,7 @@ async fn a_slow_idp_delays_no_other_registry_and_deletes_nothing() {
 #[tokio::test]
 async fn no_token_reaches_a_log_even_at_trace_level() {
     let w = World::new(
-        IdpOptions {
-            access_ttl: 2,
-            ..Default::default()
-        },
+        IdpOptions::default(),
         AgentOptions {
             env: vec![("REGENT_LOG".into(), "trace".into())],
             ..Default::default()
@@ -275,9 +275,9 @@ async fn no_token_reaches_a_log_even_at_trace_level() {
     w.login("alice").await;
     run(&["token"]);
     run(&["servers", "--json"]);
-    tokio::time::sleep(Duration::from_millis(2200)).await;
-    run(&["token", "--min-valid", "0"]); // a refresh
-                                         // Browser login through the forms.
+    w.invalidate().await;
+    run(&["token"]); // a refresh
+                     // A browser login through the forms.
     let login = w
         .agent
         .client()

@@ -171,18 +171,13 @@ async fn configuring_auth_validates_the_idp() {
 
 #[tokio::test]
 async fn a_broken_config_stops_the_agent_and_is_left_alone() {
-    let a = Agent::start(AgentOptions::default()).await;
+    let mut a = Agent::start(AgentOptions::default()).await;
     let out = a.regent(&["registry", "add", "corp", REGISTRY_URL]);
     assert_eq!(out.code, 0);
+    a.terminate();
     let broken = "[registries.corp]\nurl = \"https://r.example\"\nbogus = 1\n";
     std::fs::write(a.config_file(), broken).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let out = a
-        .regentd_command()
-        .arg("--socket")
-        .arg(dir.path().join("s.sock"))
-        .output()
-        .unwrap();
+    let out = a.regentd_command().output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("line 3") && err.contains("bogus"), "{err}");
@@ -238,7 +233,7 @@ async fn the_socket_is_private_and_other_users_get_nothing() {
 
 #[tokio::test]
 async fn the_agent_refuses_a_socket_directory_open_to_others() {
-    let a = Agent::start(AgentOptions::default()).await;
+    let a = Agent::unstarted(AgentOptions::default());
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let out = a
@@ -254,7 +249,7 @@ async fn the_agent_refuses_a_socket_directory_open_to_others() {
 
 #[tokio::test]
 async fn the_agent_refuses_a_socket_directory_of_another_user() {
-    let a = Agent::start(AgentOptions::default()).await;
+    let a = Agent::unstarted(AgentOptions::default());
     let dir = tempfile::tempdir().unwrap();
     let theirs = dir.path().join("theirs");
     std::fs::create_dir(&theirs).unwrap();
@@ -278,18 +273,12 @@ async fn a_client_that_sends_no_headers_is_cut_off() {
     let mut s = std::os::unix::net::UnixStream::connect(&a.socket).unwrap();
     s.write_all(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n")
         .unwrap();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+    s.set_read_timeout(Some(std::time::Duration::from_secs(60)))
         .unwrap();
-    let t0 = std::time::Instant::now();
     let mut buf = Vec::new();
     let n = s.read_to_end(&mut buf);
-    // Closed by the agent after its header read timeout (10 s), not by ours (20 s).
+    // Closed by the agent after its header read timeout (10 s), not by ours (60 s).
     assert!(n.is_ok(), "{n:?}");
-    assert!(
-        t0.elapsed() < std::time::Duration::from_secs(15),
-        "{:?}",
-        t0.elapsed()
-    );
     // Meanwhile and after, others are served.
     assert!(a.client().health().await.is_ok());
 }
@@ -316,17 +305,25 @@ async fn the_file_store_is_private_and_says_so() {
 #[tokio::test]
 async fn a_stale_socket_is_replaced_and_a_live_agent_is_not() {
     let mut a = Agent::start(AgentOptions::default()).await;
-    // A second agent on the same socket is refused; the first keeps serving.
-    let out = a.regentd_command().output().unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains(&format!(
-            "another regentd (pid {}) is already serving",
-            a.pid()
-        )),
-        "{err}"
-    );
+    // A second agent for the same user is refused, whatever its socket; the first keeps serving.
+    let elsewhere = tempfile::tempdir().unwrap();
+    for socket in [None, Some(elsewhere.path().join("agent.sock"))] {
+        let mut cmd = a.regentd_command();
+        if let Some(s) = &socket {
+            cmd.arg("--socket").arg(s);
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!(
+                "another regentd (pid {}) is already running for this user, serving on {}",
+                a.pid(),
+                a.socket.display()
+            )),
+            "{err}"
+        );
+    }
     assert!(a.client().health().await.is_ok());
     // kill -9 leaves the socket file behind; a new agent replaces it.
     a.kill9();
@@ -377,7 +374,12 @@ async fn logout_revokes_at_the_idp_and_deletes_the_tokens() {
     assert_eq!(w.agent.regent(&["token"]).code, 4);
     let (s, v) = raw(&w.agent, "POST", "/v1/logout", b"").await;
     assert_eq!(s, 200);
-    assert_eq!(v, json!({"revoked": false, "deleted": false}));
+    assert_eq!(
+        v,
+        json!({"revoked": false, "deleted": false, "revocation": "not_needed", "logged_out": ["corp"]})
+    );
+    let out = w.agent.regent(&["logout", "corp"]);
+    assert_eq!(out.stdout.trim(), "Not logged in to corp; nothing to do.");
 }
 
 #[tokio::test]

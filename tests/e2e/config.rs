@@ -105,6 +105,8 @@ async fn a_restart_restores_every_registry() {
         &w.idp.issuer,
         "--client-id",
         "regent-test",
+        "--scopes",
+        "openid,profile",
     ]);
     assert_eq!(out.code, 0);
     w.login("alice").await;

@@ -4,15 +4,15 @@ use crate::World;
 use regent_tests::keyring::{keyctl_finds, SecretService};
 use regent_tests::{AgentOptions, IdpOptions};
 
-/// The store key the contract derives for the test registry.
+/// The store key the contract derives for the test registry's grant:
+/// `sha256(issuer \0 client_id \0 scopes)`, no scopes configured.
 fn store_key(issuer: &str) -> String {
     use std::fmt::Write;
     let mut input = Vec::new();
-    input.extend_from_slice(crate::REGISTRY_URL.as_bytes());
-    input.push(0);
     input.extend_from_slice(issuer.as_bytes());
     input.push(0);
     input.extend_from_slice(regent_tests::idp::CLIENT_ID.as_bytes());
+    input.push(0);
     let out = std::process::Command::new("sha256sum")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

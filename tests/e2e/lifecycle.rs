@@ -6,13 +6,6 @@ use regent_tests::{AgentOptions, IdpOptions};
 use std::collections::HashSet;
 use std::time::Duration;
 
-fn short(access_ttl: u64) -> IdpOptions {
-    IdpOptions {
-        access_ttl,
-        ..Default::default()
-    }
-}
-
 #[tokio::test]
 async fn a_cached_token_is_served_without_asking_the_idp() {
     let w = World::default().await;
@@ -30,14 +23,14 @@ async fn a_cached_token_is_served_without_asking_the_idp() {
 }
 
 #[tokio::test]
-async fn an_expired_token_is_refreshed_and_the_rotation_persisted() {
-    let w = World::new(short(2), AgentOptions::default()).await;
+async fn a_refresh_is_persisted_with_its_rotated_refresh_token() {
+    let w = World::default().await;
     w.login("alice").await;
-    let first = w.token(&["--min-valid", "0"]);
+    let first = w.token(&[]);
     let rt_before = w.agent.stored_refresh_token().unwrap();
-    tokio::time::sleep(Duration::from_millis(2300)).await;
-    let second = w.token(&["--min-valid", "0"]);
-    assert_ne!(first, second, "an expired token was served");
+    w.invalidate().await;
+    let second = w.token(&[]);
+    assert_ne!(first, second, "a refused token was served again");
     assert_eq!(w.idp.refreshes().await, 1);
     let rt_after = w.agent.stored_refresh_token().unwrap();
     assert_ne!(
@@ -45,53 +38,65 @@ async fn an_expired_token_is_refreshed_and_the_rotation_persisted() {
         "the rotated refresh token was not stored"
     );
     assert!(w.idp.is_active(&second).await);
-    // No token reaches the agent's log, even at debug level.
-    let log = w.agent.log();
-    assert!(log.contains("refreshed access token"), "{log}");
-    for secret in [&first, &second, &rt_before, &rt_after] {
-        assert!(!log.contains(secret.as_str()), "a token is in the log");
-    }
+    assert!(w.agent.log().contains("refreshed access token"));
 }
 
+/// Against an IdP that revokes the previous access token the moment it
+/// rotates, every token `regent token` hands out is alive when used at once:
+/// a caller inside the refresh-ahead window waits for the new one.
 #[tokio::test]
-async fn a_token_in_its_last_stretch_is_served_at_once_and_refreshed_behind() {
-    // Lifetime 4 s: the refresh-ahead window is its second half.
-    let w = World::new(short(4), AgentOptions::default()).await;
-    w.login("alice").await;
-    let first = w.token(&["--min-valid", "0"]);
-    tokio::time::sleep(Duration::from_millis(2300)).await;
-    assert_eq!(w.idp.refreshes().await, 0);
-    // Still valid: served as it is, and one background refresh starts.
-    assert_eq!(w.token(&["--min-valid", "0"]), first);
-    let idp = &w.idp;
-    regent_tests::eventually("the background refresh", Duration::from_secs(5), || async {
-        (idp.refreshes().await == 1).then_some(())
-    })
+async fn every_token_handed_out_is_alive_against_an_idp_that_revokes_at_rotation() {
+    let w = World::new(
+        IdpOptions {
+            access_ttl: 10,
+            revoke_on_rotation: true,
+            ..Default::default()
+        },
+        AgentOptions::default(),
+    )
     .await;
-    let next = w.token(&["--min-valid", "0"]);
-    assert_ne!(next, first);
-    assert_eq!(w.idp.refreshes().await, 1);
+    w.login("alice").await;
+    let mut served = Vec::new();
+    // Until the IdP has rotated twice. A served token keeps at least 4 s (and by
+    // default half its 10 s life), so a stall between the two steps does not matter.
+    while w.idp.refreshes().await < 2 {
+        for args in [&["--min-valid", "4"][..], &[][..]] {
+            let t = w.token(args);
+            assert!(w.idp.is_active(&t).await, "a token died on delivery");
+            served.push(t);
+        }
+    }
+    // The fixture does revoke at rotation: the first token is dead by now.
+    assert!(
+        !w.idp.is_active(&served[0]).await,
+        "the IdP kept the old token"
+    );
 }
 
 #[tokio::test]
-async fn fifty_concurrent_callers_on_a_stale_token_cause_one_refresh() {
-    // Lifetime 8 s: the new token stays out of its refresh-ahead window (the
-    // last 4 s) while all fifty callers are served.
-    let w = World::new(short(8), AgentOptions::default()).await;
+async fn fifty_concurrent_callers_on_a_refused_token_cause_one_refresh() {
+    let w = World::default().await;
     w.login("alice").await;
-    let old = w.token(&["--min-valid", "1"]);
-    tokio::time::sleep(Duration::from_millis(8200)).await;
+    let old = w.token(&[]);
+    w.invalidate().await;
     w.idp.reset().await;
-    // The IdP takes 1.5 s to answer the refresh: every caller arrives while it is in flight.
-    w.idp
-        .fault(serde_json::json!({"mode": "slow", "delay_ms": 1500, "times": 1}))
+    // The IdP holds the refresh until all fifty callers wait for it at the agent.
+    w.idp.hold(1).await;
+    let runs: Vec<_> = (0..50)
+        .map(|_| tokio::process::Command::from(w.agent.regent_command(&["token"])).output())
+        .collect();
+    let all = tokio::spawn(futures::future::join_all(runs));
+    w.idp.wait_held(1).await;
+    w.agent
+        .wait_log("token request waits for the refresh in flight", 50)
         .await;
-    let runs = (0..50).map(|_| w.agent.regent_async(&["token", "--min-valid", "1"]));
-    let outs = futures::future::join_all(runs).await;
+    w.idp.release().await;
+    let outs = all.await.unwrap();
     let mut tokens = HashSet::new();
-    for o in &outs {
-        assert_eq!(o.code, 0, "{}", o.stderr);
-        tokens.insert(o.stdout.trim().to_string());
+    for o in outs {
+        let o = o.unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        tokens.insert(String::from_utf8_lossy(&o.stdout).trim().to_string());
     }
     assert_eq!(tokens.len(), 1, "callers got different tokens");
     assert!(!tokens.contains(&old));
@@ -114,13 +119,13 @@ async fn kill_9_and_restart_serve_a_token_without_login() {
 
 #[tokio::test]
 async fn rotation_then_restart_then_refresh_still_works() {
-    let mut w = World::new(short(2), AgentOptions::default()).await;
+    let mut w = World::default().await;
     w.login("alice").await;
-    tokio::time::sleep(Duration::from_millis(2200)).await;
-    w.token(&["--min-valid", "0"]); // refresh 1: rotates
+    w.invalidate().await;
+    w.token(&[]); // refresh 1: rotates
     w.agent.restart_after_kill9().await;
-    tokio::time::sleep(Duration::from_millis(2200)).await;
-    let t = w.token(&["--min-valid", "0"]); // refresh 2 with the rotated token from the store
+    w.invalidate().await;
+    let t = w.token(&[]); // refresh 2, with the rotated token from the store
     assert_eq!(w.idp.refreshes().await, 2);
     assert!(w.idp.is_active(&t).await);
 }
@@ -151,20 +156,14 @@ async fn a_refresh_token_revoked_at_the_idp_means_login_required_and_nothing_kep
 
 #[tokio::test]
 async fn an_idp_outage_keeps_everything_and_recovers() {
-    let w = World::new(short(4), AgentOptions::default()).await;
+    let w = World::default().await;
     w.login("alice").await;
-    let valid = w.token(&["--min-valid", "0"]);
+    let valid = w.token(&[]);
     let stored = w.agent.stored();
     w.idp.go_down();
-    // Past half its life, a caller wanting 3 s more needs a refresh, which
-    // fails: the still-valid token is served all the same.
-    tokio::time::sleep(Duration::from_millis(2300)).await;
-    let out = w.agent.regent(&["token", "--min-valid", "3"]);
-    assert_eq!(out.code, 0, "{out:?}");
-    assert_eq!(out.stdout.trim(), valid);
-    tokio::time::sleep(Duration::from_millis(2000)).await;
-    // Expired, IdP down: idp_unavailable, exit 1, nothing deleted.
-    let out = w.agent.regent(&["token", "--min-valid", "0"]);
+    // A token refused by a resource server needs a refresh, which cannot be had.
+    w.invalidate().await;
+    let out = w.agent.regent(&["token"]);
     assert_eq!(out.code, 1, "{out:?}");
     assert!(
         out.stderr.contains("cannot reach the IdP"),
@@ -188,8 +187,9 @@ async fn an_idp_outage_keeps_everything_and_recovers() {
         "authenticated"
     );
     w.idp.come_back().await;
-    tokio::time::sleep(Duration::from_millis(1100)).await; // past the failure-reuse second
-    let fresh = w.token(&["--min-valid", "0"]);
+    // At least the failure-reuse second later, the next caller refreshes.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let fresh = w.token(&[]);
     assert_ne!(fresh, valid);
     assert!(w.idp.is_active(&fresh).await);
 }
@@ -227,10 +227,9 @@ async fn garbage_from_the_idp_is_an_outage_not_a_logout() {
 }
 
 #[tokio::test]
-async fn without_a_refresh_token_the_access_token_is_served_until_it_expires() {
+async fn without_a_refresh_token_a_refused_token_means_login_required() {
     let w = World::new(
         IdpOptions {
-            access_ttl: 3,
             no_refresh: true,
             ..Default::default()
         },
@@ -241,15 +240,13 @@ async fn without_a_refresh_token_the_access_token_is_served_until_it_expires() {
     let status = w.status();
     assert_eq!(status["registries"][0]["auth"]["has_refresh_token"], false);
     assert_eq!(status["registries"][0]["auth"]["status"], "authenticated");
-    let first = w.token(&["--min-valid", "0"]);
-    // Past half its life and short of the 30 s asked by default: still served,
-    // since nothing could give a longer one.
-    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let first = w.token(&[]);
     assert_eq!(w.token(&[]), first);
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    let out = w.agent.regent(&["token", "--min-valid", "0"]);
+    w.invalidate().await;
+    let out = w.agent.regent(&["token"]);
     assert_eq!(out.code, 4, "{out:?}");
     assert!(out.stderr.contains("no refresh token"), "{}", out.stderr);
+    assert!(out.stderr.contains("regent login corp"), "{}", out.stderr);
     assert_eq!(w.status()["registries"][0]["auth"]["status"], "expired");
     assert_eq!(w.idp.refreshes().await, 0);
 }

@@ -65,40 +65,51 @@ async fn device_login_through_the_cli_end_to_end() {
     assert_eq!(status["agent"]["store"], "file");
 }
 
+/// Ctrl-C, SIGTERM and SIGHUP each cancel a waiting `regent login` at the
+/// agent (so its callback port and polling end), with exit 128 + the signal.
 #[tokio::test]
-async fn ctrl_c_cancels_the_login_at_the_agent() {
+async fn a_signal_cancels_the_waiting_login_at_the_agent() {
     let w = World::default().await;
-    let mut child = w
-        .agent
-        .regent_command(&["login", "--device"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("enter the code") {
-        line.clear();
-        assert!(err.read_line(&mut line).unwrap() > 0);
+    for (n, (sig, name, code)) in [
+        (libc::SIGINT, "Ctrl-C", 130),
+        (libc::SIGTERM, "SIGTERM", 143),
+        (libc::SIGHUP, "SIGHUP", 129),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut child = w
+            .agent
+            .regent_command(&["login", "--device"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut err = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        while !line.contains("enter the code") {
+            line.clear();
+            assert!(err.read_line(&mut line).unwrap() > 0);
+        }
+        regent_tests::idp::signal(child.id(), sig);
+        let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(code), "{name}");
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+        assert!(
+            rest.contains(&format!("login to corp cancelled ({name})")),
+            "{rest}"
+        );
+        // The CLI cancelled it at the agent before it exited.
+        assert_eq!(
+            w.agent.log().matches("login cancelled: by request").count(),
+            n + 1,
+            "{name}: the login was left pending at the agent"
+        );
     }
-    regent_tests::idp::signal(child.id(), libc::SIGINT);
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
-    assert!(rest.contains("login cancelled"), "{rest}");
-    // A login that is cancelled at the agent stops polling the IdP.
-    let before = w.idp.counts().await["token"]["urn:ietf:params:oauth:grant-type:device_code"]
-        .as_u64()
-        .unwrap_or(0);
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    let after = w.idp.counts().await["token"]["urn:ietf:params:oauth:grant-type:device_code"]
-        .as_u64()
-        .unwrap_or(0);
-    assert_eq!(before, after, "the agent kept polling after the cancel");
 }
 
 #[tokio::test]
@@ -128,13 +139,11 @@ async fn cancel_and_long_poll_through_the_api() {
     let poll = {
         let client = client.clone();
         let id = login.id.clone();
-        tokio::spawn(async move { client.login_status(&id, 30).await })
+        tokio::spawn(async move { client.login_status(&id, 60).await })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let t1 = Instant::now();
     client.cancel_login(&login.id).await.unwrap();
+    // Woken by the change, not by its 60 s: the answer is the cancel, not "pending".
     let s = poll.await.unwrap().unwrap();
-    assert!(t1.elapsed() < Duration::from_secs(5));
     assert_eq!(s.status, LoginState::Failed);
     assert!(s.error.unwrap().contains("cancelled"));
 }
@@ -193,7 +202,41 @@ async fn device_polling_honours_slow_down() {
     let polls = w.idp.counts().await["token"]["urn:ietf:params:oauth:grant-type:device_code"]
         .as_u64()
         .unwrap();
-    // One poll got slow_down, the next came interval + 5 = 6 s later and got the tokens.
-    assert_eq!(polls, 2, "polls: {polls}");
+    // One poll got slow_down, and the next came no sooner than interval + 5 = 6 s later.
+    assert!(polls >= 2, "polls: {polls}");
     assert!(elapsed >= Duration::from_millis(5500), "{elapsed:?}");
+}
+
+#[tokio::test]
+async fn a_login_when_already_logged_in_starts_nothing_unless_forced() {
+    let w = World::default().await;
+    w.login("alice").await;
+    let out = w.agent.regent(&["login", "corp", "--device"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        out.stdout.trim(),
+        "Already logged in to corp as alice; nothing to do. Log in again with: regent login corp --force"
+    );
+    assert_eq!(
+        w.agent.log().matches("login started").count(),
+        1,
+        "a login was started"
+    );
+    // --force starts one.
+    let mut child = w
+        .agent
+        .regent_command(&["login", "corp", "--device", "--force"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("enter the code") {
+        line.clear();
+        assert!(err.read_line(&mut line).unwrap() > 0);
+    }
+    assert_eq!(w.agent.log().matches("login started").count(), 2);
+    regent_tests::idp::signal(child.id(), libc::SIGINT);
+    let _ = child.wait();
 }

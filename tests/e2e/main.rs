@@ -5,9 +5,11 @@ mod adversarial;
 mod api;
 mod browser;
 mod config;
+mod instance;
 mod keyrings;
 mod lifecycle;
 mod login;
+mod logout;
 mod registry;
 mod service;
 

@@ -70,18 +70,17 @@ async fn sigterm_during_a_refresh_storm_loses_nothing() {
     let mut w = World::default().await;
     w.login("alice").await;
     w.invalidate().await;
-    w.idp
-        .fault(serde_json::json!({"mode": "slow", "delay_ms": 1500, "times": 1}))
-        .await;
-    let calls: Vec<_> = (0..30)
-        .map(|_| w.agent.regent_command(&["token"]))
+    // The refresh is at the IdP (held there) with callers waiting for it when SIGTERM comes.
+    w.idp.hold(1).await;
+    let runs: Vec<_> = (0..30)
+        .map(|_| tokio::process::Command::from(w.agent.regent_command(&["token"])).output())
         .collect();
-    let runs = calls
-        .into_iter()
-        .map(|c| tokio::process::Command::from(c).output());
     let storm = tokio::spawn(futures::future::join_all(runs));
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    let code = w.agent.terminate();
+    w.idp.wait_held(1).await;
+    w.agent.signal(libc::SIGTERM);
+    w.agent.wait_log("draining requests in flight", 1).await;
+    w.idp.release().await;
+    let code = w.agent.wait_exit();
     assert_eq!(code, Some(0), "{}", w.agent.log());
     let outs = storm.await.unwrap();
     let mut served = 0;
@@ -96,13 +95,17 @@ async fn sigterm_during_a_refresh_storm_loses_nothing() {
             other => panic!("{other:?}: {}", String::from_utf8_lossy(&o.stderr)),
         }
     }
-    assert!(served >= 1, "the callers in flight were answered");
+    assert!(
+        served >= 1,
+        "the callers waiting on the refresh were answered"
+    );
     assert!(
         w.agent.log().contains("refreshed access token"),
         "the refresh finished before exit"
     );
-    // Restart: the stored token set is intact and refreshable.
+    // Restart: the stored grant is the rotated one, and refreshable.
     let stored = w.agent.stored_refresh_token().unwrap();
+    assert_eq!(w.idp.refresh_tokens().await.last(), Some(&stored));
     w.agent.spawn().await;
     let t = w.token(&[]);
     assert!(w.idp.is_active(&t).await);
@@ -179,7 +182,12 @@ async fn the_cli_starts_the_agent_when_none_answers() {
     );
     // With autostart off, no agent means exit 3.
     kill_agent(pid);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    regent_tests::eventually("the agent to die", Duration::from_secs(30), || async {
+        std::os::unix::net::UnixStream::connect(&a.socket)
+            .is_err()
+            .then_some(())
+    })
+    .await;
     let out = a.regent(&["status"]);
     assert_eq!(out.code, 3);
 }

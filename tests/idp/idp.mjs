@@ -4,7 +4,11 @@
 //
 // Environment: IDP_PORT (0 = ephemeral), IDP_HOST (127.0.0.1), IDP_ACCESS_TTL (60 s),
 // IDP_REFRESH_TTL (3600 s), IDP_DEVICE_INTERVAL (1 s), IDP_NO_REFRESH (1 = never issue
-// refresh tokens).
+// refresh tokens), IDP_REVOKE_ON_ROTATION (1 = a successful refresh revokes the access
+// tokens issued before it in that grant, as some authorization servers do),
+// IDP_NO_REVOCATION (1 = no revocation endpoint), IDP_RFC8414 ("" = no RFC 8414 document,
+// as oidc-provider; "no-revocation" = an RFC 8414 document that omits the revocation
+// endpoint, which only the OpenID configuration names).
 //
 // Prints one JSON line on stdout once listening:
 //   {"issuer": "http://127.0.0.1:PORT", "port": PORT, "pid": PID}
@@ -14,10 +18,17 @@
 //   GET  /__test/counts  -> {"token": {<grant_type>: n}, "revocation": n,
 //                           "device_authorization": n, "introspection": n}
 //   GET  /__test/issued  -> every access, refresh and ID token value issued so far
+//   GET  /__test/refresh-tokens -> the refresh tokens issued so far, oldest first
+//   GET  /__test/rotations -> every refresh-token rotation: [{"from": RT, "to": RT}]
+//   GET  /__test/replays -> refresh tokens presented again after their rotation (each
+//                           revoked its grant: reuse detection)
+//   POST /__test/release -> answers every token request held by the "hold" fault
 //   POST /__test/reset   -> zero the counters (the fault mode is left alone)
 //   POST /__test/destroy-access-token {"token": AT} -> that access token alone is revoked
-//   POST /__test/fault   {"mode": "none"|"500"|"html"|"truncated"|"slow"|"slow_down"|"down",
+//   POST /__test/fault   {"mode": "none"|"500"|"html"|"truncated"|"slow"|"slow_down"|"down"|"hold",
 //                         "delay_ms": 5000, "times": n}
+//     "hold" keeps each affected token request waiting until POST /__test/release;
+//     /__test/counts says how many wait ("held").
 //     Faults hit only POST <token endpoint> (any grant type), except "down", which
 //     drops the connection of every request other than /__test/*. "times" (optional)
 //     makes the fault apply to the next n affected requests only, then "none" again.
@@ -50,6 +61,9 @@ const ACCESS_TTL = env('IDP_ACCESS_TTL', 60);
 const REFRESH_TTL = env('IDP_REFRESH_TTL', 3600);
 const DEVICE_INTERVAL = env('IDP_DEVICE_INTERVAL', 1);
 const NO_REFRESH = process.env.IDP_NO_REFRESH === '1'; // issue no refresh tokens at all
+const REVOKE_ON_ROTATION = process.env.IDP_REVOKE_ON_ROTATION === '1';
+const NO_REVOCATION = process.env.IDP_NO_REVOCATION === '1';
+const RFC8414 = process.env.IDP_RFC8414 || '';
 
 const PUBLIC_CLIENT = 'regent-test';
 const INTROSPECTOR = 'regent-introspector';
@@ -131,7 +145,7 @@ const provider = new Provider(issuer, {
     deviceFlow: { enabled: true },
     // Clients may revoke only their own tokens (others: silent 200, nothing revoked).
     // Revoking a refresh token revokes its whole grant (all ATs/RTs); revoking an AT doesn't.
-    revocation: { enabled: true, allowedPolicy: async (_ctx, client, token) => token.clientId === client.clientId },
+    revocation: { enabled: !NO_REVOCATION, allowedPolicy: async (_ctx, client, token) => token.clientId === client.clientId },
     introspection: {
       enabled: true,
       // The introspector may introspect any token; other clients only their own.
@@ -159,17 +173,24 @@ const provider = new Provider(issuer, {
 // Test hooks. provider.use() inserts middleware ahead of the provider's own router.
 const paths = {
   token: provider.pathFor('token'),
-  revocation: provider.pathFor('revocation'),
+  revocation: NO_REVOCATION ? undefined : provider.pathFor('revocation'),
   introspection: provider.pathFor('introspection'),
   device_authorization: provider.pathFor('device_authorization'),
 };
 
-const newCounts = () => ({ token: {}, revocation: 0, device_authorization: 0, introspection: 0 });
+const newCounts = () => ({ token: {}, revocation: 0, device_authorization: 0, introspection: 0, held: 0 });
 let counts = newCounts();
 // Every token value the token endpoint handed out, so tests can look for leaks.
 const issued = [];
+const refreshTokens = [];
+const rotations = [];
+const replays = [];
+// Opaque access tokens by grant, for IDP_REVOKE_ON_ROTATION.
+const accessByGrant = new Map();
 let fault = { mode: 'none', delay_ms: 0, times: undefined };
-const FAULT_MODES = new Set(['none', '500', 'html', 'truncated', 'slow', 'slow_down', 'down']);
+const FAULT_MODES = new Set(['none', '500', 'html', 'truncated', 'slow', 'slow_down', 'down', 'hold']);
+// Token requests held by the "hold" fault, released by POST /__test/release.
+let held = [];
 
 async function readBody(req) {
   const chunks = [];
@@ -199,6 +220,15 @@ provider.use(async (ctx, next) => {
   if (ctx.path.startsWith('/__test/')) {
     if (ctx.method === 'GET' && ctx.path === '/__test/counts') return json(ctx, 200, counts);
     if (ctx.method === 'GET' && ctx.path === '/__test/issued') return json(ctx, 200, issued);
+    if (ctx.method === 'GET' && ctx.path === '/__test/refresh-tokens') return json(ctx, 200, refreshTokens);
+    if (ctx.method === 'GET' && ctx.path === '/__test/rotations') return json(ctx, 200, rotations);
+    if (ctx.method === 'GET' && ctx.path === '/__test/replays') return json(ctx, 200, replays);
+    if (ctx.method === 'POST' && ctx.path === '/__test/release') {
+      const n = held.length;
+      for (const release of held) release();
+      held = [];
+      return json(ctx, 200, { released: n });
+    }
     if (ctx.method === 'POST' && ctx.path === '/__test/reset') {
       counts = newCounts();
       return json(ctx, 200, counts);
@@ -230,6 +260,14 @@ provider.use(async (ctx, next) => {
     return json(ctx, 404, { error: 'not_found' });
   }
 
+  if (RFC8414 && ctx.method === 'GET' && ctx.path === '/.well-known/oauth-authorization-server') {
+    // The provider's own discovery document, served as RFC 8414 metadata.
+    const res = await fetch(`${issuer}/.well-known/openid-configuration`);
+    const doc = await res.json();
+    if (RFC8414 === 'no-revocation') delete doc.revocation_endpoint;
+    return json(ctx, 200, doc);
+  }
+
   if (fault.mode === 'down' && takeFault() === 'down') {
     ctx.respond = false;
     ctx.req.socket.destroy();
@@ -258,13 +296,30 @@ provider.use(async (ctx, next) => {
 
   const delayMs = fault.delay_ms;
   const mode = takeFault();
-  if (mode === 'none' || mode === 'slow') {
+  if (mode === 'none' || mode === 'slow' || mode === 'hold') {
     if (mode === 'slow') await sleep(delayMs);
+    if (mode === 'hold') {
+      counts.held += 1;
+      await new Promise((resolve) => { held.push(resolve); });
+      counts.held -= 1;
+    }
     try {
       await next();
       const body = ctx.body && typeof ctx.body === 'object' ? ctx.body : null;
       for (const k of ['access_token', 'refresh_token', 'id_token']) {
         if (body && typeof body[k] === 'string') issued.push(body[k]);
+      }
+      if (body && typeof body.refresh_token === 'string') {
+        refreshTokens.push(body.refresh_token);
+        const from = ctx.oidc?.body?.refresh_token;
+        if (ctx.oidc?.body?.grant_type === 'refresh_token' && typeof from === 'string') {
+          rotations.push({ from, to: body.refresh_token });
+        }
+      }
+      if (body && typeof body.access_token === 'string') await rotated(ctx, body.access_token);
+      const presented = ctx.oidc?.body?.refresh_token;
+      if (body?.error === 'invalid_grant' && rotations.some((r) => r.from === presented)) {
+        replays.push(presented);
       }
       return undefined;
     } finally {
@@ -294,6 +349,23 @@ provider.use(async (ctx, next) => {
       throw new Error(`unreachable fault mode ${mode}`);
   }
 });
+
+// Records an issued opaque access token by grant; with IDP_REVOKE_ON_ROTATION, a refresh
+// destroys the access tokens issued before it in the same grant.
+async function rotated(ctx, accessToken) {
+  const at = await provider.AccessToken.find(accessToken);
+  if (!at) return; // a JWT access token (resource indicator): not tracked
+  const earlier = accessByGrant.get(at.grantId) ?? [];
+  if (REVOKE_ON_ROTATION && ctx.oidc?.body?.grant_type === 'refresh_token') {
+    for (const old of earlier) {
+      const model = await provider.AccessToken.find(old);
+      if (model) await model.destroy();
+    }
+    accessByGrant.set(at.grantId, [accessToken]);
+  } else {
+    accessByGrant.set(at.grantId, [...earlier, accessToken]);
+  }
+}
 
 provider.on('server_error', (_ctx, err) => console.error('idp server_error:', err));
 

@@ -176,9 +176,31 @@ impl Agent {
 
     /// SIGTERM, and waits for the agent to exit; its exit code.
     pub fn terminate(&mut self) -> Option<i32> {
+        self.signal(libc::SIGTERM);
+        self.wait_exit()
+    }
+
+    /// Sends the agent a signal.
+    pub fn signal(&self, sig: i32) {
+        if let Some(c) = &self.child {
+            crate::idp::signal(c.id(), sig);
+        }
+    }
+
+    /// Waits for the agent to exit (after a signal); its exit code.
+    pub fn wait_exit(&mut self) -> Option<i32> {
         let mut c = self.child.take()?;
-        crate::idp::signal(c.id(), libc::SIGTERM);
         c.wait().ok().and_then(|s| s.code())
+    }
+
+    /// Waits until the agent's log holds `needle` at least `times` times.
+    pub async fn wait_log(&self, needle: &str, times: usize) {
+        crate::eventually(
+            &format!("{times} × {needle:?} in the agent's log"),
+            Duration::from_secs(60),
+            || async { (self.log().matches(needle).count() >= times).then_some(()) },
+        )
+        .await;
     }
 
     /// kill -9: no chance to clean up.

@@ -19,6 +19,14 @@ pub struct IdpOptions {
     pub device_interval: u64,
     /// Issue no refresh tokens at all.
     pub no_refresh: bool,
+    /// A successful refresh revokes the access tokens issued before it (as
+    /// some authorization servers do).
+    pub revoke_on_rotation: bool,
+    /// No revocation endpoint at all.
+    pub no_revocation: bool,
+    /// Serve an RFC 8414 document without the revocation endpoint (which only
+    /// the OpenID configuration then names).
+    pub rfc8414_without_revocation: bool,
 }
 
 impl Default for IdpOptions {
@@ -28,6 +36,9 @@ impl Default for IdpOptions {
             refresh_ttl: 3600,
             device_interval: 1,
             no_refresh: false,
+            revoke_on_rotation: false,
+            no_revocation: false,
+            rfc8414_without_revocation: false,
         }
     }
 }
@@ -60,6 +71,22 @@ impl Idp {
             .env("IDP_REFRESH_TTL", opts.refresh_ttl.to_string())
             .env("IDP_DEVICE_INTERVAL", opts.device_interval.to_string())
             .env("IDP_NO_REFRESH", if opts.no_refresh { "1" } else { "" })
+            .env(
+                "IDP_REVOKE_ON_ROTATION",
+                if opts.revoke_on_rotation { "1" } else { "" },
+            )
+            .env(
+                "IDP_NO_REVOCATION",
+                if opts.no_revocation { "1" } else { "" },
+            )
+            .env(
+                "IDP_RFC8414",
+                if opts.rfc8414_without_revocation {
+                    "no-revocation"
+                } else {
+                    ""
+                },
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log.reopen().unwrap())
@@ -133,6 +160,69 @@ impl Idp {
         let _ = s.read_to_string(&mut answer);
         let body = answer.split("\r\n\r\n").nth(1).unwrap_or("[]");
         serde_json::from_str(body).unwrap_or_default()
+    }
+
+    /// The refresh tokens issued so far, oldest first.
+    pub async fn refresh_tokens(&self) -> Vec<String> {
+        self.http
+            .get(format!("{}/__test/refresh-tokens", self.issuer))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Whether the IdP rotated `refresh_token` away (it answered a refresh with it).
+    pub async fn rotated_away(&self, refresh_token: &str) -> bool {
+        let rotations: Vec<Value> = self
+            .http
+            .get(format!("{}/__test/rotations", self.issuer))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        rotations.iter().any(|r| r["from"] == refresh_token)
+    }
+
+    /// The refresh tokens presented again after their rotation (each revoked its grant).
+    pub async fn replays(&self) -> Vec<String> {
+        self.http
+            .get(format!("{}/__test/replays", self.issuer))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Holds the next `times` token requests until [`Idp::release`].
+    pub async fn hold(&self, times: u32) {
+        self.fault(serde_json::json!({"mode": "hold", "times": times}))
+            .await;
+    }
+
+    /// Waits until `n` token requests are held.
+    pub async fn wait_held(&self, n: u64) {
+        crate::eventually(
+            "token requests held at the IdP",
+            Duration::from_secs(60),
+            || async { (self.counts().await["held"].as_u64() == Some(n)).then_some(()) },
+        )
+        .await;
+    }
+
+    /// Answers every held token request.
+    pub async fn release(&self) {
+        self.http
+            .post(format!("{}/__test/release", self.issuer))
+            .send()
+            .await
+            .unwrap();
     }
 
     /// Zeroes the counters.

@@ -1,4 +1,6 @@
-//! The agent API v1 routes. Handlers translate HTTP to `Agent` calls and back.
+//! The agent API v1 routes. Handlers translate HTTP to `Agent` calls and
+//! back; a handler that panics answers `internal` instead of dropping the
+//! connection.
 
 mod body;
 mod path;
@@ -7,7 +9,6 @@ pub use body::decode as decode_body;
 
 use crate::agent::Agent;
 use crate::error::ApiError;
-use crate::login;
 use axum::extract::{RawQuery, State};
 use axum::http::{Method, StatusCode, Uri};
 use axum::routing::{get, post, put};
@@ -27,6 +28,15 @@ type ApiResult<T> = Result<T, ApiError>;
 
 /// The API router.
 pub fn router(agent: Arc<Agent>) -> Router {
+    protect(routes()).with_state(agent)
+}
+
+/// A router whose handlers answer `internal` when they panic.
+pub fn protect<S: Clone + Send + Sync + 'static>(routes: Router<S>) -> Router<S> {
+    routes.layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
+}
+
+fn routes() -> Router<Arc<Agent>> {
     Router::new()
         .route("/v1/health", get(health))
         .route("/v1/registries", get(list))
@@ -45,7 +55,14 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/v1/logout", post(logout))
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(agent)
+}
+
+/// The answer of a handler that panicked. The panic's payload is not shown:
+/// it could hold anything the handler had in hand.
+fn panicked(_payload: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    ApiError::internal("the agent hit a bug while answering this request (see its log)")
+        .into_response()
 }
 
 /// The answer to every request from a peer of another uid.
@@ -71,7 +88,7 @@ async fn health(State(agent): Shared) -> Json<Health> {
         version: env!("CARGO_PKG_VERSION").to_string(),
         api: API_VERSION,
         pid: std::process::id(),
-        store: agent.store.name().to_string(),
+        store: agent.ctx().store.name().to_string(),
     })
 }
 
@@ -101,11 +118,11 @@ async fn put_auth(
     Segment(name): Segment,
     JsonBody(auth): JsonBody<AuthConfig>,
 ) -> ApiResult<Json<RegistryStatus>> {
-    Ok(Json(agent.set_auth(&name, Some(auth)).await?))
+    Ok(Json(agent.put_registry(&name, None, Some(auth)).await?))
 }
 
 async fn delete_auth(State(agent): Shared, Segment(name): Segment) -> ApiResult<StatusCode> {
-    agent.set_auth(&name, None).await?;
+    agent.put_registry(&name, None, None).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -130,7 +147,7 @@ async fn login_start(
     State(agent): Shared,
     JsonBody(req): JsonBody<LoginRequest>,
 ) -> ApiResult<(StatusCode, Json<Login>)> {
-    let login = login::start(&agent, req.registry.as_deref(), req.flow).await?;
+    let login = agent.login(req.registry.as_deref(), req.flow).await?;
     Ok((StatusCode::ACCEPTED, Json(login)))
 }
 
@@ -141,7 +158,7 @@ async fn login_get(
 ) -> ApiResult<Json<LoginStatus>> {
     let wait = wait_secs(query.as_deref())?;
     Ok(Json(
-        agent.logins.get(&id, Duration::from_secs(wait)).await?,
+        agent.logins().get(&id, Duration::from_secs(wait)).await?,
     ))
 }
 
@@ -174,7 +191,7 @@ fn wait_secs(query: Option<&str>) -> ApiResult<u64> {
 }
 
 async fn login_cancel(State(agent): Shared, Segment(id): Segment) -> ApiResult<StatusCode> {
-    agent.logins.cancel(&id)?;
+    agent.logins().cancel(&id)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -183,7 +200,7 @@ async fn logout(
     body: Option<JsonBody<LogoutRequest>>,
 ) -> ApiResult<Json<LogoutResponse>> {
     let req = body.map(|b| b.0).unwrap_or_default();
-    Ok(Json(agent.logout(req.registry.as_deref()).await?))
+    Ok(Json(agent.logout(req.registry.as_deref(), req.all).await?))
 }
 
 #[cfg(test)]

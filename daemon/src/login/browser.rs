@@ -2,13 +2,9 @@
 //! loopback callback on 127.0.0.1 (RFC 8252 §7.3).
 
 use super::page::Page;
-use super::{Ended, Entry, Prepared};
-use crate::agent::{oauth_error, Agent};
-use crate::error::ApiError;
+use super::{Ended, Entry, Flow, LoginError, Prepared};
 use crate::oauth::code::{self, Authorization};
-use crate::oauth::{Metadata, OAuthError};
-use crate::registry::Registry;
-use crate::tokens::TokenSet;
+use crate::oauth::{OAuthError, Tokens};
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::routing::get;
@@ -18,7 +14,7 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use oauth2::PkceCodeVerifier;
-use regent_proto::{ErrorCode, Login, LoginFlow, LoginState, OAuthConfig};
+use regent_proto::{Login, LoginFlow, LoginState};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -30,17 +26,25 @@ const PAGE_WAIT: Duration = Duration::from_secs(10);
 
 /// Binds the loopback listener and builds the authorization URL.
 pub async fn prepare(
-    agent: &Arc<Agent>,
-    reg: &Registry,
-    config: &OAuthConfig,
-    meta: Arc<Metadata>,
-) -> Result<Prepared, ApiError> {
-    let listener = bind(&reg.name, config.callback_port).await?;
+    flow: Flow,
+    resource: &str,
+    callback_port: Option<u16>,
+) -> Result<Prepared, LoginError> {
+    let listener = bind(resource, callback_port).await?;
     let port = listener
         .local_addr()
-        .map_err(|e| ApiError::internal(format!("callback listener: {e}")))?
+        .map_err(|e| LoginError::Listen {
+            port: callback_port.unwrap_or(0),
+            reason: e.to_string(),
+        })?
         .port();
-    let auth = code::authorize(config, &meta, port).map_err(|e| oauth_error(e, &reg.name))?;
+    let auth = code::authorize(
+        &flow.client_id,
+        &flow.meta,
+        &flow.scopes,
+        &flow.target,
+        port,
+    )?;
     let login = Login {
         id: String::new(),
         registry: String::new(),
@@ -52,20 +56,19 @@ pub async fn prepare(
         user_code: None,
         interval: None,
     };
-    let config = config.clone();
+    let wait = flow.ctx.settings.login_timeout;
+    let resource = resource.to_string();
     Ok(Prepared {
         login,
-        wait: agent.settings.login_timeout,
-        run: Box::new(move |agent, reg, entry| {
-            serve_callback(listener, auth, config, meta, agent, reg, entry).boxed()
-        }),
+        wait,
+        run: Box::new(move |entry| serve_callback(listener, auth, flow, resource, entry).boxed()),
     })
 }
 
 /// Binds 127.0.0.1 on the fixed port, or an ephemeral one. A busy fixed port
 /// is an error that says so: IdPs that match redirect URIs exactly would
 /// refuse any other port.
-async fn bind(registry: &str, fixed: Option<u16>) -> Result<TcpListener, ApiError> {
+async fn bind(resource: &str, fixed: Option<u16>) -> Result<TcpListener, LoginError> {
     let port = fixed.unwrap_or(0);
     // A login of this registry that was just replaced may still be releasing the port.
     let mut tries = 0;
@@ -77,20 +80,16 @@ async fn bind(registry: &str, fixed: Option<u16>) -> Result<TcpListener, ApiErro
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-                return Err(ApiError::new(
-                    ErrorCode::LoginFailed,
-                    format!(
-                        "the callback port {port} (callback_port of registry {registry}) is in use by another program; \
-                         free it, or change callback_port to a port registered at the IdP"
-                    ),
-                )
-                .registry(registry))
+                return Err(LoginError::PortBusy {
+                    resource: resource.to_string(),
+                    port,
+                })
             }
             Err(e) => {
-                return Err(ApiError::internal(format!(
-                    "cannot listen on 127.0.0.1:{port} for the login callback: {e}"
-                ))
-                .registry(registry))
+                return Err(LoginError::Listen {
+                    port,
+                    reason: e.to_string(),
+                })
             }
         }
     }
@@ -101,33 +100,27 @@ struct Callback {
     state: String,
     verifier: Mutex<Option<PkceCodeVerifier>>,
     redirect: oauth2::RedirectUrl,
-    config: OAuthConfig,
-    meta: Arc<Metadata>,
-    agent: Arc<Agent>,
-    registry: String,
+    flow: Flow,
+    resource: String,
     entry: Arc<Entry>,
-    done: Mutex<Option<oneshot::Sender<Result<TokenSet, Ended>>>>,
+    done: Mutex<Option<oneshot::Sender<Result<Tokens, Ended>>>>,
 }
 
 /// Serves the loopback listener until one valid callback ended the login.
 async fn serve_callback(
     listener: TcpListener,
     auth: Authorization,
-    config: OAuthConfig,
-    meta: Arc<Metadata>,
-    agent: Arc<Agent>,
-    reg: Arc<Registry>,
+    flow: Flow,
+    resource: String,
     entry: Arc<Entry>,
-) -> Result<TokenSet, Ended> {
+) -> Result<Tokens, Ended> {
     let (tx, mut rx) = oneshot::channel();
     let cb = Arc::new(Callback {
         state: auth.state.secret().clone(),
         verifier: Mutex::new(Some(auth.verifier)),
         redirect: auth.redirect,
-        config,
-        meta,
-        agent,
-        registry: reg.name.clone(),
+        flow,
+        resource,
         entry,
         done: Mutex::new(Some(tx)),
     });
@@ -194,7 +187,7 @@ async fn callback(State(cb): State<Arc<Callback>>, RawQuery(query): RawQuery) ->
     }
     if let Some(reason) = failed {
         return Page::Failure {
-            registry: cb.registry.clone(),
+            registry: cb.resource.clone(),
             reason,
         };
     }
@@ -204,11 +197,11 @@ async fn callback(State(cb): State<Arc<Callback>>, RawQuery(query): RawQuery) ->
     let status = rx.borrow().clone();
     match status.status {
         LoginState::Succeeded => Page::Success {
-            registry: cb.registry.clone(),
+            registry: cb.resource.clone(),
             account: status.account,
         },
         _ => Page::Failure {
-            registry: cb.registry.clone(),
+            registry: cb.resource.clone(),
             reason: status
                 .error
                 .unwrap_or_else(|| "the tokens could not be stored".into()),
@@ -217,20 +210,17 @@ async fn callback(State(cb): State<Arc<Callback>>, RawQuery(query): RawQuery) ->
 }
 
 /// Checks the authorization response (RFC 6749 §4.1.2, RFC 9207) and exchanges the code.
-async fn outcome(
-    cb: &Callback,
-    query: &str,
-    verifier: PkceCodeVerifier,
-) -> Result<TokenSet, Ended> {
+async fn outcome(cb: &Callback, query: &str, verifier: PkceCodeVerifier) -> Result<Tokens, Ended> {
+    let meta = &cb.flow.meta;
     let iss = param(query, "iss");
     match &iss {
-        Some(i) if *i != cb.meta.issuer => {
+        Some(i) if *i != meta.issuer => {
             return Err(Ended::Failed(format!(
                 "the authorization response names issuer {i:?}, not {:?} (RFC 9207): refused as a possible mix-up attack",
-                cb.meta.issuer
+                meta.issuer
             )))
         }
-        None if cb.meta.authorization_response_iss_parameter_supported => {
+        None if meta.authorization_response_iss_parameter_supported => {
             return Err(Ended::Failed(
                 "the authorization response has no iss parameter, which this IdP promises (RFC 9207): refused".into(),
             ))
@@ -251,22 +241,23 @@ async fn outcome(
             "the callback carries neither a code nor an error".into(),
         ));
     };
+    let flow = &cb.flow;
     code::exchange(
-        &cb.agent.idp,
-        &cb.config,
-        &cb.meta,
+        &flow.ctx.idp,
+        &flow.client_id,
+        meta,
+        &flow.target,
         code,
         verifier,
         &cb.redirect,
     )
     .await
     .map_err(|e| {
-        let reason = match &e {
+        Ended::Failed(match e {
             OAuthError::InvalidGrant(why) => {
                 format!("the IdP refused the authorization code ({why})")
             }
-            other => oauth_error(other.clone(), &cb.registry).message,
-        };
-        Ended::Failed(reason)
+            other => other.to_string(),
+        })
     })
 }

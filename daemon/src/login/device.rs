@@ -1,15 +1,9 @@
 //! The device flow as a login: ask the IdP for codes, then poll.
 
-use super::{Ended, Prepared};
-use crate::agent::oauth_error;
-use crate::agent::Agent;
-use crate::error::ApiError;
+use super::{Ended, Flow, LoginError, Prepared};
 use crate::oauth::device::{self, DeviceEnd};
-use crate::oauth::Metadata;
-use crate::registry::Registry;
 use futures::FutureExt;
-use regent_proto::{Login, LoginFlow, OAuthConfig};
-use std::sync::Arc;
+use regent_proto::{Login, LoginFlow};
 use std::time::Duration;
 use time::OffsetDateTime;
 
@@ -17,15 +11,15 @@ use time::OffsetDateTime;
 const MAX_WAIT: Duration = Duration::from_secs(30 * 60);
 
 /// Requests the device and user codes.
-pub async fn prepare(
-    agent: &Arc<Agent>,
-    reg: &Registry,
-    config: &OAuthConfig,
-    meta: Arc<Metadata>,
-) -> Result<Prepared, ApiError> {
-    let auth = device::start(&agent.idp, config, &meta)
-        .await
-        .map_err(|e| oauth_error(e, &reg.name))?;
+pub async fn prepare(flow: Flow) -> Result<Prepared, LoginError> {
+    let auth = device::start(
+        &flow.ctx.idp,
+        &flow.client_id,
+        &flow.meta,
+        &flow.scopes,
+        &flow.target,
+    )
+    .await?;
     let wait = auth.expires_in().min(MAX_WAIT);
     let login = Login {
         id: String::new(),
@@ -40,18 +34,24 @@ pub async fn prepare(
         user_code: Some(auth.user_code().secret().to_string()),
         interval: Some(auth.interval().as_secs()),
     };
-    let config = config.clone();
     Ok(Prepared {
         login,
         wait,
-        run: Box::new(move |agent, _reg, _entry| {
+        run: Box::new(move |_entry| {
             async move {
-                device::wait(&agent.idp, &config, &meta, &auth, wait)
-                    .await
-                    .map_err(|e| match e {
-                        DeviceEnd::Expired => Ended::Expired,
-                        DeviceEnd::Failed(why) => Ended::Failed(why),
-                    })
+                device::wait(
+                    &flow.ctx.idp,
+                    &flow.client_id,
+                    &flow.meta,
+                    &flow.target,
+                    &auth,
+                    wait,
+                )
+                .await
+                .map_err(|e| match e {
+                    DeviceEnd::Expired => Ended::Expired,
+                    DeviceEnd::Failed(why) => Ended::Failed(why),
+                })
             }
             .boxed()
         }),

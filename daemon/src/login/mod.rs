@@ -1,21 +1,66 @@
-//! Logins in progress: started by the API, run in their own tasks, watched
-//! by long-polls, cancelled by `DELETE` or by a newer login for the registry.
-//! The flows themselves are in `device` and `browser`.
+//! Logins in progress: started by the agent, run in their own tasks, watched
+//! by long-polls, cancelled by `DELETE`, by a newer login for the resource,
+//! or by a change of its configuration. The flows themselves are in `device`
+//! and `browser`; what a login yields is installed in its grant.
 
 mod browser;
 mod device;
 mod page;
 
-use crate::agent::{oauth_error, Agent};
-use crate::error::ApiError;
-use crate::registry::Registry;
-use crate::tokens::TokenSet;
+use crate::ctx::Ctx;
+use crate::grant::Grant;
+use crate::oauth::{OAuthError, Target, Tokens};
 use regent_proto::{Login, LoginFlow, LoginState, LoginStatus};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 use tokio::sync::watch;
+
+/// Why a login could not be started or looked up.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    /// Too many logins are pending.
+    #[error("{0} logins are already in progress; finish or cancel one first")]
+    TooMany(usize),
+    /// No login of that id (or it ended long ago).
+    #[error("no login with id {0} (ended logins are kept for 10 minutes)")]
+    NoSuchLogin(String),
+    /// The fixed callback port is taken.
+    #[error("the callback port {port} (callback_port of {resource}) is in use by another program; free it, or change callback_port to a port registered at the IdP")]
+    PortBusy {
+        /// The resource.
+        resource: String,
+        /// The port.
+        port: u16,
+    },
+    /// The callback listener could not be opened.
+    #[error("cannot listen on 127.0.0.1:{port} for the login callback: {reason}")]
+    Listen {
+        /// The port (0: ephemeral).
+        port: u16,
+        /// What the OS said.
+        reason: String,
+    },
+    /// The IdP refused or could not be reached.
+    #[error("{0}")]
+    Idp(#[from] OAuthError),
+}
+
+/// What a login is for.
+pub struct Subject {
+    /// The resource being logged in to (for messages and cancels).
+    pub resource: String,
+    /// The grant the login fills.
+    pub grant: Arc<Grant>,
+    /// The target whose access token the login brings.
+    pub target: Target,
+    /// A fixed loopback port for the browser flow.
+    pub callback_port: Option<u16>,
+    /// Asked, in order with refreshes and logouts, before the tokens are
+    /// installed: false when the resource's configuration changed meanwhile.
+    pub still_wanted: Arc<dyn Fn() -> bool + Send + Sync>,
+}
 
 /// Most logins pending at once (all registries).
 const MAX_PENDING: usize = 16;
@@ -32,7 +77,7 @@ pub struct Logins {
 
 /// One login.
 pub struct Entry {
-    registry: String,
+    resource: String,
     status: watch::Sender<LoginStatus>,
     task: Mutex<Option<tokio::task::AbortHandle>>,
     ended_at: Mutex<Option<Instant>>,
@@ -69,6 +114,7 @@ impl Entry {
             return;
         }
         if self.finish(LoginState::Failed, Some(format!("cancelled: {why}")), None) {
+            tracing::info!(resource = %self.resource, "login cancelled: {why}");
             if let Some(t) = self.task.lock().unwrap().take() {
                 t.abort();
             }
@@ -88,7 +134,7 @@ impl Entry {
 
 impl Logins {
     /// The status of login `id`, waiting up to `wait` for it to change from pending.
-    pub async fn get(&self, id: &str, wait: Duration) -> Result<LoginStatus, ApiError> {
+    pub async fn get(&self, id: &str, wait: Duration) -> Result<LoginStatus, LoginError> {
         let entry = self.entry(id)?;
         let mut rx = entry.status.subscribe();
         if !wait.is_zero() {
@@ -99,19 +145,19 @@ impl Logins {
     }
 
     /// Cancels login `id`.
-    pub fn cancel(&self, id: &str) -> Result<(), ApiError> {
+    pub fn cancel(&self, id: &str) -> Result<(), LoginError> {
         self.entry(id)?.cancel("by request");
         Ok(())
     }
 
-    /// Cancels every pending login of a registry.
-    pub fn cancel_registry(&self, registry: &str, why: &str) {
+    /// Cancels every pending login of a resource.
+    pub fn cancel_resource(&self, resource: &str, why: &str) {
         let entries: Vec<_> = self
             .table
             .lock()
             .unwrap()
             .values()
-            .filter(|e| e.registry == registry)
+            .filter(|e| e.resource == resource)
             .cloned()
             .collect();
         for e in entries {
@@ -120,28 +166,26 @@ impl Logins {
     }
 
     /// Refuses a new login when too many are pending (before any IdP request).
-    fn check_capacity(&self) -> Result<(), ApiError> {
+    fn check_capacity(&self) -> Result<(), LoginError> {
         let table = self.table.lock().unwrap();
         let pending = table.values().filter(|e| !e.is_final()).count();
         if pending >= MAX_PENDING {
-            return Err(ApiError::invalid(format!(
-                "{pending} logins are already in progress; finish or cancel one first"
-            )));
+            return Err(LoginError::TooMany(pending));
         }
         Ok(())
     }
 
-    fn entry(&self, id: &str) -> Result<Arc<Entry>, ApiError> {
-        self.table.lock().unwrap().get(id).cloned().ok_or_else(|| {
-            ApiError::invalid(format!(
-                "no login with id {id} (ended logins are kept for {} minutes)",
-                KEEP_ENDED.as_secs() / 60
-            ))
-        })
+    fn entry(&self, id: &str) -> Result<Arc<Entry>, LoginError> {
+        self.table
+            .lock()
+            .unwrap()
+            .get(id)
+            .cloned()
+            .ok_or_else(|| LoginError::NoSuchLogin(id.to_string()))
     }
 
-    /// Registers a new login, replacing a pending one of the same registry.
-    fn insert(&self, id: &str, registry: &str) -> Result<Arc<Entry>, ApiError> {
+    /// Registers a new login, replacing a pending one of the same resource.
+    fn insert(&self, id: &str, resource: &str) -> Result<Arc<Entry>, LoginError> {
         let mut table = self.table.lock().unwrap();
         table.retain(|_, e| {
             e.ended_at
@@ -153,7 +197,7 @@ impl Logins {
             // Many logins in little time: forget the ended ones early.
             table.retain(|_, e| !e.is_final());
         }
-        for e in table.values().filter(|e| e.registry == registry) {
+        for e in table.values().filter(|e| e.resource == resource) {
             e.cancel("replaced by a newer login");
         }
         let pending = table
@@ -161,19 +205,17 @@ impl Logins {
             .filter(|e| !e.status.borrow().status.is_final())
             .count();
         if pending >= MAX_PENDING {
-            return Err(ApiError::invalid(format!(
-                "{pending} logins are already in progress; finish or cancel one first"
-            )));
+            return Err(LoginError::TooMany(pending));
         }
         let (tx, _) = watch::channel(LoginStatus {
             id: id.to_string(),
             status: LoginState::Pending,
             error: None,
-            registry: registry.to_string(),
+            registry: resource.to_string(),
             account: None,
         });
         let entry = Arc::new(Entry {
-            registry: registry.to_string(),
+            resource: resource.to_string(),
             status: tx,
             task: Mutex::new(None),
             ended_at: Mutex::new(None),
@@ -184,55 +226,58 @@ impl Logins {
     }
 }
 
-/// `POST /v1/login`.
+/// Starts a login for `subject`.
 pub async fn start(
-    agent: &Arc<Agent>,
-    name: Option<&str>,
+    ctx: &Arc<Ctx>,
+    logins: &Logins,
+    subject: Subject,
     flow: LoginFlow,
-) -> Result<Login, ApiError> {
-    let reg = agent.resolve(name)?;
-    let oauth = reg.oauth()?;
-    let meta = agent
-        .metadata(&reg)
-        .await
-        .map_err(|e| oauth_error(e, &reg.name))?;
-    agent.logins.check_capacity()?;
+) -> Result<Login, LoginError> {
+    let spec = subject.grant.spec().clone();
+    let meta = ctx.issuers.get(&ctx.idp, &spec.issuer).await?;
+    logins.check_capacity()?;
     let id = random_id();
     // A newer login replaces a pending one; cancel it first so a fixed callback port is free.
-    agent
-        .logins
-        .cancel_registry(&reg.name, "replaced by a newer login");
-    let started = match flow {
-        LoginFlow::Device => device::prepare(agent, &reg, &oauth.config, meta).await?,
-        LoginFlow::Browser => browser::prepare(agent, &reg, &oauth.config, meta).await?,
+    logins.cancel_resource(&subject.resource, "replaced by a newer login");
+    let scopes = crate::oauth::requested_scopes(&spec.scopes, &meta);
+    let how = Flow {
+        ctx: ctx.clone(),
+        client_id: spec.client_id.clone(),
+        meta,
+        scopes,
+        target: subject.target.clone(),
     };
-    let entry = agent.logins.insert(&id, &reg.name)?;
+    let started = match flow {
+        LoginFlow::Device => device::prepare(how).await?,
+        LoginFlow::Browser => {
+            browser::prepare(how, &subject.resource, subject.callback_port).await?
+        }
+    };
+    let entry = logins.insert(&id, &subject.resource)?;
     let login = Login {
         id: id.clone(),
-        registry: reg.name.clone(),
+        registry: subject.resource.clone(),
         flow,
         expires_at: OffsetDateTime::now_utc() + started.wait,
         ..started.login
     };
-    tracing::info!(registry = %reg.name, login = %id, %flow, "login started");
+    tracing::info!(resource = %subject.resource, login = %id, %flow, "login started");
     let task = {
-        let (agent, reg, entry) = (agent.clone(), reg.clone(), entry.clone());
+        let (ctx, entry) = (ctx.clone(), entry.clone());
         let run = started.run;
         let wait = started.wait;
         tokio::spawn(async move {
-            let outcome =
-                tokio::time::timeout(wait, run(agent.clone(), reg.clone(), entry.clone())).await;
+            let outcome = tokio::time::timeout(wait, run(entry.clone())).await;
             match outcome {
-                Ok(Ok(set)) => {
+                Ok(Ok(tokens)) => {
                     // Installing runs in its own task: a cancel aborts this one.
                     if entry.claim() {
-                        let done = agent.clone();
-                        done.tasks
-                            .spawn(async move { complete(&agent, &reg, &entry, set).await });
+                        let tasks = ctx.tasks.clone();
+                        tasks.spawn(async move { complete(&ctx, &subject, &entry, tokens).await });
                     }
                 }
                 Ok(Err(Ended::Failed(why))) => {
-                    tracing::info!(registry = %reg.name, "login failed: {why}");
+                    tracing::info!(resource = %subject.resource, "login failed: {why}");
                     entry.finish(LoginState::Failed, Some(why), None);
                 }
                 Ok(Err(Ended::Expired)) | Err(_) => {
@@ -253,6 +298,15 @@ pub async fn start(
     Ok(login)
 }
 
+/// What a flow needs to talk to the IdP.
+pub struct Flow {
+    ctx: Arc<Ctx>,
+    client_id: String,
+    meta: Arc<crate::oauth::Metadata>,
+    scopes: Vec<String>,
+    target: Target,
+}
+
 /// How a login flow ended without tokens.
 #[derive(Debug)]
 pub enum Ended {
@@ -264,17 +318,12 @@ pub enum Ended {
 
 /// The flow's part of a login run: gets the tokens, or says why not.
 type Run = Box<
-    dyn FnOnce(
-            Arc<Agent>,
-            Arc<Registry>,
-            Arc<Entry>,
-        ) -> futures::future::BoxFuture<'static, Result<TokenSet, Ended>>
-        + Send,
+    dyn FnOnce(Arc<Entry>) -> futures::future::BoxFuture<'static, Result<Tokens, Ended>> + Send,
 >;
 
 /// A flow, prepared: what to show the user, how long to wait, what to run.
 pub struct Prepared {
-    /// The flow-specific fields of the answer (id, registry, flow and expiry are filled in here).
+    /// The flow-specific fields of the answer (id, resource, flow and expiry are filled in here).
     pub login: Login,
     /// The login's deadline from now.
     pub wait: Duration,
@@ -283,24 +332,24 @@ pub struct Prepared {
 }
 
 /// Installs a login's tokens, unless the login was cancelled or the
-/// registry's config changed meanwhile.
-async fn complete(agent: &Arc<Agent>, reg: &Arc<Registry>, entry: &Entry, set: TokenSet) {
-    let oauth = reg.oauth.as_ref().expect("login registries are OAuth");
-    let account = set.account.clone();
-    let has_rt = set.refresh_token.is_some();
-    let installed = oauth
-        .tokens
-        .install_login(agent, &oauth.key, set, || agent.is_current(reg))
+/// resource's configuration changed meanwhile.
+async fn complete(ctx: &Ctx, subject: &Subject, entry: &Entry, tokens: Tokens) {
+    let account = tokens.account.clone();
+    let has_rt = tokens.refresh_token.is_some();
+    let still_wanted = subject.still_wanted.clone();
+    let installed = subject
+        .grant
+        .install_login(ctx, &subject.target, tokens, move || still_wanted())
         .await;
     match installed {
         Some(persisted) => {
-            tracing::info!(registry = %reg.name, persisted, refresh_token = has_rt, "login succeeded");
+            tracing::info!(resource = %subject.resource, persisted, refresh_token = has_rt, "login succeeded");
             entry.finish(LoginState::Succeeded, None, account);
         }
         None => {
             entry.finish(
                 LoginState::Failed,
-                Some("the registry's configuration changed during the login".into()),
+                Some("the resource's configuration changed during the login".into()),
                 None,
             );
         }

@@ -1,14 +1,12 @@
 //! The device authorization grant (RFC 8628): start, then poll honouring
 //! `interval` and `slow_down` (the `oauth2` crate's loop does both).
 
-use super::grant::{classify, client, token_set_from};
-use super::http::IdpHttp;
-use super::{extra_params, requested_scopes, Metadata, OAuthError};
-use crate::tokens::TokenSet;
+use super::grant::{classify, client, Tokens};
+use super::http::IdpClient;
+use super::{Metadata, OAuthError, Target};
 use oauth2::{
     DeviceCodeErrorResponseType, RequestTokenError, Scope, StandardDeviceAuthorizationResponse,
 };
-use regent_proto::OAuthConfig;
 use std::time::Duration;
 
 /// What the user must do, as the IdP said it.
@@ -16,21 +14,23 @@ pub type DeviceAuthorization = StandardDeviceAuthorizationResponse;
 
 /// Asks the IdP for a device code and a user code.
 pub async fn start(
-    http: &IdpHttp,
-    config: &OAuthConfig,
+    http: &IdpClient,
+    client_id: &str,
     meta: &Metadata,
+    scopes: &[String],
+    target: &Target,
 ) -> Result<DeviceAuthorization, OAuthError> {
-    let client = client(config, meta)?;
+    let client = client(client_id, meta)?;
     let mut req = client.exchange_device_code().map_err(|_| {
         OAuthError::Config(format!(
             "the IdP {} offers no device authorization endpoint; use the browser login",
             meta.issuer
         ))
     })?;
-    for s in requested_scopes(config, meta) {
-        req = req.add_scope(Scope::new(s));
+    for s in scopes {
+        req = req.add_scope(Scope::new(s.clone()));
     }
-    for (k, v) in extra_params(config) {
+    for (k, v) in target.params() {
         req = req.add_extra_param(k, v);
     }
     req.request_async(http).await.map_err(classify)
@@ -47,24 +47,25 @@ pub enum DeviceEnd {
 
 /// Polls the token endpoint until the user approves, refuses, or `timeout` passes.
 pub async fn wait(
-    http: &IdpHttp,
-    config: &OAuthConfig,
+    http: &IdpClient,
+    client_id: &str,
     meta: &Metadata,
+    target: &Target,
     auth: &DeviceAuthorization,
     timeout: Duration,
-) -> Result<TokenSet, DeviceEnd> {
-    let client = client(config, meta).map_err(|e| DeviceEnd::Failed(e.to_string()))?;
+) -> Result<Tokens, DeviceEnd> {
+    let client = client(client_id, meta).map_err(|e| DeviceEnd::Failed(e.to_string()))?;
     let mut req = client
         .exchange_device_access_token(auth)
         .set_max_backoff_interval(Duration::from_secs(60));
-    for (k, v) in extra_params(config) {
+    for (k, v) in target.params() {
         req = req.add_extra_param(k, v);
     }
     match req
         .request_async(http, tokio::time::sleep, Some(timeout))
         .await
     {
-        Ok(answer) => Ok(token_set_from(answer, &meta.issuer, None)),
+        Ok(answer) => Ok(answer.into()),
         Err(RequestTokenError::ServerResponse(r)) => match r.error() {
             DeviceCodeErrorResponseType::ExpiredToken => Err(DeviceEnd::Expired),
             DeviceCodeErrorResponseType::AccessDenied => Err(DeviceEnd::Failed(format!(

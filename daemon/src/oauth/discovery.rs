@@ -1,9 +1,13 @@
 //! Authorization server metadata (RFC 8414 / OIDC Discovery) in the MCP
-//! order, with the checks that make a configuration safe to use.
+//! order, with the checks that make a configuration safe to use, and the
+//! agent's cache of it ([`Issuers`]).
 
-use super::http::error_chain;
+use super::http::IdpClient;
+use super::OAuthError;
 use serde::Deserialize;
+use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use url::Url;
 
 /// What the agent needs from an IdP's metadata document.
@@ -86,8 +90,47 @@ pub fn candidate_urls(issuer: &Url) -> Vec<String> {
     v
 }
 
-/// Fetches and validates the issuer's metadata.
-pub async fn discover(http: &reqwest::Client, issuer: &str) -> Result<Metadata, DiscoveryError> {
+/// The metadata of every issuer in use, discovered once (at configure time,
+/// or on first need after a start).
+#[derive(Default)]
+pub struct Issuers {
+    known: Mutex<HashMap<String, Arc<Metadata>>>,
+}
+
+impl Issuers {
+    /// The issuer's metadata. The configuration was validated when it was
+    /// set, so a document that is now missing or broken is an outage (retried
+    /// on the next need), not a logout.
+    pub async fn get(&self, idp: &IdpClient, issuer: &str) -> Result<Arc<Metadata>, OAuthError> {
+        if let Some(m) = self
+            .known
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(issuer)
+        {
+            return Ok(m.clone());
+        }
+        let meta = discover(idp, issuer)
+            .await
+            .map_err(|e| OAuthError::Unavailable(format!("IdP metadata: {e}")))?;
+        Ok(self.put(meta))
+    }
+
+    /// Remembers freshly discovered metadata (a configuration change).
+    pub fn put(&self, meta: Metadata) -> Arc<Metadata> {
+        let meta = Arc::new(meta);
+        self.known
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(meta.issuer.clone(), meta.clone());
+        meta
+    }
+}
+
+/// Fetches and validates the issuer's metadata. Where the first document
+/// found names no revocation endpoint, the other documents of the same
+/// issuer are asked for one (some servers publish it in one only).
+pub async fn discover(http: &IdpClient, issuer: &str) -> Result<Metadata, DiscoveryError> {
     let issuer_url = check_secure_url("issuer", issuer).map_err(DiscoveryError::Invalid)?;
     if issuer_url.query().is_some() || issuer_url.fragment().is_some() {
         return Err(DiscoveryError::Invalid(format!(
@@ -95,18 +138,11 @@ pub async fn discover(http: &reqwest::Client, issuer: &str) -> Result<Metadata, 
         )));
     }
     let mut tried = Vec::new();
-    for url in candidate_urls(&issuer_url) {
-        let resp = http
-            .get(&url)
-            .header("accept", "application/json")
-            .send()
-            .await
-            .map_err(|e| {
-                DiscoveryError::Unreachable(format!(
-                    "cannot reach the IdP at {url}: {}",
-                    error_chain(&e)
-                ))
-            })?;
+    let candidates = candidate_urls(&issuer_url);
+    for (n, url) in candidates.iter().enumerate() {
+        let resp = http.get_json(url).await.map_err(|e| {
+            DiscoveryError::Unreachable(format!("cannot reach the IdP at {url}: {e}"))
+        })?;
         let status = resp.status();
         if status.is_server_error() {
             return Err(DiscoveryError::Unreachable(format!(
@@ -118,23 +154,49 @@ pub async fn discover(http: &reqwest::Client, issuer: &str) -> Result<Metadata, 
             tried.push(format!("{url} (HTTP {})", status.as_u16()));
             continue;
         }
-        let body = super::http::read_limited(resp)
-            .await
-            .map_err(|e| DiscoveryError::Unreachable(format!("reading {url}: {e}")))?;
-        let meta: Metadata = match serde_json::from_slice(&body) {
+        let mut meta: Metadata = match serde_json::from_slice(resp.body()) {
             Ok(m) => m,
             Err(e) => {
                 tried.push(format!("{url} (not a metadata document: {e})"));
                 continue;
             }
         };
-        validate(&meta, issuer, &url)?;
+        validate(&meta, issuer, url)?;
+        if meta.revocation_endpoint.is_none() {
+            meta.revocation_endpoint =
+                revocation_elsewhere(http, issuer, &candidates[n + 1..]).await;
+        }
         return Ok(meta);
     }
     Err(DiscoveryError::Invalid(format!(
         "no metadata found for issuer {issuer}; tried {}",
         tried.join(", ")
     )))
+}
+
+/// A revocation endpoint from another metadata document of the same issuer, if any.
+async fn revocation_elsewhere(http: &IdpClient, issuer: &str, urls: &[String]) -> Option<String> {
+    for url in urls {
+        let Ok(resp) = http.get_json(url).await else {
+            continue;
+        };
+        if !resp.status().is_success() {
+            continue;
+        }
+        let Ok(meta) = serde_json::from_slice::<Metadata>(resp.body()) else {
+            continue;
+        };
+        match meta.revocation_endpoint {
+            Some(ep)
+                if meta.issuer == issuer
+                    && check_secure_url("revocation_endpoint", &ep).is_ok() =>
+            {
+                return Some(ep)
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 fn validate(meta: &Metadata, issuer: &str, url: &str) -> Result<(), DiscoveryError> {

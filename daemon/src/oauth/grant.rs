@@ -1,9 +1,8 @@
 //! The token endpoint: the client the agent builds from metadata, the
-//! refresh grant, and turning token answers into the agent's token sets.
+//! refresh grant, and the classification of its answers.
 
-use super::http::{HttpError, IdpHttp};
-use super::{extra_params, Metadata, OAuthError};
-use crate::tokens::TokenSet;
+use super::http::{HttpError, IdpClient};
+use super::{Metadata, OAuthError, Target};
 use oauth2::basic::{
     BasicErrorResponse, BasicErrorResponseType, BasicRevocationErrorResponse,
     BasicTokenIntrospectionResponse, BasicTokenType,
@@ -13,10 +12,8 @@ use oauth2::{
     EndpointSet, ErrorResponse, ExtraTokenFields, RefreshToken, RequestTokenError,
     StandardRevocableToken, StandardTokenResponse, TokenResponse, TokenUrl,
 };
-use regent_proto::OAuthConfig;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
 
 /// Token answers keep the `id_token`, which names the account for display.
 /// Its `Debug` does not show it.
@@ -53,8 +50,43 @@ pub type PublicClient = Client<
     EndpointSet,
 >;
 
+/// What a token endpoint answered, as the agent keeps it.
+#[derive(Debug)]
+pub struct Tokens {
+    /// The access token.
+    pub access_token: SecretString,
+    /// Its lifetime, if the IdP said.
+    pub expires_in: Option<std::time::Duration>,
+    /// A refresh token, if one was issued (or rotated).
+    pub refresh_token: Option<SecretString>,
+    /// The granted scopes, space separated, if the IdP said.
+    pub scope: Option<String>,
+    /// Who logged in, from the ID token (for display only).
+    pub account: Option<String>,
+}
+
+impl From<TokenAnswer> for Tokens {
+    fn from(answer: TokenAnswer) -> Tokens {
+        Tokens {
+            access_token: SecretString::from(answer.access_token().secret().clone()),
+            expires_in: answer.expires_in(),
+            refresh_token: answer
+                .refresh_token()
+                .map(|r| SecretString::from(r.secret().clone())),
+            scope: answer
+                .scopes()
+                .map(|s| s.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")),
+            account: answer
+                .extra_fields()
+                .id_token
+                .as_deref()
+                .and_then(account_from_id_token),
+        }
+    }
+}
+
 /// Builds the public client (no secret; client_id in the request body).
-pub fn client(config: &OAuthConfig, meta: &Metadata) -> Result<PublicClient, OAuthError> {
+pub fn client(client_id: &str, meta: &Metadata) -> Result<PublicClient, OAuthError> {
     let bad = |what: &str, e: url::ParseError| OAuthError::Config(format!("{what}: {e}"));
     let auth = meta
         .authorization_endpoint
@@ -69,62 +101,29 @@ pub fn client(config: &OAuthConfig, meta: &Metadata) -> Result<PublicClient, OAu
         .transpose()
         .map_err(|e| bad("device_authorization_endpoint", e))?;
     let token = TokenUrl::new(meta.token_endpoint.clone()).map_err(|e| bad("token_endpoint", e))?;
-    Ok(Client::new(ClientId::new(config.client_id.clone()))
+    Ok(Client::new(ClientId::new(client_id.to_string()))
         .set_auth_type(AuthType::RequestBody)
         .set_auth_uri_option(auth)
         .set_device_authorization_url_option(device)
         .set_token_uri(token))
 }
 
-/// Runs the refresh grant. `previous` supplies what the answer may leave out
-/// (the refresh token when the IdP does not rotate, the scope, the account).
+/// Runs the refresh grant for `target`.
 pub async fn refresh(
-    http: &IdpHttp,
-    config: &OAuthConfig,
+    http: &IdpClient,
+    client_id: &str,
     meta: &Metadata,
-    previous: &TokenSet,
-) -> Result<TokenSet, OAuthError> {
-    let rt = previous
-        .refresh_token
-        .as_ref()
-        .ok_or_else(|| OAuthError::InvalidGrant("no refresh token is held".into()))?;
-    let rt = RefreshToken::new(rt.expose_secret().to_string());
-    let client = client(config, meta)?;
+    refresh_token: &SecretString,
+    target: &Target,
+) -> Result<Tokens, OAuthError> {
+    let rt = RefreshToken::new(refresh_token.expose_secret().to_string());
+    let client = client(client_id, meta)?;
     let mut req = client.exchange_refresh_token(&rt);
-    for (k, v) in extra_params(config) {
+    for (k, v) in target.params() {
         req = req.add_extra_param(k, v);
     }
     let answer = req.request_async(http).await.map_err(classify)?;
-    Ok(token_set_from(answer, &meta.issuer, Some(previous)))
-}
-
-/// Turns a token answer into a token set.
-pub fn token_set_from(answer: TokenAnswer, issuer: &str, previous: Option<&TokenSet>) -> TokenSet {
-    let now = OffsetDateTime::now_utc();
-    let expires_at = answer.expires_in().map(|d| now + d);
-    let scope = answer
-        .scopes()
-        .map(|s| s.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" "))
-        .or_else(|| previous.and_then(|p| p.scope.clone()));
-    let refresh_token = answer
-        .refresh_token()
-        .map(|r| SecretString::from(r.secret().clone()))
-        .or_else(|| previous.and_then(|p| p.refresh_token.clone()));
-    let account = answer
-        .extra_fields()
-        .id_token
-        .as_deref()
-        .and_then(account_from_id_token)
-        .or_else(|| previous.and_then(|p| p.account.clone()));
-    TokenSet {
-        access_token: Some(SecretString::from(answer.access_token().secret().clone())),
-        expires_at,
-        obtained_at: now,
-        refresh_token,
-        scope,
-        issuer: issuer.to_string(),
-        account,
-    }
+    Ok(answer.into())
 }
 
 /// The account an ID token names, for display only: `preferred_username`,

@@ -1,27 +1,22 @@
-//! The one HTTP client the agent uses towards IdPs, and its adapter to the
-//! `oauth2` crate that tells "IdP unavailable" apart from an OAuth error.
+//! The one HTTP client the agent uses towards IdPs ([`IdpClient`]), its
+//! adapter to the `oauth2` crate that tells "IdP unavailable" apart from an
+//! OAuth error, and the seam ([`Transport`]) the in-process tests plug a
+//! fake IdP into.
 
+use futures::future::BoxFuture;
 use oauth2::{AsyncHttpClient, HttpRequest, HttpResponse};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
-/// Builds the agent's HTTP client: no redirects (SSRF, RFC 9700), bounded
-/// connect and total times, rustls.
-pub fn build_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(20))
-        .user_agent(concat!("regent/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .expect("the TLS backend initialises")
-}
+/// Largest IdP answer the agent reads.
+pub const MAX_IDP_BODY: usize = 1024 * 1024;
 
 /// A transport-level failure towards the IdP.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum HttpError {
-    /// Connection refused, timeout, TLS failure...
+    /// Connection refused, timeout, TLS failure, an oversized answer...
     #[error("cannot reach the IdP: {0}")]
     Transport(String),
     /// 5xx or 429: the IdP is there but not serving.
@@ -32,14 +27,130 @@ pub enum HttpError {
     Build(String),
 }
 
-impl From<reqwest::Error> for HttpError {
-    fn from(e: reqwest::Error) -> Self {
-        // reqwest's Display names the URL, never a body.
-        HttpError::Transport(error_chain(&e))
+/// Sends one request and reads its whole (bounded) answer.
+pub trait Transport: Send + Sync + 'static {
+    /// Sends `req`; any status is an answer, only transport failures are errors.
+    fn send(&self, req: HttpRequest) -> BoxFuture<'static, Result<HttpResponse, HttpError>>;
+}
+
+/// The production transport: reqwest with rustls, no redirects (SSRF, RFC
+/// 9700), bounded connect and total times.
+struct Reqwest(reqwest::Client);
+
+impl Transport for Reqwest {
+    fn send(&self, req: HttpRequest) -> BoxFuture<'static, Result<HttpResponse, HttpError>> {
+        let client = self.0.clone();
+        Box::pin(async move {
+            let req =
+                reqwest::Request::try_from(req).map_err(|e| HttpError::Build(e.to_string()))?;
+            // reqwest's Display names the URL, never a body.
+            let mut resp = client
+                .execute(req)
+                .await
+                .map_err(|e| HttpError::Transport(error_chain(&e)))?;
+            let mut builder = oauth2::http::Response::builder().status(resp.status());
+            for (k, v) in resp.headers() {
+                builder = builder.header(k, v);
+            }
+            let mut body = Vec::new();
+            while let Some(chunk) = resp
+                .chunk()
+                .await
+                .map_err(|e| HttpError::Transport(error_chain(&e)))?
+            {
+                if body.len() + chunk.len() > MAX_IDP_BODY {
+                    return Err(HttpError::Transport(format!(
+                        "the IdP's answer is larger than {} KiB",
+                        MAX_IDP_BODY / 1024
+                    )));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            builder
+                .body(body)
+                .map_err(|e| HttpError::Build(e.to_string()))
+        })
     }
 }
 
-/// A reqwest error with its causes ("error sending request: connection refused").
+/// The agent's client towards IdPs: every discovery, token, device and
+/// revocation request goes through it.
+#[derive(Clone)]
+pub struct IdpClient(Arc<dyn Transport>);
+
+impl Default for IdpClient {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl IdpClient {
+    /// The production client.
+    pub fn new() -> IdpClient {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(20))
+            .user_agent(concat!("regent/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("the TLS backend initialises");
+        IdpClient(Arc::new(Reqwest(client)))
+    }
+
+    /// A client over another transport (the in-process tests' fake IdP).
+    pub fn with_transport(t: Arc<dyn Transport>) -> IdpClient {
+        IdpClient(t)
+    }
+
+    /// Sends a request as it is (any status is an answer).
+    pub async fn send(&self, req: HttpRequest) -> Result<HttpResponse, HttpError> {
+        self.0.send(req).await
+    }
+
+    /// `GET url` asking for JSON.
+    pub async fn get_json(&self, url: &str) -> Result<HttpResponse, HttpError> {
+        let req = oauth2::http::Request::get(url)
+            .header("accept", "application/json")
+            .body(Vec::new())
+            .map_err(|e| HttpError::Build(e.to_string()))?;
+        self.send(req).await
+    }
+
+    /// `POST url` with a form body.
+    pub async fn post_form(
+        &self,
+        url: &str,
+        form: &[(&str, &str)],
+    ) -> Result<HttpResponse, HttpError> {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        let req = oauth2::http::Request::post(url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("accept", "application/json")
+            .body(body.into_bytes())
+            .map_err(|e| HttpError::Build(e.to_string()))?;
+        self.send(req).await
+    }
+}
+
+impl<'c> AsyncHttpClient<'c> for IdpClient {
+    type Error = HttpError;
+    type Future = Pin<Box<dyn Future<Output = Result<HttpResponse, HttpError>> + Send + 'c>>;
+
+    fn call(&'c self, request: HttpRequest) -> Self::Future {
+        Box::pin(async move {
+            let resp = self.send(request).await?;
+            let status = resp.status();
+            if status.is_server_error() || status.as_u16() == 429 {
+                return Err(HttpError::Status(status.as_u16()));
+            }
+            Ok(resp)
+        })
+    }
+}
+
+/// An error with its causes ("error sending request: connection refused").
 pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
@@ -52,51 +163,4 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         src = cause.source();
     }
     s
-}
-
-/// Largest IdP answer the agent reads.
-pub const MAX_IDP_BODY: usize = 1024 * 1024;
-
-/// Reads a response body, refusing more than [`MAX_IDP_BODY`] bytes.
-pub async fn read_limited(mut resp: reqwest::Response) -> Result<Vec<u8>, HttpError> {
-    let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await? {
-        if body.len() + chunk.len() > MAX_IDP_BODY {
-            return Err(HttpError::Transport(format!(
-                "the IdP's answer is larger than {} KiB",
-                MAX_IDP_BODY / 1024
-            )));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
-
-/// [`reqwest::Client`] as an `oauth2` HTTP client.
-#[derive(Clone)]
-pub struct IdpHttp(pub reqwest::Client);
-
-impl<'c> AsyncHttpClient<'c> for IdpHttp {
-    type Error = HttpError;
-    type Future = Pin<Box<dyn Future<Output = Result<HttpResponse, HttpError>> + Send + 'c>>;
-
-    fn call(&'c self, request: HttpRequest) -> Self::Future {
-        Box::pin(async move {
-            let req =
-                reqwest::Request::try_from(request).map_err(|e| HttpError::Build(e.to_string()))?;
-            let resp = self.0.execute(req).await?;
-            let status = resp.status();
-            if status.is_server_error() || status.as_u16() == 429 {
-                return Err(HttpError::Status(status.as_u16()));
-            }
-            let mut builder = oauth2::http::Response::builder().status(status);
-            for (k, v) in resp.headers() {
-                builder = builder.header(k, v);
-            }
-            let body = read_limited(resp).await?;
-            builder
-                .body(body)
-                .map_err(|e| HttpError::Build(e.to_string()))
-        })
-    }
 }

@@ -1,5 +1,6 @@
-//! Everything the agent says to an IdP: discovery, the token grants, the
-//! device flow and revocation. One HTTP client, one error classification.
+//! Everything the agent says to an IdP: discovery (and the metadata cache),
+//! the token grants, the device flow and revocation. One HTTP client
+//! ([`http::IdpClient`]), one error classification ([`OAuthError`]).
 
 pub mod code;
 pub mod device;
@@ -8,9 +9,8 @@ pub mod grant;
 pub mod http;
 pub mod revoke;
 
-pub use discovery::Metadata;
-
-use regent_proto::OAuthConfig;
+pub use discovery::{Issuers, Metadata};
+pub use grant::Tokens;
 
 /// How an exchange with the IdP failed, classified by what the agent does next.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -18,8 +18,8 @@ pub enum OAuthError {
     /// Network failure, 5xx, or an answer that is not OAuth at all: retry later, keep tokens.
     #[error("{0}")]
     Unavailable(String),
-    /// `invalid_grant`: the refresh token is dead; the user must log in again.
-    #[error("the IdP refused the refresh token ({0})")]
+    /// `invalid_grant`: the refresh token (or code) is dead; the user must log in again.
+    #[error("{0}")]
     InvalidGrant(String),
     /// Another OAuth error answer (`invalid_client`, `invalid_scope`, ...).
     #[error("the IdP answered {code}{}", description.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
@@ -34,13 +34,58 @@ pub enum OAuthError {
     Config(String),
 }
 
+/// What a token is for (RFC 8707 `resource`, and `audience` for IdPs that
+/// want one): the parameters of every authorization, token and refresh
+/// request for it. Access tokens are kept per target.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Target {
+    /// The resource indicator.
+    pub resource: Option<String>,
+    /// The `audience` parameter.
+    pub audience: Option<String>,
+}
+
+impl Target {
+    /// The extra request parameters.
+    pub fn params(&self) -> Vec<(&'static str, String)> {
+        let mut v = Vec::new();
+        if let Some(r) = &self.resource {
+            v.push(("resource", r.clone()));
+        }
+        if let Some(a) = &self.audience {
+            v.push(("audience", a.clone()));
+        }
+        v
+    }
+
+    /// A stable name for the stored form ("" when there are no parameters).
+    pub fn key(&self) -> String {
+        url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(self.params())
+            .finish()
+    }
+
+    /// The target a [`Target::key`] names.
+    pub fn from_key(key: &str) -> Target {
+        let mut t = Target::default();
+        for (k, v) in url::form_urlencoded::parse(key.as_bytes()) {
+            match &*k {
+                "resource" => t.resource = Some(v.into_owned()),
+                "audience" => t.audience = Some(v.into_owned()),
+                _ => {}
+            }
+        }
+        t
+    }
+}
+
 /// The scopes to ask for: the configured ones (default `openid`), plus
 /// `offline_access` when the IdP lists it or lists no scopes at all.
-pub fn requested_scopes(config: &OAuthConfig, meta: &Metadata) -> Vec<String> {
-    let mut scopes = if config.scopes.is_empty() {
+pub fn requested_scopes(configured: &[String], meta: &Metadata) -> Vec<String> {
+    let mut scopes = if configured.is_empty() {
         vec!["openid".to_string()]
     } else {
-        config.scopes.clone()
+        configured.to_vec()
     };
     let offers_offline = match &meta.scopes_supported {
         None => true,
@@ -52,14 +97,18 @@ pub fn requested_scopes(config: &OAuthConfig, meta: &Metadata) -> Vec<String> {
     scopes
 }
 
-/// The extra request parameters (`resource`, `audience`) of every grant.
-pub fn extra_params(config: &OAuthConfig) -> Vec<(&'static str, String)> {
-    let mut v = Vec::new();
-    if let Some(r) = &config.resource {
-        v.push(("resource", r.clone()));
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_keys_round_trip() {
+        let t = Target {
+            resource: Some("https://r.example/a?b=c&d".into()),
+            audience: Some("api".into()),
+        };
+        assert_eq!(Target::from_key(&t.key()), t);
+        assert_eq!(Target::default().key(), "");
+        assert_eq!(Target::from_key(""), Target::default());
     }
-    if let Some(a) = &config.audience {
-        v.push(("audience", a.clone()));
-    }
-    v
 }

@@ -1,31 +1,28 @@
 //! Token revocation (RFC 7009) as a plain form POST: the `oauth2` crate
 //! refuses http revocation URLs, which loopback IdPs legitimately use.
 
-use super::http::error_chain;
-use regent_proto::OAuthConfig;
+use super::http::IdpClient;
 
-/// Revokes `token` at `endpoint`. `Ok(true)`: the IdP accepted it.
+/// Revokes `token` at `endpoint`. `Ok(())`: the IdP accepted it.
 pub async fn revoke(
-    http: &reqwest::Client,
-    config: &OAuthConfig,
+    http: &IdpClient,
+    client_id: &str,
     endpoint: &str,
     token: &str,
     hint: &str,
-) -> Result<bool, String> {
+) -> Result<(), String> {
     let form = [
         ("token", token),
         ("token_type_hint", hint),
-        ("client_id", config.client_id.as_str()),
+        ("client_id", client_id),
     ];
-    let resp = http.post(endpoint).form(&form).send().await.map_err(|e| {
-        format!(
-            "cannot reach the IdP's revocation endpoint: {}",
-            error_chain(&e)
-        )
-    })?;
+    let resp = http
+        .post_form(endpoint, &form)
+        .await
+        .map_err(|e| format!("the IdP's revocation endpoint: {e}"))?;
     let status = resp.status();
     if status.is_success() {
-        Ok(true)
+        Ok(())
     } else {
         Err(format!(
             "the IdP's revocation endpoint answered HTTP {}",

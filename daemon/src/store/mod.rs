@@ -1,4 +1,4 @@
-//! Where token sets persist: the OS keyring, a 0600 file, or memory only.
+//! Where grants persist: the OS keyring, a 0600 file, or memory only.
 //!
 //! Every backend is reached through [`Store`], which owns the one rule that
 //! matters at run time: a backend that fails degrades to memory with one
@@ -6,9 +6,9 @@
 
 mod file;
 mod keyring;
+pub mod keys;
 
 use secrecy::SecretString;
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,20 +41,6 @@ pub struct StoreError(pub String);
 /// How long one store call may take before it counts as failed (a locked
 /// Secret Service collection can wait on an unlock prompt forever).
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The store key of a registry's token set (contract): `regent:` and the first
-/// 16 hex digits of `sha256(url + "\0" + issuer + "\0" + client_id)`.
-pub fn store_key(registry_url: &str, issuer: &str, client_id: &str) -> String {
-    let mut h = Sha256::new();
-    h.update(registry_url.as_bytes());
-    h.update([0]);
-    h.update(issuer.as_bytes());
-    h.update([0]);
-    h.update(client_id.as_bytes());
-    let digest = h.finalize();
-    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
-    format!("regent:{hex}")
-}
 
 enum Backend {
     Keyring(KeyringStore),
@@ -234,22 +220,6 @@ pub(crate) enum Op {
 mod tests {
     use super::*;
     use secrecy::ExposeSecret;
-
-    #[test]
-    fn key_is_the_contract_derivation() {
-        let k = store_key("https://r.example", "https://idp.example", "cli");
-        // sha256("https://r.example\0https://idp.example\0cli"), first 8 bytes.
-        let mut h = Sha256::new();
-        h.update(b"https://r.example\0https://idp.example\0cli");
-        let d = h.finalize();
-        let expect: String = d[..8].iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(k, format!("regent:{expect}"));
-        assert_eq!(k.len(), "regent:".len() + 16);
-        assert_ne!(
-            k,
-            store_key("https://r.example", "https://idp.example", "cli2")
-        );
-    }
 
     #[tokio::test]
     async fn memory_store_round_trips_and_says_it_does_not_persist() {

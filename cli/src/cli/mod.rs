@@ -11,7 +11,8 @@ mod service;
 use args::{AuthArgs, Cli, Command, ConfigCommand, RegistryCommand, ServiceCommand, TokenArgs};
 use regent_client::{AgentClient, ClientError, RegistryClient, RegistryError};
 use regent_proto::{
-    AuthConfig, BearerConfig, ErrorCode, LogoutRequest, OAuthConfig, PutRegistry, TokenRequest,
+    AuthConfig, BearerConfig, ErrorCode, LogoutRequest, OAuthConfig, PutRegistry, Revocation,
+    TokenRequest,
 };
 use std::io::Write;
 
@@ -25,6 +26,13 @@ pub enum Failure {
     Usage(String),
     /// Reading a registry failed.
     Registry(RegistryError),
+    /// Stopped by a signal (exit 128 + its number: 130 for Ctrl-C).
+    Signal {
+        /// What was stopped, and how.
+        message: String,
+        /// The signal.
+        signal: i32,
+    },
 }
 
 impl From<RegistryError> for Failure {
@@ -50,6 +58,7 @@ impl Failure {
             Failure::Client(e) if e.code() == Some(ErrorCode::RegistryAuthRequired) => 4,
             Failure::Usage(_) => 2,
             Failure::Registry(e) if e.code() == ErrorCode::RegistryAuthRequired => 4,
+            Failure::Signal { signal, .. } => 128 + signal,
             _ => 1,
         }
     }
@@ -64,6 +73,7 @@ impl Failure {
             Failure::Other(m) => m.clone(),
             Failure::Usage(m) => format!("{m} (see --help)"),
             Failure::Registry(e) => e.to_string(),
+            Failure::Signal { message, .. } => message.clone(),
         }
     }
 }
@@ -89,7 +99,7 @@ pub async fn run(cli: Cli) -> Result {
         }
         _ => {}
     }
-    let agent = AgentClient::new(regent_proto::paths::socket_path(cli.socket.as_deref()));
+    let agent = AgentClient::new(regent_client::locate::socket(cli.socket.as_deref()));
     match run_with_agent(&agent, cli.clone()).await {
         // No agent at all: start one and try once more. The first request never
         // reached an agent, so nothing was done twice.
@@ -120,8 +130,17 @@ async fn run_with_agent(agent: &AgentClient, cli: Cli) -> Result {
             Ok(())
         }
         Command::Registry(RegistryCommand::Remove { name }) => {
+            let sharing = shared_with(&agent, &name).await?;
             agent.remove_registry(&name).await?;
-            println!("Removed registry {name} and deleted its stored tokens.");
+            if sharing.is_empty() {
+                println!("Removed registry {name} and deleted its stored tokens.");
+            } else {
+                println!(
+                    "Removed registry {name}. Its login stays: {} still use{} it.",
+                    sharing.join(", "),
+                    if sharing.len() == 1 { "s" } else { "" }
+                );
+            }
             Ok(())
         }
         Command::Registry(RegistryCommand::List { json }) => {
@@ -153,20 +172,7 @@ async fn run_with_agent(agent: &AgentClient, cli: Cli) -> Result {
             Ok(())
         }
         Command::Login(args) => login::run(&agent, args).await,
-        Command::Logout { name } => {
-            let r = agent
-                .logout(&LogoutRequest {
-                    registry: name.clone(),
-                })
-                .await?;
-            let which = name.map(|n| format!(" of {n}")).unwrap_or_default();
-            match (r.revoked, r.deleted) {
-                (true, _) => println!("Logged out{which}: the refresh token is revoked at the IdP and deleted here."),
-                (false, true) => println!("Logged out{which}: tokens deleted here (the IdP did not confirm a revocation)."),
-                (false, false) => println!("Not logged in{which}; nothing to do."),
-            }
-            Ok(())
-        }
+        Command::Logout { name, all } => logout(&agent, name, all).await,
         Command::Servers { name, search, json } => {
             let regs = agent.registries().await?;
             let reg = match name {
@@ -240,6 +246,69 @@ async fn token(agent: &AgentClient, args: TokenArgs) -> Result {
     written
         .and_then(|_| out.flush())
         .map_err(|e| Failure::Other(format!("cannot write the token: {e}")))
+}
+
+/// The other resources that share `name`'s login.
+async fn shared_with(agent: &AgentClient, name: &str) -> Result<Vec<String>> {
+    let regs = agent.registries().await?;
+    Ok(regs
+        .into_iter()
+        .find(|r| r.name == name)
+        .and_then(|r| r.auth)
+        .map(|a| a.shared_with)
+        .unwrap_or_default())
+}
+
+/// `regent logout`: a shared login is logged out only when the user says
+/// so (`--all`, or yes at the prompt on a terminal).
+async fn logout(agent: &AgentClient, name: Option<String>, mut all: bool) -> Result {
+    let name = pick_registry(agent, name).await?;
+    let sharing = shared_with(agent, &name).await?;
+    if !sharing.is_empty() && !all {
+        let question = format!(
+            "{name} shares its login with {} (same issuer, client id and scopes); a logout logs out all of them. Log out of all? [y/N] ",
+            sharing.join(", ")
+        );
+        if !output::confirm(&question) {
+            return Err(Failure::Other(format!(
+                "not logged out: {name} shares its login with {}; log out of all with: regent logout {name} --all",
+                sharing.join(", ")
+            )));
+        }
+        all = true;
+    }
+    let r = agent
+        .logout(&LogoutRequest {
+            registry: Some(name.clone()),
+            all,
+        })
+        .await?;
+    let who = if r.logged_out.len() > 1 {
+        r.logged_out.join(", ")
+    } else {
+        name
+    };
+    if !r.deleted && r.revocation == Revocation::NotNeeded {
+        println!("Not logged in to {who}; nothing to do.");
+        return Ok(());
+    }
+    match r.revocation {
+        Revocation::Revoked => println!(
+            "Logged out of {who}: the refresh token is revoked at the IdP and deleted here."
+        ),
+        Revocation::NotOffered => println!(
+            "Logged out of {who}: tokens deleted here. The IdP offers no revocation, so the refresh \
+             token stays valid there until it expires."
+        ),
+        Revocation::Failed => println!(
+            "Logged out of {who}: tokens deleted here, but the IdP did not confirm the revocation \
+             (the agent's log says why); the refresh token may stay valid there until it expires."
+        ),
+        Revocation::NotNeeded | Revocation::Unknown => {
+            println!("Logged out of {who}: tokens deleted here.")
+        }
+    }
+    Ok(())
 }
 
 /// The registry named, or the only one configured.

@@ -1,12 +1,15 @@
-//! The agent's configuration file: registries and their auth, no secrets.
-//!
-//! Only the agent writes it, atomically (temp file, fsync, rename, fsync of the
-//! directory). A file that does not parse stops the agent and is never rewritten.
+//! The agent's configuration: registries and their auth, no secrets. The
+//! types and their validation are here; the file, which people edit too, is
+//! [`file::ConfigFile`].
+
+pub mod file;
+
+pub use file::ConfigFile;
 
 use regent_proto::AuthConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// The whole config file.
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
@@ -32,34 +35,23 @@ pub struct RegistryConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file exists but is not valid (the message names the line).
-    #[error("{path} is not a valid regent config: {message}\n(the agent will not start, and will not touch the file, until it is fixed)")]
-    Parse { path: PathBuf, message: String },
+    #[error("{path} is not a valid regent config: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, and where.
+        message: String,
+    },
     /// An I/O failure.
     #[error("{what} {path}: {source}")]
     Io {
+        /// What was being done.
         what: &'static str,
+        /// The file.
         path: PathBuf,
+        /// What the OS said.
         source: std::io::Error,
     },
-}
-
-/// Reads the config; a missing file is an empty config.
-pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
-        Err(source) => {
-            return Err(ConfigError::Io {
-                what: "cannot read",
-                path: path.into(),
-                source,
-            })
-        }
-    };
-    parse(&text).map_err(|message| ConfigError::Parse {
-        path: path.into(),
-        message,
-    })
 }
 
 /// Parses config text; the error names the line and column.
@@ -79,8 +71,8 @@ pub fn parse(text: &str) -> Result<Config, String> {
         format!("{}{msg}", place.unwrap_or_default())
     })?;
     for (name, rc) in &config.registries {
-        crate::registry::validate_name(name).map_err(|e| format!("registry {name:?}: {e}"))?;
-        crate::registry::validate_url(&rc.url).map_err(|e| format!("registry {name:?}: {e}"))?;
+        crate::resource::validate_name(name).map_err(|e| format!("registry {name:?}: {e}"))?;
+        crate::resource::validate_url(&rc.url).map_err(|e| format!("registry {name:?}: {e}"))?;
     }
     // Unknown keys inside `auth` (shared with answers, so lenient by type).
     let raw: toml::Value = toml::from_str(text).map_err(|e| e.message().to_string())?;
@@ -95,20 +87,6 @@ pub fn parse(text: &str) -> Result<Config, String> {
         return Err(format!("{line}unknown field `{path}`"));
     }
     Ok(config)
-}
-
-/// Writes the config atomically with mode 0600 in a 0700 directory.
-pub fn save(path: &Path, config: &Config) -> Result<(), ConfigError> {
-    let text = toml::to_string_pretty(config).map_err(|e| ConfigError::Io {
-        what: "cannot serialize config for",
-        path: path.into(),
-        source: std::io::Error::other(e),
-    })?;
-    crate::atomic_file::write(path, text.as_bytes()).map_err(|source| ConfigError::Io {
-        what: "cannot save",
-        path: path.into(),
-        source,
-    })
 }
 
 #[cfg(test)]
@@ -133,26 +111,5 @@ mod tests {
             err,
             "line 7: unknown field `registries.corp.auth.client_secret`"
         );
-    }
-
-    #[test]
-    fn round_trips_through_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("sub/config.toml");
-        let mut c = Config::default();
-        c.registries.insert(
-            "corp".into(),
-            RegistryConfig {
-                url: "https://r.example".into(),
-                auth: Some(AuthConfig::Bearer(regent_proto::BearerConfig {
-                    token_file: "/t".into(),
-                })),
-            },
-        );
-        save(&path, &c).unwrap();
-        assert_eq!(load(&path).unwrap(), c);
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o600);
     }
 }

@@ -68,7 +68,19 @@ pub async fn start(agent: &AgentClient) -> Result<(), Failure> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     if !nobody_listens(&socket) {
-        return wait_ready(agent, None, &log_path, deadline).await;
+        return wait_ready(agent, None, &log_path, 0, deadline).await;
+    }
+    // One agent per user: never a second one beside a running agent.
+    if let Some(running) = regent_client::locate::running_agent() {
+        if running.socket == socket {
+            return wait_ready(agent, None, &log_path, 0, deadline).await;
+        }
+        return Err(fail(format!(
+            "the agent of this user (regentd, pid {}) serves on {}, and a second one would race it on \
+             refresh-token rotation; use that socket (drop --socket, or unset REGENT_SOCKET)",
+            running.pid,
+            running.socket.display()
+        )));
     }
     let log = OpenOptions::new()
         .create(true)
@@ -76,6 +88,8 @@ pub async fn start(agent: &AgentClient) -> Result<(), Failure> {
         .mode(0o600)
         .open(&log_path)
         .map_err(|e| fail(format!("cannot open {}: {e}", log_path.display())))?;
+    // Where this start's lines begin, to show why it failed if it does.
+    let log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
     let err_log = log.try_clone().map_err(|e| fail(e.to_string()))?;
     let mut cmd = Command::new(regentd_path());
     // A CLI run by a systemd unit must not lend that unit's notify socket,
@@ -108,7 +122,7 @@ pub async fn start(agent: &AgentClient) -> Result<(), Failure> {
         ))
     })?;
     let pid = child.id();
-    wait_ready(agent, Some(child), &log_path, deadline).await?;
+    wait_ready(agent, Some(child), &log_path, log_start, deadline).await?;
     eprintln!(
         "regent: started the agent (regentd, pid {pid}); its log: {}",
         log_path.display()
@@ -120,6 +134,7 @@ async fn wait_ready(
     agent: &AgentClient,
     mut child: Option<std::process::Child>,
     log: &Path,
+    log_start: u64,
     deadline: Instant,
 ) -> Result<(), Failure> {
     loop {
@@ -129,9 +144,12 @@ async fn wait_ready(
         }
         if let Some(c) = child.as_mut() {
             if let Ok(Some(status)) = c.try_wait() {
+                let why = start_error(log, log_start)
+                    .map(|e| format!("regentd could not start: {e}"))
+                    .unwrap_or_else(|| format!("regentd exited at start ({status})"));
                 return Err(Failure::Client(regent_client::ClientError::Unreachable {
                     socket: agent.socket().to_path_buf(),
-                    reason: format!("regentd exited at start ({status}); see {}", log.display()),
+                    reason: format!("{why}\n(its log: {})", log.display()),
                 }));
             }
         }
@@ -147,6 +165,21 @@ async fn wait_ready(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// What regentd said when it gave up, from its log since `start`: the
+/// lines from its last `regentd: ` line on (a config error names its line).
+fn start_error(log: &Path, start: u64) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(log).ok()?;
+    f.seek(SeekFrom::Start(start)).ok()?;
+    let mut text = String::new();
+    f.take(64 * 1024).read_to_string(&mut text).ok()?;
+    let lines: Vec<&str> = text.lines().collect();
+    let first = lines.iter().rposition(|l| l.starts_with("regentd: "))?;
+    let msg = lines[first..].join("\n");
+    let msg = msg["regentd: ".len()..].trim();
+    (!msg.is_empty()).then(|| msg.to_string())
 }
 
 /// `regentd` next to this `regent`, else from `PATH`.

@@ -16,9 +16,14 @@ pub async fn run(agent: &AgentClient, args: LoginArgs) -> Result {
     } else {
         LoginFlow::Browser
     };
-    // Listen for Ctrl-C before the login exists, so no signal can slip between.
-    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-        .map_err(|e| Failure::Other(format!("cannot handle Ctrl-C: {e}")))?;
+    if !args.force {
+        if let Some(done) = already_logged_in(agent, args.name.as_deref()).await? {
+            println!("{done}");
+            return Ok(());
+        }
+    }
+    // Listen for the signals before the login exists, so none can slip between.
+    let mut stop = Stop::install()?;
     let login = agent
         .login(&LoginRequest {
             registry: args.name.clone(),
@@ -28,10 +33,14 @@ pub async fn run(agent: &AgentClient, args: LoginArgs) -> Result {
     show_instructions(&login, !args.no_browser);
     let outcome = tokio::select! {
         r = wait(agent, &login) => r,
-        _ = interrupt.recv() => {
+        (signal, name) = stop.recv() => {
             clear_progress();
+            // The agent would otherwise keep the login (and its callback port) open.
             let _ = agent.cancel_login(&login.id).await;
-            return Err(Failure::Other("login cancelled".into()));
+            return Err(Failure::Signal {
+                message: format!("login to {} cancelled ({name})", login.registry),
+                signal,
+            });
         }
     };
     clear_progress();
@@ -140,4 +149,66 @@ fn clear_progress() {
     if std::io::stderr().is_terminal() {
         eprint!("\r\x1b[2K");
     }
+}
+
+/// The signals that end a waiting login: Ctrl-C, SIGTERM (a service
+/// manager, a closed terminal's shell) and SIGHUP (a closed terminal).
+struct Stop {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Stop {
+    fn install() -> Result<Stop> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let handler = |kind: SignalKind| {
+            signal(kind).map_err(|e| Failure::Other(format!("cannot handle signals: {e}")))
+        };
+        Ok(Stop {
+            int: handler(SignalKind::interrupt())?,
+            term: handler(SignalKind::terminate())?,
+            hup: handler(SignalKind::hangup())?,
+        })
+    }
+
+    /// The first signal: its number and what to call it.
+    async fn recv(&mut self) -> (i32, &'static str) {
+        tokio::select! {
+            _ = self.int.recv() => (libc::SIGINT, "Ctrl-C"),
+            _ = self.term.recv() => (libc::SIGTERM, "SIGTERM"),
+            _ = self.hup.recv() => (libc::SIGHUP, "SIGHUP"),
+        }
+    }
+}
+
+/// "Already logged in to corp as alice" when a token can be served without
+/// the user, else `None`.
+async fn already_logged_in(agent: &AgentClient, name: Option<&str>) -> Result<Option<String>> {
+    let regs = agent.registries().await?;
+    let reg = match name {
+        Some(n) => regs.iter().find(|r| r.name == n),
+        None if regs.len() == 1 => regs.first(),
+        None => None,
+    };
+    let Some(reg) = reg else {
+        return Ok(None); // the agent's answer to the login names the problem
+    };
+    let Some(auth) = &reg.auth else {
+        return Ok(None);
+    };
+    if auth.status != regent_proto::AuthState::Authenticated
+        || !matches!(auth.config, regent_proto::AuthConfig::Oauth(_))
+    {
+        return Ok(None);
+    }
+    let who = auth
+        .account
+        .as_deref()
+        .map(|a| format!(" as {a}"))
+        .unwrap_or_default();
+    Ok(Some(format!(
+        "Already logged in to {}{who}; nothing to do. Log in again with: regent login {} --force",
+        reg.name, reg.name
+    )))
 }

@@ -3,6 +3,21 @@
 use regent_proto::{AuthConfig, AuthState, RegistryStatus};
 use time::OffsetDateTime;
 
+/// Asks a yes/no question on the terminal; false when stdin is not one.
+pub fn confirm(question: &str) -> bool {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return false;
+    }
+    eprint!("{question}");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    if std::io::stdin().lock().read_line(&mut answer).is_err() {
+        return false;
+    }
+    matches!(answer.trim(), "y" | "Y" | "yes" | "Yes" | "YES")
+}
+
 /// Pretty JSON on stdout.
 pub fn print_json(v: &serde_json::Value) {
     println!(
@@ -70,6 +85,9 @@ fn row(r: &RegistryStatus) -> [String; 5] {
                 && !a.persisted
             {
                 details.push("NOT persisted (memory only)".into());
+            }
+            if !a.shared_with.is_empty() {
+                details.push(format!("login shared with {}", a.shared_with.join(", ")));
             }
             if a.status == AuthState::AuthRequired && matches!(a.config, AuthConfig::Oauth(_)) {
                 details.push(format!("run: regent login {}", r.name));

@@ -49,6 +49,7 @@ pub fn install(enable: bool) -> Result {
     }
     let steps: [&[&str]; 2] = [&["daemon-reload"], &["enable", "--now", "regentd.socket"]];
     if enable {
+        take_over_from_autostarted()?;
         for args in steps {
             systemctl(args)?;
         }
@@ -59,6 +60,42 @@ pub fn install(enable: bool) -> Result {
             println!("  systemctl --user {}", args.join(" "));
         }
     }
+    Ok(())
+}
+
+/// Stops an agent that is not systemd's (autostarted, or started by hand)
+/// and waits until it has drained and let go of its lock: one agent per
+/// user, and from now on systemd's.
+fn take_over_from_autostarted() -> Result {
+    let Some(running) = regent_client::locate::running_agent() else {
+        return Ok(());
+    };
+    if running.systemd {
+        return Ok(());
+    }
+    println!(
+        "Stopping the agent that runs now (regentd, pid {}), so that systemd's takes over…",
+        running.pid
+    );
+    // SAFETY: kill(2) on the pid the kernel names as the lock's holder.
+    if unsafe { libc::kill(running.pid as i32, libc::SIGTERM) } != 0 {
+        return Err(Failure::Other(format!(
+            "cannot stop the running agent (pid {}): {}",
+            running.pid,
+            std::io::Error::last_os_error()
+        )));
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while regent_client::locate::running_agent().is_some() {
+        if std::time::Instant::now() > deadline {
+            return Err(Failure::Other(format!(
+                "the running agent (pid {}) did not stop within 20 s; stop it, then run this again",
+                running.pid
+            )));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    println!("It stopped; its tokens are in the store for systemd's agent.");
     Ok(())
 }
 

@@ -48,10 +48,15 @@ pub enum Command {
     Login(LoginArgs),
 
     /// Log out: revoke the refresh token at the IdP and delete the stored tokens.
-    #[command(after_help = "Example:\n  regent logout corp")]
+    #[command(
+        after_help = "Examples:\n  regent logout corp\n  regent logout corp --all    # corp shares its login with other registries: log out of all\n\nRegistries with the same issuer, client id and scopes share one login; `regent status`\nshows which. A logout of one is a logout of all, so regent asks (or wants --all)."
+    )]
     Logout {
         /// The registry (may be left out when only one is configured).
         name: Option<String>,
+        /// Also log out the registries that share this login, without asking.
+        #[arg(long)]
+        all: bool,
     },
 
     /// Print a valid access token (refreshed if needed) on stdout.
@@ -226,6 +231,9 @@ pub struct LoginArgs {
     /// Print the URL instead of opening a browser.
     #[arg(long)]
     pub no_browser: bool,
+    /// Log in again even when already logged in.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -1,0 +1,83 @@
+//! Why an agent operation failed, typed; `crate::error` maps each to its
+//! contract code.
+
+use crate::config::ConfigError;
+use crate::login::LoginError;
+use crate::token::TokenError;
+
+/// Why an agent operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// No resource of that name.
+    #[error("no registry named {0}; see: regent registry list")]
+    Unknown(String),
+    /// None is configured, and the request named none.
+    #[error("no registry is configured; add one with: regent registry add NAME URL")]
+    NoneConfigured,
+    /// Several are configured, and the request named none.
+    #[error("several registries are configured ({}); name one", .0.join(", "))]
+    Ambiguous(Vec<String>),
+    /// The resource has no auth.
+    #[error("registry {0} has no auth configured; set it with: regent config set-registry-auth --registry {0} --issuer URL --client-id ID")]
+    NotConfigured(String),
+    /// The resource uses a static token: nothing to log in or out of.
+    #[error("registry {0} uses a static token file; there is nothing to log in or out of")]
+    StaticToken(String),
+    /// A bad name or URL.
+    #[error("{0}")]
+    Invalid(String),
+    /// The auth asked for cannot work (discovery failed, a bad value).
+    #[error("{message}")]
+    InvalidAuth {
+        /// The resource.
+        resource: String,
+        /// Why.
+        message: String,
+    },
+    /// No token could be served.
+    #[error("{err}")]
+    Token {
+        /// The resource.
+        resource: String,
+        /// Why.
+        err: TokenError,
+    },
+    /// A login could not be started.
+    #[error("{err}")]
+    Login {
+        /// The resource.
+        resource: String,
+        /// Why.
+        err: LoginError,
+    },
+    /// The resource shares its login; a logout would log out the others too.
+    #[error("{resource} shares its login with {} (same issuer, client id and scopes), so a logout logs them all out; log out of all with: regent logout {resource} --all", .others.join(", "))]
+    Shared {
+        /// The resource.
+        resource: String,
+        /// Those sharing its login.
+        others: Vec<String>,
+    },
+    /// The config file on disk does not parse: the change was refused.
+    #[error("{0}; the change was refused, and the file left as it is: fix it first")]
+    ConfigRefused(ConfigError),
+    /// The config file could not be written (or reloaded).
+    #[error("the config was not changed: {0}")]
+    Config(ConfigError),
+}
+
+impl AgentError {
+    /// The resource involved, if any.
+    pub fn resource(&self) -> Option<&str> {
+        match self {
+            AgentError::Unknown(n) | AgentError::NotConfigured(n) | AgentError::StaticToken(n) => {
+                Some(n)
+            }
+            AgentError::InvalidAuth { resource, .. }
+            | AgentError::Token { resource, .. }
+            | AgentError::Login { resource, .. }
+            | AgentError::Shared { resource, .. } => Some(resource),
+            _ => None,
+        }
+    }
+}

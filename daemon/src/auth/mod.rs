@@ -1,0 +1,88 @@
+//! How a resource authenticates: a sum type of the kinds regent knows,
+//! each owning its token source. A new kind (client credentials, an
+//! enterprise IdP) is a new variant and a module of its own here.
+
+mod bearer;
+mod oauth;
+
+pub use bearer::BearerFile;
+pub use oauth::OAuthSource;
+
+use crate::ctx::Ctx;
+use crate::token::{AccessToken, TokenError};
+use regent_proto::{AuthConfig, AuthState};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A resource's auth and its token source.
+pub enum Auth {
+    /// A public resource.
+    None,
+    /// A static Bearer token read from a file.
+    Bearer(BearerFile),
+    /// OAuth: a user's login, shared through a grant.
+    OAuth(OAuthSource),
+}
+
+/// Where a resource's auth stands, for status answers.
+pub struct Standing {
+    /// Whether a token can be served now.
+    pub status: AuthState,
+    /// Expiry of the cached access token.
+    pub expires_at: Option<time::OffsetDateTime>,
+    /// Whether a refresh token is held.
+    pub has_refresh_token: bool,
+    /// Whether the tokens are in a persistent store.
+    pub persisted: bool,
+    /// Who is logged in.
+    pub account: Option<String>,
+}
+
+impl Auth {
+    /// The configuration as given.
+    pub fn config(&self) -> Option<AuthConfig> {
+        match self {
+            Auth::None => None,
+            Auth::Bearer(b) => Some(AuthConfig::Bearer(b.config.clone())),
+            Auth::OAuth(o) => Some(AuthConfig::Oauth(o.config.clone())),
+        }
+    }
+
+    /// The OAuth source, if the auth is OAuth.
+    pub fn oauth(&self) -> Option<&OAuthSource> {
+        match self {
+            Auth::OAuth(o) => Some(o),
+            _ => None,
+        }
+    }
+
+    /// A token valid for `min_valid`; `None` for a public resource.
+    pub async fn token(
+        &self,
+        ctx: &Arc<Ctx>,
+        min_valid: Duration,
+    ) -> Option<Result<Arc<AccessToken>, TokenError>> {
+        Some(match self {
+            Auth::None => return None,
+            Auth::Bearer(b) => b.token(ctx).map(Arc::new),
+            Auth::OAuth(o) => o.token(ctx, min_valid).await,
+        })
+    }
+
+    /// Drops the cached token if it is `presented`.
+    pub fn invalidate(&self, presented: &str) -> bool {
+        match self {
+            Auth::OAuth(o) => o.invalidate(presented),
+            _ => false,
+        }
+    }
+
+    /// Where the auth stands; `None` for a public resource.
+    pub fn state(&self, ctx: &Ctx) -> Option<Standing> {
+        match self {
+            Auth::None => None,
+            Auth::Bearer(b) => Some(b.state()),
+            Auth::OAuth(o) => Some(o.state(ctx)),
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! A resource: anything the agent holds tokens for (a registry now; MCP
+//! servers next), with its auth. Replaced as a whole when its configuration
+//! changes; its grant is shared with every resource that names the same one.
+
+use crate::auth::Auth;
+
+/// The kinds of resources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// An MCP server registry.
+    Registry,
+}
+
+/// One resource.
+pub struct Resource {
+    /// Its name (unique across kinds).
+    pub name: String,
+    /// What it is.
+    pub kind: Kind,
+    /// Its base URL.
+    pub url: String,
+    /// How it authenticates, and its token source.
+    pub auth: Auth,
+}
+
+/// Checks a registry name: 1 to 64 of `A-Z a-z 0-9 . _ -`, starting with a letter or digit.
+pub fn validate_name(name: &str) -> Result<(), String> {
+    let ok_len = (1..=64).contains(&name.len());
+    let ok_first = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric());
+    let ok_chars = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok_len && ok_first && ok_chars {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid registry name {name:?}: use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        ))
+    }
+}
+
+/// Checks a registry URL: http(s), with a host, no credentials.
+pub fn validate_url(url: &str) -> Result<(), String> {
+    let u = url::Url::parse(url).map_err(|e| format!("invalid registry URL {url:?}: {e}"))?;
+    if !matches!(u.scheme(), "https" | "http") || u.host().is_none() {
+        return Err(format!(
+            "invalid registry URL {url:?}: it must be an http(s) URL with a host"
+        ));
+    }
+    if !u.username().is_empty() || u.password().is_some() {
+        return Err("a registry URL must not carry credentials; configure auth instead".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_urls() {
+        assert!(validate_name("corp-registry.v2_a").is_ok());
+        assert!(validate_name("").is_err());
+        assert!(validate_name("-x").is_err());
+        assert!(validate_name("a/b").is_err());
+        assert!(validate_name(&"a".repeat(65)).is_err());
+        assert!(validate_url("https://r.example/api").is_ok());
+        assert!(validate_url("ftp://r.example").is_err());
+        assert!(validate_url("https://u:p@r.example").is_err());
+        assert!(validate_url("not a url").is_err());
+    }
+}

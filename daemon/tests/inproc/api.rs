@@ -1,0 +1,90 @@
+//! The API's edges in process: panics, the config file kept as people wrote it.
+
+use crate::fake_idp::Options;
+use crate::World;
+use axum::routing::get;
+use serde_json::json;
+use tower::ServiceExt;
+
+#[tokio::test]
+async fn a_panic_in_a_handler_answers_internal_and_the_agent_goes_on() {
+    let w = World::new(Options::default()).await;
+    let app = regentd::api::protect(axum::Router::new().route(
+        "/boom",
+        get(|| async {
+            panic!("kaboom: sekrit-payload");
+            #[allow(unreachable_code)]
+            ""
+        }),
+    ));
+    let resp = app
+        .oneshot(
+            axum::http::Request::get("/boom")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 500);
+    let body: serde_json::Value = serde_json::from_slice(
+        &axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(body["error"]["code"], "internal");
+    assert!(!body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("sekrit"));
+    // The agent's own router carries the same guard.
+    let (s, _) = w.call("GET", "/v1/health", None).await;
+    assert_eq!(s, 200);
+}
+
+#[tokio::test]
+async fn hand_edits_survive_and_a_broken_file_refuses_the_change() {
+    let w = World::new(Options::default()).await;
+    w.add("corp", json!({})).await;
+    let path = w.config_path();
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.insert_str(0, "# kept by hand\n");
+    text.push_str("\n[registries.hand] # added by hand\nurl = \"https://hand.example\"\n");
+    std::fs::write(&path, &text).unwrap();
+    // The next change through the API takes the hand edit in first.
+    w.add("other", json!({})).await;
+    let now = std::fs::read_to_string(&path).unwrap();
+    assert!(now.starts_with("# kept by hand\n"), "{now}");
+    assert!(now.contains("[registries.hand] # added by hand"), "{now}");
+    let (_, list) = w.call("GET", "/v1/registries", None).await;
+    let names: Vec<_> = list["registries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].clone())
+        .collect();
+    assert_eq!(names, vec![json!("corp"), json!("hand"), json!("other")]);
+    // A file broken by hand: the change is refused with the line, the file kept.
+    let broken = format!("{now}\n[registries.bad]\nurl = https://nope\n");
+    std::fs::write(&path, &broken).unwrap();
+    let (s, e) = w
+        .call(
+            "PUT",
+            "/v1/registries/x",
+            Some(json!({"url": "https://x.example"})),
+        )
+        .await;
+    assert_eq!(s, 409, "{e}");
+    assert_eq!(e["error"]["code"], "invalid_config");
+    let msg = e["error"]["message"].as_str().unwrap();
+    let line = broken
+        .lines()
+        .position(|l| l.starts_with("url = https://nope"))
+        .unwrap()
+        + 1;
+    assert!(msg.contains(&format!("line {line}")), "{msg}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), broken);
+    // What was in force stays in force.
+    let (_, list) = w.call("GET", "/v1/registries", None).await;
+    assert_eq!(list["registries"].as_array().unwrap().len(), 3);
+}
