@@ -12,6 +12,7 @@ mod login;
 mod logout;
 mod registry;
 mod service;
+mod systemd;
 
 use regent_proto::{LoginFlow, LoginRequest, LoginState, LoginStatus};
 use regent_tests::{forms, Agent, AgentOptions, Idp, IdpOptions};

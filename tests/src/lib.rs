@@ -8,6 +8,7 @@ pub mod forms;
 pub mod idp;
 pub mod keyring;
 pub mod registry;
+pub mod systemd;
 
 pub use agent::{Agent, AgentOptions, CmdOut};
 pub use idp::{Idp, IdpOptions};

@@ -88,3 +88,33 @@ async fn hand_edits_survive_and_a_broken_file_refuses_the_change() {
     let (_, list) = w.call("GET", "/v1/registries", None).await;
     assert_eq!(list["registries"].as_array().unwrap().len(), 3);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_device_login_stops_polling_the_idp() {
+    let w = World::new(Options {
+        approve_device: false,
+        ..Default::default()
+    })
+    .await;
+    w.add("corp", json!({})).await;
+    let (_, login) = w
+        .call(
+            "POST",
+            "/v1/login",
+            Some(json!({"registry": "corp", "flow": "device"})),
+        )
+        .await;
+    let id = login["id"].as_str().unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    let polls = w.idp.count("urn:ietf:params:oauth:grant-type:device_code");
+    assert!(polls >= 3, "{polls} polls in 5 s at a 1 s interval");
+    let (s, _) = w.call("DELETE", &format!("/v1/login/{id}"), None).await;
+    assert_eq!(s, 204);
+    let (_, st) = w.call("GET", &format!("/v1/login/{id}"), None).await;
+    assert_eq!(st["status"], "failed");
+    tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+    assert_eq!(
+        w.idp.count("urn:ietf:params:oauth:grant-type:device_code"),
+        polls
+    );
+}

@@ -37,6 +37,8 @@ pub struct Options {
     pub revoke_on_rotation: bool,
     /// Publish a revocation endpoint.
     pub revocation: bool,
+    /// Approve device logins at once (else every poll is `authorization_pending`).
+    pub approve_device: bool,
 }
 
 impl Default for Options {
@@ -46,6 +48,7 @@ impl Default for Options {
             refresh: true,
             revoke_on_rotation: false,
             revocation: true,
+            approve_device: true,
         }
     }
 }
@@ -223,6 +226,9 @@ impl FakeIdp {
                         json!({"error": "invalid_grant", "error_description": "refresh token is invalid"}),
                     )
                 }
+            }
+            "urn:ietf:params:oauth:grant-type:device_code" if !self.opts.approve_device => {
+                (400, json!({"error": "authorization_pending"}))
             }
             "urn:ietf:params:oauth:grant-type:device_code" => {
                 st.serial += 1;
