@@ -322,7 +322,17 @@ impl RegistryClient {
                 }
                 None => false,
             };
-            let resp = req.send().await.map_err(|e| RegistryError::Unavailable {
+            let again = req.try_clone();
+            let resp = match req.send().await {
+                Ok(r) => Ok(r),
+                // A pooled connection the registry had just closed: a GET is safe to
+                // send once more, on a fresh connection.
+                Err(e) if !e.is_connect() && !e.is_timeout() && again.is_some() => {
+                    again.expect("checked").send().await
+                }
+                Err(e) => Err(e),
+            }
+            .map_err(|e| RegistryError::Unavailable {
                 registry: reg.name.clone(),
                 message: format!("cannot reach {}: {}", url_without_query(&url), chain(&e)),
             })?;

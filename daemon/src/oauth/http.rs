@@ -89,6 +89,11 @@ impl IdpClient {
     pub fn new() -> IdpClient {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            // No idle connections kept: a pooled connection the IdP (or a load balancer
+            // before it) has just closed fails the next request, and a token request
+            // that may have reached the IdP must not be sent twice (a replayed refresh
+            // token revokes the grant). IdP requests are rare; a handshake each is cheap.
+            .pool_max_idle_per_host(0)
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(20))
             .user_agent(concat!("regent/", env!("CARGO_PKG_VERSION")))
@@ -163,4 +168,50 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         src = cause.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// An IdP that keeps connections open must still get a fresh one per
+    /// request: a pooled connection it closed meanwhile would fail a token
+    /// request that must not be retried.
+    #[tokio::test]
+    async fn no_connection_is_reused() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = listener.accept().await.unwrap();
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n) = s.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        let body = "{}";
+                        let answer = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: keep-alive\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if s.write_all(answer.as_bytes()).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        let idp = IdpClient::new();
+        for _ in 0..3 {
+            let r = idp.get_json(&format!("http://{addr}/x")).await.unwrap();
+            assert_eq!(r.status(), 200);
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 3);
+    }
 }
