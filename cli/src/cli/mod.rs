@@ -101,10 +101,13 @@ pub async fn run(cli: Cli) -> Result {
     }
     let agent = AgentClient::new(regent_client::locate::socket(cli.socket.as_deref()));
     match run_with_agent(&agent, cli.clone()).await {
-        // No agent at all: start one and try once more. The first request never
-        // reached an agent, so nothing was done twice.
+        // No agent at all: start one (or wait for the one another regent is
+        // starting right now) and try once more. The first request never reached
+        // an agent, so nothing was done twice.
         Err(Failure::Client(ClientError::Unreachable { .. }))
-            if autostart::enabled() && autostart::nobody_listens(agent.socket()) =>
+            if autostart::enabled()
+                && (autostart::nobody_listens(agent.socket())
+                    || regent_client::locate::answers(agent.socket())) =>
         {
             autostart::start(&agent).await?;
             run_with_agent(&agent, cli).await
