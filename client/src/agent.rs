@@ -33,6 +33,15 @@ pub enum ClientError {
         /// What the OS said.
         reason: String,
     },
+    /// The socket (or its directory) is not the user's, or is a symlink: it is
+    /// not used, whoever listens there.
+    #[error("refusing the socket {}: {reason}", socket.display())]
+    Refused {
+        /// The socket.
+        socket: PathBuf,
+        /// Why it is not trusted.
+        reason: String,
+    },
     /// The agent answered with an error of the contract.
     #[error("{0}")]
     Api(ApiFailure),
@@ -252,7 +261,7 @@ impl AgentClient {
     }
 
     fn check_socket(&self) -> Result<(), ClientError> {
-        check_socket(&self.socket).map_err(|reason| ClientError::Unreachable {
+        check_socket(&self.socket).map_err(|reason| ClientError::Refused {
             socket: self.socket.clone(),
             reason,
         })
@@ -341,13 +350,13 @@ pub(crate) fn check_socket(socket: &Path) -> Result<(), String> {
         match std::fs::symlink_metadata(p) {
             Ok(m) if m.file_type().is_symlink() && what == "directory" => {
                 return Err(format!(
-                    "refusing: the socket directory {} is a symbolic link",
+                    "the socket directory {} is a symbolic link",
                     p.display()
                 ))
             }
             Ok(m) if m.uid() != uid => {
                 return Err(format!(
-                    "refusing: the {what} {} belongs to uid {}, not to you",
+                    "the {what} {} belongs to uid {}, not to you",
                     p.display(),
                     m.uid()
                 ))

@@ -69,7 +69,9 @@ impl RegistryError {
     pub fn code(&self) -> ErrorCode {
         match self {
             RegistryError::Agent(ClientError::Api(f)) => f.detail.code,
-            RegistryError::Agent(ClientError::Unreachable { .. }) => ErrorCode::AgentUnavailable,
+            RegistryError::Agent(ClientError::Unreachable { .. } | ClientError::Refused { .. }) => {
+                ErrorCode::AgentUnavailable
+            }
             RegistryError::Agent(ClientError::Protocol(_)) => ErrorCode::Internal,
             RegistryError::AuthRequired { .. } => ErrorCode::RegistryAuthRequired,
             RegistryError::Forbidden { .. } => ErrorCode::RegistryForbidden,

@@ -156,11 +156,6 @@ async fn sighup_reloads_a_valid_config_and_keeps_the_old_one_on_a_broken_one() {
     );
 }
 
-/// Kills an agent that a CLI started on its own.
-fn kill_agent(pid: u32) {
-    regent_tests::idp::signal(pid, libc::SIGKILL);
-}
-
 #[tokio::test]
 async fn the_cli_starts_the_agent_when_none_answers() {
     let a = Agent::unstarted(AgentOptions::default());
@@ -174,6 +169,7 @@ async fn the_cli_starts_the_agent_when_none_answers() {
     assert!(stderr.contains("started the agent"), "{stderr}");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let pid = v["agent"]["pid"].as_u64().unwrap() as u32;
+    let started = regent_tests::KillOnDrop(pid);
     let log = a.home().join("state/regent/agent.log");
     assert!(
         std::fs::read_to_string(&log).unwrap().contains("ready"),
@@ -181,7 +177,7 @@ async fn the_cli_starts_the_agent_when_none_answers() {
         log.display()
     );
     // With autostart off, no agent means exit 3.
-    kill_agent(pid);
+    drop(started);
     regent_tests::eventually("the agent to die", Duration::from_secs(30), || async {
         std::os::unix::net::UnixStream::connect(&a.socket)
             .is_err()
@@ -201,6 +197,12 @@ async fn ten_clis_at_once_start_exactly_one_agent() {
         tokio::process::Command::from(c).output()
     });
     let outs = futures::future::join_all(runs).await;
+    let _started = a
+        .client()
+        .health()
+        .await
+        .ok()
+        .map(|h| regent_tests::KillOnDrop(h.pid));
     let mut started = Vec::new();
     for o in outs {
         let o = o.unwrap();
@@ -213,7 +215,6 @@ async fn ten_clis_at_once_start_exactly_one_agent() {
     assert_eq!(started.len(), 1, "agents started: {started:?}");
     let pid = a.client().health().await.unwrap().pid;
     assert_eq!(started[0], pid.to_string());
-    kill_agent(pid);
 }
 
 #[tokio::test]

@@ -19,7 +19,11 @@ impl Chromium {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
+        use std::os::unix::process::CommandExt;
+        // A process group of its own: Chromium is chromedriver's child, and a test
+        // that fails must not leave it running.
         let driver = Command::new("chromedriver")
+            .process_group(0)
             .arg(format!("--port={port}"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -68,18 +72,19 @@ impl Chromium {
         }
     }
 
-    /// Ends the session and chromedriver.
-    pub async fn stop(mut self) {
-        // A Chromium slow to quit must not hold the test: chromedriver is killed anyway.
+    /// Ends the session, then chromedriver and whatever it started.
+    pub async fn stop(self) {
+        // A Chromium slow to quit must not hold the test: the group is killed anyway (Drop).
         let _ = tokio::time::timeout(Duration::from_secs(5), self.client.clone().close()).await;
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
     }
 }
 
 impl Drop for Chromium {
     fn drop(&mut self) {
-        let _ = self.driver.kill();
+        // SAFETY: kill(2) on the process group chromedriver leads.
+        unsafe {
+            libc::kill(-(self.driver.id() as i32), libc::SIGKILL);
+        }
         let _ = self.driver.wait();
     }
 }

@@ -58,6 +58,19 @@ where
     }
 }
 
+/// Kills a process it does not own (an agent a CLI autostarted) when dropped,
+/// so a failing test leaves nothing running.
+pub struct KillOnDrop(pub u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) with a pid the test learned from the agent itself.
+        unsafe {
+            libc::kill(self.0 as i32, libc::SIGKILL);
+        }
+    }
+}
+
 /// Raises this process's open-file soft limit (tests and benchmarks open
 /// thousands of connections).
 pub fn raise_nofile_limit() {

@@ -54,7 +54,7 @@ impl Failure {
     /// 1 error, 3 agent unreachable, 4 login required.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Failure::Client(ClientError::Unreachable { .. }) => 3,
+            Failure::Client(ClientError::Unreachable { .. } | ClientError::Refused { .. }) => 3,
             Failure::Client(e) if e.code() == Some(ErrorCode::RegistryAuthRequired) => 4,
             Failure::Usage(_) => 2,
             Failure::Registry(e) if e.code() == ErrorCode::RegistryAuthRequired => 4,

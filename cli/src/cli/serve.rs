@@ -174,6 +174,9 @@ impl From<ClientError> for ServeError {
                 format!("{e}; start the agent with `regentd`"),
                 None,
             ),
+            e @ ClientError::Refused { .. } => {
+                ServeError::new(ErrorCode::AgentUnavailable, e.to_string(), None)
+            }
             ClientError::Protocol(m) => ServeError::new(ErrorCode::Internal, m, None),
         }
     }
