@@ -7,8 +7,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use hyperlocal::{UnixConnector, Uri};
 use regent_proto::{
-    AuthConfig, ErrorBody, ErrorCode, ErrorDetail, Health, InvalidateRequest, Login, LoginRequest,
-    LoginStatus, LogoutRequest, LogoutResponse, PutRegistry, RegistryList, RegistryStatus,
+    AuthConfig, ChallengeAnswer, ChallengeRequest, ErrorBody, ErrorCode, ErrorDetail, Health,
+    IdTokenRequest, IdpList, InvalidateRequest, Login, LoginRequest, LoginStatus, LogoutRequest,
+    LogoutResponse, McpList, PutIdp, PutMcp, PutRegistry, RegistryList, RegistryStatus,
     TokenRequest, TokenResponse,
 };
 use serde::de::DeserializeOwned;
@@ -163,6 +164,68 @@ impl AgentClient {
             None::<&()>,
         )
         .await
+    }
+
+    /// `GET /v1/mcp`.
+    pub async fn mcp_servers(&self) -> Result<Vec<RegistryStatus>, ClientError> {
+        let list: McpList = self.call(Method::GET, "/v1/mcp", None::<&()>).await?;
+        Ok(list.servers)
+    }
+
+    /// `PUT /v1/mcp/{name}`: add or replace an MCP server (its auth discovered).
+    pub async fn put_mcp(&self, name: &str, body: &PutMcp) -> Result<RegistryStatus, ClientError> {
+        self.call(Method::PUT, &format!("/v1/mcp/{}", seg(name)), Some(body))
+            .await
+    }
+
+    /// `DELETE /v1/mcp/{name}`.
+    pub async fn remove_mcp(&self, name: &str) -> Result<(), ClientError> {
+        self.call_empty(
+            Method::DELETE,
+            &format!("/v1/mcp/{}", seg(name)),
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// `GET /v1/idps`.
+    pub async fn idps(&self) -> Result<Vec<RegistryStatus>, ClientError> {
+        let list: IdpList = self.call(Method::GET, "/v1/idps", None::<&()>).await?;
+        Ok(list.idps)
+    }
+
+    /// `PUT /v1/idps/{name}`.
+    pub async fn put_idp(&self, name: &str, body: &PutIdp) -> Result<RegistryStatus, ClientError> {
+        self.call(Method::PUT, &format!("/v1/idps/{}", seg(name)), Some(body))
+            .await
+    }
+
+    /// `DELETE /v1/idps/{name}`.
+    pub async fn remove_idp(&self, name: &str) -> Result<(), ClientError> {
+        self.call_empty(
+            Method::DELETE,
+            &format!("/v1/idps/{}", seg(name)),
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// `POST /v1/idps/{name}/id-token`: an ID token as the login at the IdP.
+    pub async fn hand_over_id_token(&self, name: &str, id_token: &str) -> Result<(), ClientError> {
+        let body = IdTokenRequest {
+            id_token: id_token.to_string(),
+        };
+        self.call_empty(
+            Method::POST,
+            &format!("/v1/idps/{}/id-token", seg(name)),
+            Some(&body),
+        )
+        .await
+    }
+
+    /// `POST /v1/challenge`: a resource server refused a request; what now.
+    pub async fn challenge(&self, req: &ChallengeRequest) -> Result<ChallengeAnswer, ClientError> {
+        self.call(Method::POST, "/v1/challenge", Some(req)).await
     }
 
     /// `POST /v1/token`.

@@ -38,6 +38,7 @@
 mod agent;
 pub mod blocking;
 pub mod locate;
+pub mod mcp;
 mod registry;
 
 pub use agent::{AgentClient, ApiFailure, ClientError};

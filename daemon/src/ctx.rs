@@ -2,6 +2,7 @@
 //! client and its metadata cache, the task tracker, the settings and the
 //! clock. Nothing in it knows about resources or the API.
 
+use crate::clients::Clients;
 use crate::clock::Clock;
 use crate::oauth::http::IdpClient;
 use crate::oauth::Issuers;
@@ -15,12 +16,16 @@ use tokio_util::task::TaskTracker;
 pub struct Settings {
     /// How long a browser login waits for its callback.
     pub login_timeout: Duration,
+    /// regent's client ID metadata document, used as its client id where an
+    /// AS supports those (`--client-metadata-url`).
+    pub client_metadata_url: Option<String>,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Settings {
             login_timeout: Duration::from_secs(300),
+            client_metadata_url: None,
         }
     }
 }
@@ -33,6 +38,8 @@ pub struct Ctx {
     pub idp: IdpClient,
     /// IdP metadata by issuer.
     pub issuers: Issuers,
+    /// Client credentials by issuer and client id.
+    pub clients: Clients,
     /// Refreshes and login completions: shutdown waits for them, so no
     /// rotated refresh token is lost to a SIGTERM.
     pub tasks: TaskTracker,
@@ -54,6 +61,7 @@ impl Ctx {
             store,
             idp,
             issuers: Issuers::default(),
+            clients: Clients::default(),
             tasks: TaskTracker::new(),
             settings,
             clock,

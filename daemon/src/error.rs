@@ -86,12 +86,15 @@ impl From<AgentError> for ApiError {
     fn from(e: AgentError) -> Self {
         let resource = e.resource().map(str::to_string);
         let (code, message) = match e {
-            AgentError::Unknown(_) | AgentError::NoneConfigured => {
+            AgentError::Unknown(_) | AgentError::NoneConfigured | AgentError::WrongKind { .. } => {
                 (ErrorCode::UnknownRegistry, e.to_string())
             }
             AgentError::Ambiguous(_)
             | AgentError::Invalid(_)
             | AgentError::StaticToken(_)
+            | AgentError::NoUser(_)
+            | AgentError::ThroughIdp { .. }
+            | AgentError::Taken { .. }
             | AgentError::Shared { .. } => (ErrorCode::InvalidRequest, e.to_string()),
             AgentError::NotConfigured(_) => (ErrorCode::AuthNotConfigured, e.to_string()),
             AgentError::InvalidAuth { .. } => (ErrorCode::InvalidAuthConfig, e.to_string()),

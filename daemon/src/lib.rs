@@ -6,6 +6,7 @@ pub mod agent;
 pub mod api;
 pub mod atomic_file;
 pub mod auth;
+pub mod clients;
 pub mod clock;
 pub mod config;
 pub mod ctx;

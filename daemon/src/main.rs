@@ -30,6 +30,12 @@ struct Args {
     /// Log format on stderr.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
+
+    /// regent's client ID metadata document: an https URL that serves it, used
+    /// as the client id at authorization servers that accept such documents
+    /// [default: `client_metadata_url` in the config file]
+    #[arg(long, value_name = "URL")]
+    client_metadata_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -136,6 +142,7 @@ async fn async_main(
     };
     let settings = ctx::Settings {
         login_timeout: std::time::Duration::from_secs(args.login_timeout),
+        client_metadata_url: args.client_metadata_url.clone(),
     };
     let ctx = ctx::Ctx::new(store.clone(), settings);
     let agent = agent::Agent::start(ctx.clone(), config).await;
@@ -152,14 +159,16 @@ async fn async_main(
         .context("cannot handle SIGHUP")?;
     tokio::spawn(reload_on_sighup(agent.clone(), hup));
     let stop = shutdown_signal()?;
-    let registries = agent.all().len();
+    let registries = agent.all(regentd::resource::Kind::Registry).len();
+    let servers = agent.all(regentd::resource::Kind::Mcp).len();
     systemd::ready(&format!(
-        "serving {registries} {} on {}",
+        "serving {registries} {}, {servers} MCP {} on {}",
         if registries == 1 {
             "registry"
         } else {
             "registries"
         },
+        if servers == 1 { "server" } else { "servers" },
         serving_on.display()
     ));
     server::serve(listener, api::router(agent.clone()), async {
@@ -191,7 +200,7 @@ async fn reload_on_sighup(
         match agent.reload().await {
             Ok(n) => systemd::status(&format!(
                 "serving {n} {} (config reloaded)",
-                if n == 1 { "registry" } else { "registries" }
+                if n == 1 { "resource" } else { "resources" }
             )),
             Err(e) => {
                 tracing::error!("the config was not reloaded, the current one stays in force: {e}");

@@ -9,6 +9,21 @@ use crate::auth::Auth;
 pub enum Kind {
     /// An MCP server registry.
     Registry,
+    /// A remote MCP server (streamable HTTP).
+    Mcp,
+    /// An enterprise IdP (cross-app access); its URL is its issuer.
+    Idp,
+}
+
+impl Kind {
+    /// What a person calls it.
+    pub fn noun(self) -> &'static str {
+        match self {
+            Kind::Registry => "registry",
+            Kind::Mcp => "MCP server",
+            Kind::Idp => "IdP",
+        }
+    }
 }
 
 /// One resource.
@@ -23,7 +38,7 @@ pub struct Resource {
     pub auth: Auth,
 }
 
-/// Checks a registry name: 1 to 64 of `A-Z a-z 0-9 . _ -`, starting with a letter or digit.
+/// Checks a resource name: 1 to 64 of `A-Z a-z 0-9 . _ -`, starting with a letter or digit.
 pub fn validate_name(name: &str) -> Result<(), String> {
     let ok_len = (1..=64).contains(&name.len());
     let ok_first = name
@@ -37,21 +52,21 @@ pub fn validate_name(name: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "invalid registry name {name:?}: use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+            "invalid name {name:?}: use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"
         ))
     }
 }
 
-/// Checks a registry URL: http(s), with a host, no credentials.
+/// Checks a resource URL: http(s), with a host, no credentials.
 pub fn validate_url(url: &str) -> Result<(), String> {
-    let u = url::Url::parse(url).map_err(|e| format!("invalid registry URL {url:?}: {e}"))?;
+    let u = url::Url::parse(url).map_err(|e| format!("invalid URL {url:?}: {e}"))?;
     if !matches!(u.scheme(), "https" | "http") || u.host().is_none() {
         return Err(format!(
-            "invalid registry URL {url:?}: it must be an http(s) URL with a host"
+            "invalid URL {url:?}: it must be an http(s) URL with a host"
         ));
     }
     if !u.username().is_empty() || u.password().is_some() {
-        return Err("a registry URL must not carry credentials; configure auth instead".into());
+        return Err("a URL must not carry credentials; configure auth instead".into());
     }
     Ok(())
 }

@@ -36,14 +36,45 @@ pub struct AgentRecord {
     pub systemd: bool,
 }
 
-/// How a registry authenticates: OAuth/OIDC, or a static token from a file.
+/// How a resource authenticates.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-#[serde(tag = "type", rename_all = "lowercase")]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum AuthConfig {
-    /// OAuth 2.1 / OIDC public client.
+    /// OAuth 2.1 / OIDC: a user's login.
     Oauth(OAuthConfig),
     /// A static Bearer token read from a file.
     Bearer(BearerConfig),
+    /// OAuth client credentials: a machine, no user (MCP servers).
+    ClientCredentials(ClientCredentialsConfig),
+    /// Enterprise-managed authorization: a token exchanged from the login at
+    /// an enterprise IdP (MCP servers).
+    Enterprise(EnterpriseConfig),
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// How the client id of a discovered resource came to be.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientOrigin {
+    /// Given by the user (`--client-id`).
+    Preregistered,
+    /// Registered by regent (RFC 7591 dynamic client registration).
+    Registered,
+    /// A client ID metadata document URL.
+    MetadataDocument,
+}
+
+/// The endpoints of an authorization server that publishes no metadata
+/// (an MCP 2025-03-26 server's defaults).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Endpoints {
+    /// The authorization endpoint.
+    pub authorization: String,
+    /// The token endpoint.
+    pub token: String,
 }
 
 /// OAuth configuration of a registry (public client: no secret).
@@ -69,6 +100,81 @@ pub struct OAuthConfig {
     /// Fixed loopback port for the browser login's redirect.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback_port: Option<u16>,
+    /// Found from the resource itself (RFC 9728): the scopes are asked as
+    /// they are (none: no `scope` at all), `offline_access` only where listed.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub discovered: bool,
+    /// The IdP supports PKCE S256 although its metadata does not say so
+    /// (Microsoft Entra ID); S256 is used either way.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub assume_pkce_s256: bool,
+    /// How the client id came to be (discovered resources).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<ClientOrigin>,
+    /// Where the AS metadata is, when not at the issuer's well-known URLs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata_url: Option<String>,
+    /// The endpoints of an AS without metadata.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoints: Option<Endpoints>,
+}
+
+/// How a client authenticates at the token endpoint.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenAuthMethod {
+    /// A public client: the client id only.
+    None,
+    /// The secret in an HTTP Basic header.
+    ClientSecretBasic,
+    /// The secret in the form body.
+    ClientSecretPost,
+    /// A JWT signed with the client's private key (RFC 7523).
+    PrivateKeyJwt,
+}
+
+/// OAuth client credentials (no user). The secret or key is in the store.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ClientCredentialsConfig {
+    /// The authorization server's issuer.
+    pub issuer: String,
+    /// The client id.
+    pub client_id: String,
+    /// How it authenticates.
+    pub method: TokenAuthMethod,
+    /// Scopes to ask for (none: no `scope`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+    /// RFC 8707 resource indicator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    /// Where the AS metadata is, when not at the issuer's well-known URLs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata_url: Option<String>,
+}
+
+/// Enterprise-managed authorization (MCP "cross-app access"): the login at
+/// enterprise IdP `idp` is exchanged (RFC 8693, an ID-JAG) for this server's
+/// token at its AS (RFC 7523 jwt-bearer). The client secret is in the store.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct EnterpriseConfig {
+    /// The enterprise IdP (an `idp` resource).
+    pub idp: String,
+    /// The server's authorization server.
+    pub issuer: String,
+    /// The client id at that AS.
+    pub client_id: String,
+    /// How it authenticates at that AS.
+    pub method: TokenAuthMethod,
+    /// Scopes to ask for (none: no `scope`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+    /// The server's resource identifier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    /// Where the AS metadata is, when not at the issuer's well-known URLs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata_url: Option<String>,
 }
 
 /// A static Bearer token kept in a file, read on every request. Unknown
@@ -146,6 +252,209 @@ pub struct PutRegistry {
     /// Its auth, or null for none.
     #[serde(default)]
     pub auth: Option<AuthConfig>,
+    /// With no `auth`: find out from the registry itself whether it wants
+    /// auth, and which (RFC 9728), instead of adding it as public.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub discover: bool,
+}
+
+/// What the user asks for when adding an MCP server; everything else is
+/// discovered from the server (RFC 9728) and its authorization server.
+/// Secrets go to the store, never to the config.
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum McpAuth {
+    /// No auth at all.
+    None,
+    /// A user's login. Without a client id, regent registers one (a client ID
+    /// metadata document where configured and supported, else RFC 7591).
+    Oauth {
+        /// A pre-registered client.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_id: Option<String>,
+        /// Its secret, where the AS wants one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_secret: Option<String>,
+        /// Scopes instead of the discovered ones.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        scopes: Vec<String>,
+        /// A fixed loopback port for the browser login.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        callback_port: Option<u16>,
+        /// The AS supports S256 although its metadata does not say so.
+        #[serde(default, skip_serializing_if = "is_false")]
+        assume_pkce_s256: bool,
+    },
+    /// Client credentials: a secret, or a private key (`private_key_jwt`).
+    ClientCredentials {
+        /// The client id.
+        client_id: String,
+        /// The client secret.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_secret: Option<String>,
+        /// The private key, PEM (PKCS#8; P-256 or RSA).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        private_key_pem: Option<String>,
+        /// Scopes instead of the discovered ones.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        scopes: Vec<String>,
+    },
+    /// Enterprise-managed authorization through IdP `idp`.
+    Enterprise {
+        /// The enterprise IdP (added with `regent idp add`).
+        idp: String,
+        /// The client id at the server's AS.
+        client_id: String,
+        /// Its secret.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_secret: Option<String>,
+        /// Scopes instead of the discovered ones.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        scopes: Vec<String>,
+    },
+    /// A static Bearer token read from a file.
+    Bearer {
+        /// Path of the file holding the token.
+        token_file: PathBuf,
+    },
+}
+
+impl fmt::Debug for McpAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self {
+            McpAuth::None => "none",
+            McpAuth::Oauth { .. } => "oauth",
+            McpAuth::ClientCredentials { .. } => "client_credentials",
+            McpAuth::Enterprise { .. } => "enterprise",
+            McpAuth::Bearer { .. } => "bearer",
+        };
+        f.debug_struct("McpAuth")
+            .field("type", &kind)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `PUT /v1/mcp/{name}`.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PutMcp {
+    /// The server's streamable HTTP endpoint.
+    pub url: String,
+    /// How to authenticate; absent: discovered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<McpAuth>,
+}
+
+/// `GET /v1/mcp`.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct McpList {
+    /// Every MCP server, sorted by name (each as a [`RegistryStatus`]).
+    pub servers: Vec<RegistryStatus>,
+}
+
+/// `PUT /v1/idps/{name}`: an enterprise IdP (cross-app access).
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PutIdp {
+    /// Its issuer.
+    pub issuer: String,
+    /// regent's client id there.
+    pub client_id: String,
+    /// Its secret, where the IdP wants one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+    /// Scopes for the login (default `openid`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+    /// A fixed loopback port for the browser login.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_port: Option<u16>,
+}
+
+impl fmt::Debug for PutIdp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PutIdp")
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "[redacted]"),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// `GET /v1/idps`.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct IdpList {
+    /// Every enterprise IdP (each as a [`RegistryStatus`]; `url` is its issuer).
+    pub idps: Vec<RegistryStatus>,
+}
+
+/// `POST /v1/idps/{name}/id-token`: an ID token the user already has (from
+/// the company's SSO tool), used instead of a login at the IdP.
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct IdTokenRequest {
+    /// The ID token (a JWT).
+    pub id_token: String,
+}
+
+impl fmt::Debug for IdTokenRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("IdTokenRequest { id_token: [redacted] }")
+    }
+}
+
+/// `POST /v1/challenge`: a resource server refused a request; the agent
+/// decides what happens next (refresh, rediscover, step up, log in).
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ChallengeRequest {
+    /// The resource.
+    pub registry: String,
+    /// The status it answered (401 or 403).
+    pub status: u16,
+    /// Its `WWW-Authenticate` header, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub www_authenticate: Option<String>,
+    /// The token it refused, if one was sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<String>,
+}
+
+impl fmt::Debug for ChallengeRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChallengeRequest")
+            .field("registry", &self.registry)
+            .field("status", &self.status)
+            .field("www_authenticate", &self.www_authenticate)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What to do after a challenge.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Next {
+    /// Ask for a token again and retry: one can be had without the user.
+    Retry,
+    /// A login is needed (a first one, or one with more scopes).
+    Login,
+    /// Nothing regent can do would help; `message` says why.
+    Fail,
+    /// A value this version does not know (a newer agent).
+    #[serde(other)]
+    Unknown,
+}
+
+/// The answer of `POST /v1/challenge`.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ChallengeAnswer {
+    /// What to do.
+    pub next: Next,
+    /// What the agent did or found, for people.
+    pub message: String,
 }
 
 /// `POST /v1/token`.
@@ -388,6 +697,11 @@ mod tests {
                     audience: None,
                     resource: None,
                     callback_port: None,
+                    discovered: false,
+                    assume_pkce_s256: false,
+                    client: None,
+                    metadata_url: None,
+                    endpoints: None,
                 }),
                 status: AuthState::Authenticated,
                 expires_at: Some(time::macros::datetime!(2026-01-02 03:04:05 UTC)),

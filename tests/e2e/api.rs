@@ -79,7 +79,13 @@ async fn malformed_requests_get_the_contract_codes() {
     assert!(!v.to_string().contains("eyJsecret"), "{v}");
 
     // Ambiguous registry: a second one makes "no name" an error.
-    let out = a.regent(&["registry", "add", "other", "https://other.example.test"]);
+    let out = a.regent(&[
+        "registry",
+        "add",
+        "other",
+        "https://other.example.test",
+        "--no-auth",
+    ]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let (s, v) = raw(a, "POST", "/v1/token", b"{}").await;
     assert_eq!((s, code(&v)), (400, "invalid_request"), "{v}");
@@ -172,7 +178,7 @@ async fn configuring_auth_validates_the_idp() {
 #[tokio::test]
 async fn a_broken_config_stops_the_agent_and_is_left_alone() {
     let mut a = Agent::start(AgentOptions::default()).await;
-    let out = a.regent(&["registry", "add", "corp", REGISTRY_URL]);
+    let out = a.regent(&["registry", "add", "corp", REGISTRY_URL, "--no-auth"]);
     assert_eq!(out.code, 0);
     a.terminate();
     let broken = "[registries.corp]\nurl = \"https://r.example\"\nbogus = 1\n";

@@ -103,9 +103,13 @@ async fn hand_edits_to_the_config_survive_regent_registry_add() {
         std::fs::read_to_string(&path).unwrap()
     );
     std::fs::write(&path, &mine).unwrap();
-    let out = w
-        .agent
-        .regent(&["registry", "add", "more", "https://more.example.test"]);
+    let out = w.agent.regent(&[
+        "registry",
+        "add",
+        "more",
+        "https://more.example.test",
+        "--no-auth",
+    ]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(
@@ -130,7 +134,9 @@ async fn hand_edits_to_the_config_survive_regent_registry_add() {
     // A file broken by hand: the change is refused, naming the line; nothing is touched.
     let broken = format!("{text}[registries.oops\n");
     std::fs::write(&path, &broken).unwrap();
-    let out = w.agent.regent(&["registry", "add", "x", REGISTRY_URL]);
+    let out = w
+        .agent
+        .regent(&["registry", "add", "x", REGISTRY_URL, "--no-auth"]);
     assert_eq!(out.code, 1, "{out:?}");
     let line = broken.lines().count();
     assert!(

@@ -5,6 +5,7 @@ mod adversarial;
 mod api;
 mod browser;
 mod config;
+mod conformance;
 mod instance;
 mod keyrings;
 mod lifecycle;

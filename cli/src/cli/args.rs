@@ -41,6 +41,14 @@ pub enum Command {
     #[command(subcommand)]
     Config(ConfigCommand),
 
+    /// Add, remove and list remote MCP servers; bridge local MCP clients to them.
+    #[command(subcommand)]
+    Mcp(McpCommand),
+
+    /// Add, remove and list enterprise IdPs (one login for every MCP server that trusts them).
+    #[command(subcommand)]
+    Idp(IdpCommand),
+
     /// Log in to a registry's identity provider.
     #[command(
         after_help = "Examples:\n  regent login corp              # opens your browser (honours $BROWSER)\n  regent login corp --no-browser # prints the URL to open yourself\n  regent login corp --device     # a URL and a code to enter on any device (SSH sessions)\n\nThe agent waits for the IdP's answer on a one-shot loopback port; Ctrl-C cancels the login."
@@ -134,6 +142,10 @@ pub enum RegistryCommand {
         url: String,
         #[command(flatten)]
         auth: AuthArgs,
+        /// A public registry: no auth, and no request to find out (without any auth
+        /// option, regent asks the registry whether and how it wants auth).
+        #[arg(long, conflicts_with_all = ["issuer", "token_file"])]
+        no_auth: bool,
     },
     /// Remove a registry and delete its stored tokens.
     #[command(after_help = "Example:\n  regent registry remove corp")]
@@ -149,6 +161,140 @@ pub enum RegistryCommand {
         /// Print JSON on stdout.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum McpCommand {
+    /// Add a remote MCP server; how it wants to be authorized is discovered from it.
+    #[command(after_help = "Examples:
+  regent mcp add github https://mcp.github.example/mcp
+  regent mcp add tools https://mcp.corp.example/mcp --client-id regent --client-secret-file ~/.secrets/tools
+  regent mcp add ci-bot https://mcp.corp.example/mcp --client-credentials \\
+      --client-id ci-bot --client-key-file /run/secrets/ci-bot.pem
+  regent mcp add wiki https://wiki.corp.example/mcp --enterprise-idp okta --client-id regent-wiki
+  regent mcp add search --from corp io.example/search     # its URL from registry corp
+
+Without options regent asks the server (an unauthenticated initialize), reads
+its protected resource metadata (RFC 9728) and its authorization server's
+metadata, and registers itself there (a client ID metadata document where
+supported and configured, else dynamic registration). Then: regent login NAME.")]
+    Add(McpAddArgs),
+    /// List MCP servers and their login state.
+    #[command(after_help = "Example:\n  regent mcp list --json | jq -r '.servers[].name'")]
+    List {
+        /// Print JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove an MCP server (its login goes unless another resource shares it).
+    #[command(after_help = "Example:\n  regent mcp remove github")]
+    Remove {
+        /// The server.
+        name: String,
+    },
+    /// Bridge stdio to a remote MCP server, with the agent's tokens: for any local MCP client.
+    #[command(after_help = r#"Examples:
+  regent mcp proxy github
+  regent mcp proxy https://mcp.example.com/mcp      # added on first use, its login kept
+
+In an MCP client's config (Claude Desktop, Cursor, VS Code):
+  {"command": "regent", "args": ["mcp", "proxy", "github"]}
+
+stdout carries only the protocol; notes go to stderr. A login, when one is
+needed, opens your browser ($BROWSER is honoured); --device shows a code to
+enter instead; --no-login answers a JSON-RPC error naming `regent login NAME`."#)]
+    Proxy {
+        /// A configured MCP server's name, or its https URL.
+        target: String,
+        /// Log in with the device flow when a login is needed.
+        #[arg(long, conflicts_with = "no_login")]
+        device: bool,
+        /// Never start a login; answer a JSON-RPC error naming the command instead.
+        #[arg(long)]
+        no_login: bool,
+    },
+}
+
+/// `regent mcp add`.
+#[derive(Args, Debug, Clone)]
+pub struct McpAddArgs {
+    /// A short name: letters, digits, '.', '_' or '-'.
+    pub name: String,
+    /// The server's streamable HTTP endpoint (https; http only on loopback).
+    #[arg(required_unless_present = "from")]
+    pub url: Option<String>,
+    /// Take the URL from a registry's entry: REGISTRY SERVER.
+    #[arg(long, num_args = 2, value_names = ["REGISTRY", "SERVER"], conflicts_with = "url")]
+    pub from: Option<Vec<String>>,
+    /// A client registered at the server's authorization server.
+    #[arg(long, value_name = "ID")]
+    pub client_id: Option<String>,
+    /// A file holding that client's secret (kept in the token store, never in the config).
+    #[arg(long, value_name = "PATH", requires = "client_id")]
+    pub client_secret_file: Option<PathBuf>,
+    /// Scopes instead of the discovered ones, comma separated.
+    #[arg(long, value_delimiter = ',', value_name = "A,B")]
+    pub scopes: Vec<String>,
+    /// Fixed loopback port for the browser login.
+    #[arg(long, value_name = "PORT")]
+    pub callback_port: Option<u16>,
+    /// The authorization server supports PKCE S256 although its metadata omits it (Entra ID).
+    #[arg(long)]
+    pub assume_pkce_s256: bool,
+    /// No user: OAuth client credentials (with --client-secret-file or --client-key-file).
+    #[arg(long, requires = "client_id", conflicts_with = "enterprise_idp")]
+    pub client_credentials: bool,
+    /// The client's private key, PEM (private_key_jwt: ES256 for P-256, RS256 for RSA).
+    #[arg(long, value_name = "PEM", requires = "client_credentials")]
+    pub client_key_file: Option<PathBuf>,
+    /// Get tokens through this enterprise IdP (regent idp add), no browser per server.
+    #[arg(long, value_name = "IDP", requires = "client_id")]
+    pub enterprise_idp: Option<String>,
+    /// A static Bearer token from a file instead.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["client_id", "client_credentials", "enterprise_idp"])]
+    pub token_file: Option<PathBuf>,
+    /// No auth at all (skip discovery).
+    #[arg(long, conflicts_with_all = ["client_id", "client_credentials", "enterprise_idp", "token_file"])]
+    pub no_auth: bool,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum IdpCommand {
+    /// Add an enterprise IdP: log in there once (regent login NAME), reach every server that trusts it.
+    #[command(after_help = "Examples:
+  regent idp add okta --issuer https://corp.okta.example --client-id regent-xaa
+  regent login okta                                # browser or --device
+  regent login okta --id-token-file ~/.cache/sso/id_token   # an ID token you already have")]
+    Add {
+        /// A short name.
+        name: String,
+        /// The IdP's issuer.
+        #[arg(long, value_name = "URL")]
+        issuer: String,
+        /// regent's client id there.
+        #[arg(long, value_name = "ID")]
+        client_id: String,
+        /// A file holding that client's secret.
+        #[arg(long, value_name = "PATH")]
+        client_secret_file: Option<PathBuf>,
+        /// Scopes of the login, comma separated [default: openid, plus offline_access where offered].
+        #[arg(long, value_delimiter = ',', value_name = "A,B")]
+        scopes: Vec<String>,
+        /// Fixed loopback port for the browser login.
+        #[arg(long, value_name = "PORT")]
+        callback_port: Option<u16>,
+    },
+    /// List enterprise IdPs and their login state.
+    List {
+        /// Print JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove an enterprise IdP.
+    Remove {
+        /// The IdP.
+        name: String,
     },
 }
 
@@ -216,6 +362,9 @@ pub struct AuthArgs {
     /// Fixed loopback port for the browser login (IdPs that match redirect URIs exactly).
     #[arg(long, value_name = "PORT", requires = "issuer")]
     pub callback_port: Option<u16>,
+    /// The IdP supports PKCE S256 although its metadata omits it (Microsoft Entra ID).
+    #[arg(long, requires = "issuer")]
+    pub assume_pkce_s256: bool,
     /// A file holding a static Bearer token (read on every use).
     #[arg(long, value_name = "PATH")]
     pub token_file: Option<PathBuf>,
@@ -234,6 +383,9 @@ pub struct LoginArgs {
     /// Log in again even when already logged in.
     #[arg(long)]
     pub force: bool,
+    /// Enterprise IdPs: take this ID token (a file) as the login instead.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["device", "no_browser"])]
+    pub id_token_file: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]

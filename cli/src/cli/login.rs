@@ -11,6 +11,18 @@ use std::io::{IsTerminal, Write};
 use time::OffsetDateTime;
 
 pub async fn run(agent: &AgentClient, args: LoginArgs) -> Result {
+    if let Some(file) = &args.id_token_file {
+        let name = args.name.as_deref().ok_or_else(|| {
+            Failure::Usage("name the enterprise IdP the ID token is from: regent login IDP --id-token-file FILE".into())
+        })?;
+        let token = super::mcp::read_secret("ID token", file)?;
+        agent.hand_over_id_token(name, &token).await?;
+        println!(
+            "Logged in to {name} with the ID token from {}.",
+            file.display()
+        );
+        return Ok(());
+    }
     let flow = if args.device {
         LoginFlow::Device
     } else {
@@ -30,7 +42,7 @@ pub async fn run(agent: &AgentClient, args: LoginArgs) -> Result {
             flow,
         })
         .await?;
-    show_instructions(&login, !args.no_browser);
+    let _browser = show_instructions(&login, !args.no_browser);
     let outcome = tokio::select! {
         r = wait(agent, &login) => r,
         (signal, name) = stop.recv() => {
@@ -66,7 +78,10 @@ pub async fn run(agent: &AgentClient, args: LoginArgs) -> Result {
     }
 }
 
-fn show_instructions(login: &Login, open_browser: bool) {
+/// Shows what the user must do (on stderr), opening the browser for a
+/// browser login; the browser command, if it still runs.
+pub(super) fn show_instructions(login: &Login, open_browser: bool) -> Option<std::process::Child> {
+    let mut launched = None;
     let mut err = std::io::stderr().lock();
     match login.flow {
         LoginFlow::Device => {
@@ -85,7 +100,10 @@ fn show_instructions(login: &Login, open_browser: bool) {
             let url = login.authorize_url.as_deref().unwrap_or("?");
             let opened = if open_browser {
                 match browser::open(url) {
-                    Ok(()) => true,
+                    Ok(child) => {
+                        launched = child;
+                        true
+                    }
                     Err(e) => {
                         let _ = writeln!(err, "Could not open a browser ({e}).");
                         false
@@ -109,10 +127,11 @@ fn show_instructions(login: &Login, open_browser: bool) {
             }
         }
     }
+    launched
 }
 
 /// Long-polls the login until it ends, updating the progress line each second.
-async fn wait(agent: &AgentClient, login: &Login) -> Result<regent_proto::LoginStatus> {
+pub(super) async fn wait(agent: &AgentClient, login: &Login) -> Result<regent_proto::LoginStatus> {
     let tty = std::io::stderr().is_terminal();
     let mut last_note = std::time::Instant::now();
     loop {
@@ -145,7 +164,7 @@ async fn wait(agent: &AgentClient, login: &Login) -> Result<regent_proto::LoginS
     }
 }
 
-fn clear_progress() {
+pub(super) fn clear_progress() {
     if std::io::stderr().is_terminal() {
         eprint!("\r\x1b[2K");
     }

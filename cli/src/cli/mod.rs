@@ -4,7 +4,9 @@ pub mod args;
 mod autostart;
 mod browser;
 mod login;
+mod mcp;
 mod output;
+mod proxy;
 mod serve;
 mod service;
 
@@ -120,18 +122,29 @@ async fn run_with_agent(agent: &AgentClient, cli: Cli) -> Result {
     let agent = agent.clone();
     match cli.command {
         Command::Token(args) => token(&agent, args).await,
-        Command::Registry(RegistryCommand::Add { name, url, auth }) => {
+        Command::Registry(RegistryCommand::Add {
+            name,
+            url,
+            auth,
+            no_auth,
+        }) => {
             let auth = auth_config(auth)?;
-            let with_oauth = matches!(auth, Some(AuthConfig::Oauth(_)));
+            let discover = auth.is_none() && !no_auth;
             let status = agent
-                .put_registry(&name, &PutRegistry { url, auth })
+                .put_registry(
+                    &name,
+                    &PutRegistry {
+                        url,
+                        auth,
+                        discover,
+                    },
+                )
                 .await?;
-            println!("Added registry {} ({}).", status.name, status.url);
-            if with_oauth {
-                println!("Log in with: regent login {name}");
-            }
+            output::added("registry", &status);
             Ok(())
         }
+        Command::Mcp(cmd) => mcp::run(&agent, cmd).await,
+        Command::Idp(cmd) => mcp::run_idp(&agent, cmd).await,
         Command::Registry(RegistryCommand::Remove { name }) => {
             let sharing = shared_with(&agent, &name).await?;
             agent.remove_registry(&name).await?;
@@ -160,11 +173,10 @@ async fn run_with_agent(agent: &AgentClient, cli: Cli) -> Result {
             let auth = auth_config(auth)?.ok_or_else(|| {
                 Failure::Usage("give --issuer and --client-id, or --token-file".into())
             })?;
-            let with_oauth = matches!(auth, AuthConfig::Oauth(_));
-            agent.set_auth(&name, &auth).await?;
+            let status = agent.set_auth(&name, &auth).await?;
             println!("Auth of registry {name} set.");
-            if with_oauth {
-                println!("Log in with: regent login {name}");
+            if matches!(auth, AuthConfig::Oauth(_)) {
+                output::login_hint(&status);
             }
             Ok(())
         }
@@ -209,11 +221,15 @@ async fn run_with_agent(agent: &AgentClient, cli: Cli) -> Result {
         Command::Status { json } => {
             let health = agent.health().await?;
             let regs = agent.registries().await?;
+            let servers = agent.mcp_servers().await?;
+            let idps = agent.idps().await?;
             if json {
                 output::print_json(&serde_json::json!({
                     "agent": health,
                     "socket": agent.socket(),
                     "registries": regs,
+                    "mcp_servers": servers,
+                    "idps": idps,
                 }));
             } else {
                 println!(
@@ -224,6 +240,14 @@ async fn run_with_agent(agent: &AgentClient, cli: Cli) -> Result {
                     agent.socket().display()
                 );
                 output::print_registries(&regs);
+                if !servers.is_empty() {
+                    println!();
+                    output::print_resources("MCP SERVER", &servers);
+                }
+                if !idps.is_empty() {
+                    println!();
+                    output::print_resources("IDP", &idps);
+                }
             }
             Ok(())
         }
@@ -349,6 +373,11 @@ fn auth_config(a: AuthArgs) -> Result<Option<AuthConfig>> {
             audience: a.audience,
             resource: a.resource,
             callback_port: a.callback_port,
+            discovered: false,
+            assume_pkce_s256: a.assume_pkce_s256,
+            client: None,
+            metadata_url: None,
+            endpoints: None,
         }))),
         _ => Ok(None),
     }

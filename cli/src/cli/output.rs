@@ -29,11 +29,67 @@ pub fn print_json(v: &serde_json::Value) {
 /// The registry table (or a hint when there is none).
 pub fn print_registries(regs: &[RegistryStatus]) {
     if regs.is_empty() {
-        println!("No registries. Add one with: regent registry add NAME URL [--issuer URL --client-id ID]");
+        println!("No registries. Add one with: regent registry add NAME URL");
         return;
     }
+    print_resources("NAME", regs);
+}
+
+/// What `registry add` and `mcp add` print: what was found, and the next step.
+pub fn added(kind: &str, status: &RegistryStatus) {
+    match &status.auth {
+        None => println!(
+            "Added {kind} {} ({}); it asks for no auth.",
+            status.name, status.url
+        ),
+        Some(a) => {
+            let how = match &a.config {
+                AuthConfig::Oauth(o) if o.discovered => {
+                    let client = match o.client {
+                        Some(regent_proto::ClientOrigin::Registered) => "registered",
+                        Some(regent_proto::ClientOrigin::MetadataDocument) => "metadata document",
+                        _ => "pre-registered",
+                    };
+                    let scopes = if o.scopes.is_empty() {
+                        "no scope".to_string()
+                    } else {
+                        format!("scope {}", o.scopes.join(" "))
+                    };
+                    format!(
+                        "authorization server {}, client {} ({client}), {scopes}",
+                        o.issuer, o.client_id
+                    )
+                }
+                other => auth_kind(other),
+            };
+            println!("Added {kind} {} ({}): {how}.", status.name, status.url);
+            login_hint(status);
+        }
+    }
+}
+
+/// "Log in with: regent login NAME", where a login is what comes next.
+pub fn login_hint(status: &RegistryStatus) {
+    if let Some(a) = &status.auth {
+        if matches!(a.config, AuthConfig::Oauth(_)) && a.status != AuthState::Authenticated {
+            println!("Log in with: regent login {}", status.name);
+        }
+    }
+}
+
+fn auth_kind(config: &AuthConfig) -> String {
+    match config {
+        AuthConfig::Oauth(o) => format!("oauth {}", o.issuer),
+        AuthConfig::Bearer(b) => format!("token file {}", b.token_file.display()),
+        AuthConfig::ClientCredentials(c) => format!("client credentials at {}", c.issuer),
+        AuthConfig::Enterprise(e) => format!("through IdP {}", e.idp),
+    }
+}
+
+/// A table of resources; `first` names the first column.
+pub fn print_resources(first: &str, regs: &[RegistryStatus]) {
     let rows: Vec<[String; 5]> = regs.iter().map(row).collect();
-    let headers = ["NAME", "URL", "AUTH", "STATUS", "DETAILS"];
+    let headers = [first, "URL", "AUTH", "STATUS", "DETAILS"];
     let mut widths = headers.map(str::len);
     for r in &rows {
         for (w, c) in widths.iter_mut().zip(r) {
@@ -61,10 +117,7 @@ fn row(r: &RegistryStatus) -> [String; 5] {
     let (auth, status, details) = match &r.auth {
         None => ("none".to_string(), "-".to_string(), String::new()),
         Some(a) => {
-            let kind = match &a.config {
-                AuthConfig::Oauth(o) => format!("oauth {}", o.issuer),
-                AuthConfig::Bearer(b) => format!("token file {}", b.token_file.display()),
-            };
+            let kind = auth_kind(&a.config);
             let status = match a.status {
                 AuthState::Authenticated => "authenticated",
                 AuthState::Expired => "expired",

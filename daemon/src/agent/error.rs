@@ -3,20 +3,52 @@
 
 use crate::config::ConfigError;
 use crate::login::LoginError;
+use crate::resource::Kind;
 use crate::token::TokenError;
 
 /// Why an agent operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     /// No resource of that name.
-    #[error("no registry named {0}; see: regent registry list")]
+    #[error("no registry or MCP server named {0}; see: regent status")]
     Unknown(String),
     /// None is configured, and the request named none.
-    #[error("no registry is configured; add one with: regent registry add NAME URL")]
+    #[error("no registry is configured; add one with: regent registry add NAME URL (or an MCP server with: regent mcp add NAME URL)")]
     NoneConfigured,
     /// Several are configured, and the request named none.
-    #[error("several registries are configured ({}); name one", .0.join(", "))]
+    #[error("several are configured ({}); name one", .0.join(", "))]
     Ambiguous(Vec<String>),
+    /// The name is of another kind of resource than the operation is for.
+    #[error("{name} is {} {}, not {} {}", article(*is), is.noun(), article(*wanted), wanted.noun())]
+    WrongKind {
+        /// The name.
+        name: String,
+        /// What it is.
+        is: Kind,
+        /// What was wanted.
+        wanted: Kind,
+    },
+    /// The name is taken by another kind of resource (names are unique across kinds).
+    #[error("the name {name} is taken by {} {}; names are unique across registries, MCP servers and IdPs", article(*by), by.noun())]
+    Taken {
+        /// The name.
+        name: String,
+        /// What has it.
+        by: Kind,
+    },
+    /// The resource uses client credentials: there is no user to log in.
+    #[error(
+        "{0} uses client credentials: there is no user login, its tokens are minted as needed"
+    )]
+    NoUser(String),
+    /// The resource's tokens come from the login at an enterprise IdP.
+    #[error("{name} gets its tokens through the enterprise IdP {idp}; log in there with: regent login {idp}")]
+    ThroughIdp {
+        /// The resource.
+        name: String,
+        /// Its IdP.
+        idp: String,
+    },
     /// The resource has no auth.
     #[error("registry {0} has no auth configured; set it with: regent config set-registry-auth --registry {0} --issuer URL --client-id ID")]
     NotConfigured(String),
@@ -79,5 +111,12 @@ impl AgentError {
             | AgentError::Shared { resource, .. } => Some(resource),
             _ => None,
         }
+    }
+}
+
+fn article(k: Kind) -> &'static str {
+    match k {
+        Kind::Registry | Kind::Mcp => "a",
+        Kind::Idp => "an",
     }
 }

@@ -1,28 +1,35 @@
-//! The agent: the resources of the config, each with its auth, the grants
-//! they share, the logins in progress; and the operations the API exposes.
-//! Handlers in `api` only translate HTTP to these calls and back.
+//! The agent: the resources of the config (registries, MCP servers,
+//! enterprise IdPs), each with its auth, the grants they share, the logins
+//! in progress; and the operations the API exposes. Handlers in `api` only
+//! translate HTTP to these calls and back.
 //!
 //! Every configuration change — through the API, by SIGHUP, or found on disk
 //! before a write — goes through one path ([`Agent::apply`]): the resource
 //! table is rebuilt, unchanged resources are kept as they are, grants are
 //! shared by key, and only what no resource uses any more is dropped.
+//! `change.rs` holds the operations that change the config, `setup.rs` what
+//! turns a user's request into an auth config (discovery, client
+//! registration), `challenge.rs` what a resource server's 401 or 403 leads to.
 
+mod challenge;
+mod change;
+mod discover;
 mod error;
+mod setup;
 
 pub use error::AgentError;
 
-use crate::auth::{Auth, BearerFile, OAuthSource};
-use crate::config::{Config, ConfigFile, RegistryConfig};
+use crate::auth::{Auth, BearerFile, ClientCredentials, Enterprise, Idp, OAuthSource};
+use crate::config::{Config, ConfigFile, IdpConfig};
 use crate::ctx::Ctx;
 use crate::grant::Grant;
 use crate::login::{self, Logins, Subject};
-use crate::oauth::discovery::{self, DiscoveryError};
-use crate::oauth::{revoke, Metadata, Target};
-use crate::resource::{self, Kind, Resource};
+use crate::oauth::{revoke, Target};
+use crate::resource::{Kind, Resource};
 use crate::store::keys;
 use regent_proto::{
-    AuthConfig, AuthStatus, Login, LoginFlow, LogoutResponse, RegistryStatus, Revocation,
-    TokenResponse,
+    AuthConfig, AuthStatus, Login, LoginFlow, LogoutResponse, OAuthConfig, RegistryStatus,
+    Revocation, TokenResponse,
 };
 use secrecy::ExposeSecret;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -37,6 +44,8 @@ pub struct Agent {
     resources: RwLock<BTreeMap<String, Arc<Resource>>>,
     /// The grants the resources use, by store key.
     grants: Mutex<HashMap<String, Arc<Grant>>>,
+    /// The client metadata document URL in force (flag, else config).
+    client_metadata_url: RwLock<Option<String>>,
     logins: Logins,
 }
 
@@ -49,6 +58,7 @@ impl Agent {
             config: tokio::sync::Mutex::new(config),
             resources: RwLock::default(),
             grants: Mutex::default(),
+            client_metadata_url: RwLock::default(),
             logins: Logins::default(),
         });
         let _changing = agent.config.lock().await;
@@ -75,9 +85,15 @@ impl Agent {
         &self.logins
     }
 
-    /// Every resource, by name.
-    pub fn all(&self) -> Vec<Arc<Resource>> {
-        self.resources.read().unwrap().values().cloned().collect()
+    /// Every resource of `kind`, by name.
+    pub fn all(&self, kind: Kind) -> Vec<Arc<Resource>> {
+        self.resources
+            .read()
+            .unwrap()
+            .values()
+            .filter(|r| r.kind == kind)
+            .cloned()
+            .collect()
     }
 
     /// The resource named `name`, or the only one when `name` is `None`.
@@ -88,12 +104,31 @@ impl Agent {
                 .get(n)
                 .cloned()
                 .ok_or_else(|| AgentError::Unknown(n.to_string())),
-            None => match all.len() {
-                1 => Ok(all.values().next().expect("one").clone()),
-                0 => Err(AgentError::NoneConfigured),
-                _ => Err(AgentError::Ambiguous(all.keys().cloned().collect())),
-            },
+            None => {
+                // Of the resources one takes tokens for: IdPs are only logged in to.
+                let usable: Vec<_> = all.values().filter(|r| r.kind != Kind::Idp).collect();
+                match usable.as_slice() {
+                    [one] => Ok((*one).clone()),
+                    [] => Err(AgentError::NoneConfigured),
+                    many => Err(AgentError::Ambiguous(
+                        many.iter().map(|r| r.name.clone()).collect(),
+                    )),
+                }
+            }
         }
+    }
+
+    /// The resource named `name`, which must be of `kind`.
+    fn resolve_kind(&self, name: &str, kind: Kind) -> Result<Arc<Resource>, AgentError> {
+        let res = self.resolve(Some(name))?;
+        if res.kind != kind {
+            return Err(AgentError::WrongKind {
+                name: name.to_string(),
+                is: res.kind,
+                wanted: kind,
+            });
+        }
+        Ok(res)
     }
 
     /// Whether `res` is still the resource of its name (its configuration did not change).
@@ -106,29 +141,56 @@ impl Agent {
     }
 
     /// The other resources that use `grant`.
-    fn sharers(&self, grant: &Arc<Grant>, except: &str) -> Vec<String> {
+    fn sharers(&self, grant: &Arc<Grant>, except: &str) -> Vec<Arc<Resource>> {
         self.resources
             .read()
             .unwrap()
             .values()
             .filter(|r| r.name != except)
             .filter(|r| r.auth.oauth().is_some_and(|o| Arc::ptr_eq(&o.grant, grant)))
-            .map(|r| r.name.clone())
+            .cloned()
             .collect()
     }
 
     /// Makes `config` the one in force. Called with the config lock held.
     async fn apply(&self, config: &Config) {
+        *self.client_metadata_url.write().unwrap() = self
+            .ctx
+            .settings
+            .client_metadata_url
+            .clone()
+            .or_else(|| config.client_metadata_url.clone());
         let old = self.resources.read().unwrap().clone();
         let mut next = BTreeMap::new();
         let mut fresh = Vec::new();
-        for (name, rc) in &config.registries {
-            let unchanged = old
-                .get(name)
-                .filter(|r| r.url == rc.url && r.auth.config() == rc.auth);
+        let entries = config
+            .idps
+            .iter()
+            .map(|(n, i)| (n, Kind::Idp, i.issuer.clone(), Some(idp_auth(i))))
+            .chain(
+                config
+                    .registries
+                    .iter()
+                    .map(|(n, rc)| (n, Kind::Registry, rc.url.clone(), rc.auth.clone())),
+            )
+            .chain(
+                config
+                    .mcp
+                    .iter()
+                    .map(|(n, rc)| (n, Kind::Mcp, rc.url.clone(), rc.auth.clone())),
+            );
+        // IdPs come first: an enterprise-managed server needs its IdP's grant.
+        for (name, kind, url, auth) in entries {
+            let idp = self.idp_for(auth.as_ref(), &next);
+            let unchanged = old.get(name).filter(|r| {
+                r.kind == kind
+                    && r.url == url
+                    && r.auth.config() == auth
+                    && same_idp(&r.auth, idp.as_ref())
+            });
             let res = match unchanged {
                 Some(r) => r.clone(),
-                None => Arc::new(self.build(name, rc, &mut fresh)),
+                None => Arc::new(self.build(name, kind, url, auth, idp, &mut fresh)),
             };
             next.insert(name.clone(), res);
         }
@@ -137,7 +199,7 @@ impl Agent {
             g.restore(&self.ctx).await;
         }
         for res in next.values() {
-            if let Some(o) = res.auth.oauth() {
+            if let (Some(o), Kind::Registry) = (res.auth.oauth(), res.kind) {
                 if fresh.iter().any(|g| Arc::ptr_eq(g, &o.grant)) {
                     let v1 = keys::v1(&res.url, &o.config.issuer, &o.config.client_id);
                     o.grant
@@ -193,15 +255,54 @@ impl Agent {
         for (g, t) in unused_targets {
             g.forget_target(&self.ctx, &t).await;
         }
+        // Client credentials no resource names any more go too.
+        let clients = |m: &BTreeMap<String, Arc<Resource>>| -> BTreeSet<(String, String)> {
+            m.values().filter_map(|r| client_of(&r.auth)).collect()
+        };
+        let still = clients(&next);
+        for (issuer, client_id) in clients(&old).difference(&still) {
+            self.ctx
+                .clients
+                .delete(&self.ctx.store, issuer, client_id)
+                .await;
+        }
+    }
+
+    /// The IdP an enterprise-managed auth names, from the resources built so far.
+    fn idp_for(
+        &self,
+        auth: Option<&AuthConfig>,
+        built: &BTreeMap<String, Arc<Resource>>,
+    ) -> Option<Idp> {
+        let Some(AuthConfig::Enterprise(e)) = auth else {
+            return None;
+        };
+        let res = built.get(&e.idp).filter(|r| r.kind == Kind::Idp)?;
+        res.auth.oauth().map(|o| Idp {
+            name: res.name.clone(),
+            grant: o.grant.clone(),
+        })
     }
 
     /// A resource for a config entry; a grant it names that is not in use yet is added to `fresh`.
-    fn build(&self, name: &str, rc: &RegistryConfig, fresh: &mut Vec<Arc<Grant>>) -> Resource {
-        let auth = match &rc.auth {
+    fn build(
+        &self,
+        name: &str,
+        kind: Kind,
+        url: String,
+        auth: Option<AuthConfig>,
+        idp: Option<Idp>,
+        fresh: &mut Vec<Arc<Grant>>,
+    ) -> Resource {
+        let auth = match auth {
             None => Auth::None,
-            Some(AuthConfig::Bearer(b)) => Auth::Bearer(BearerFile { config: b.clone() }),
+            Some(AuthConfig::Bearer(b)) => Auth::Bearer(BearerFile { config: b }),
+            Some(AuthConfig::ClientCredentials(c)) => {
+                Auth::ClientCredentials(ClientCredentials::new(c))
+            }
+            Some(AuthConfig::Enterprise(e)) => Auth::Enterprise(Enterprise::new(e, idp)),
             Some(AuthConfig::Oauth(c)) => {
-                let spec = OAuthSource::spec(c);
+                let spec = OAuthSource::spec(&c);
                 let grant = self
                     .grants
                     .lock()
@@ -214,138 +315,17 @@ impl Agent {
                     })
                     .clone();
                 Auth::OAuth(OAuthSource {
-                    config: c.clone(),
+                    target: OAuthSource::target(&c),
+                    config: c,
                     grant,
-                    target: OAuthSource::target(c),
                 })
             }
         };
         Resource {
             name: name.to_string(),
-            kind: Kind::Registry,
-            url: rc.url.clone(),
+            kind,
+            url,
             auth,
-        }
-    }
-
-    /// Re-reads the config file (SIGHUP). A file that does not parse, or is
-    /// missing, changes nothing. Returns the number of registries.
-    pub async fn reload(&self) -> Result<usize, AgentError> {
-        let mut file = self.config.lock().await;
-        if !file.path().exists() {
-            return Err(AgentError::Config(crate::config::ConfigError::Io {
-                what: "cannot reload: there is no file at",
-                path: file.path().to_path_buf(),
-                source: std::io::Error::from(std::io::ErrorKind::NotFound),
-            }));
-        }
-        file.refresh().map_err(AgentError::Config)?;
-        let config = file.config().clone();
-        self.apply(&config).await;
-        tracing::info!(registries = config.registries.len(), "config reloaded");
-        Ok(config.registries.len())
-    }
-
-    /// Runs a change of the config file: a change made on disk meanwhile is
-    /// taken in first, then `change` edits the file, then the result applies.
-    async fn change<T>(
-        &self,
-        change: impl FnOnce(&mut ConfigFile) -> Result<T, AgentError>,
-    ) -> Result<T, AgentError> {
-        let mut file = self.config.lock().await;
-        match file.refresh() {
-            Ok(true) => {
-                tracing::info!("the config file was changed on disk; taking the change in first");
-                let config = file.config().clone();
-                self.apply(&config).await;
-            }
-            Ok(false) => {}
-            Err(e) => return Err(AgentError::ConfigRefused(e)),
-        }
-        let out = change(&mut file)?;
-        let config = file.config().clone();
-        self.apply(&config).await;
-        Ok(out)
-    }
-
-    /// Adds or replaces a registry (`auth` validated against the IdP first).
-    /// `url: None` keeps the registry's URL (set/unset-registry-auth).
-    pub async fn put_registry(
-        &self,
-        name: &str,
-        url: Option<String>,
-        auth: Option<AuthConfig>,
-    ) -> Result<RegistryStatus, AgentError> {
-        resource::validate_name(name).map_err(AgentError::Invalid)?;
-        if let Some(u) = &url {
-            resource::validate_url(u).map_err(AgentError::Invalid)?;
-        }
-        let meta = self.check_auth(name, auth.as_ref()).await?;
-        self.change(|file| {
-            let url = match url {
-                Some(u) => u,
-                None => file
-                    .config()
-                    .registries
-                    .get(name)
-                    .map(|rc| rc.url.clone())
-                    .ok_or_else(|| AgentError::Unknown(name.to_string()))?,
-            };
-            file.put_registry(name, &RegistryConfig { url, auth })
-                .map_err(AgentError::Config)
-        })
-        .await?;
-        if let Some(m) = meta {
-            self.ctx.issuers.put(m);
-        }
-        let res = self.resolve(Some(name))?;
-        Ok(self.status(&res))
-    }
-
-    /// Removes a registry; its grant's stored tokens go unless another resource uses it.
-    pub async fn remove_registry(&self, name: &str) -> Result<(), AgentError> {
-        self.change(|file| match file.remove_registry(name) {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(AgentError::Unknown(name.to_string())),
-            Err(e) => Err(AgentError::Config(e)),
-        })
-        .await
-    }
-
-    async fn check_auth(
-        &self,
-        name: &str,
-        auth: Option<&AuthConfig>,
-    ) -> Result<Option<Metadata>, AgentError> {
-        let invalid = |message: String| AgentError::InvalidAuth {
-            resource: name.to_string(),
-            message,
-        };
-        match auth {
-            None => Ok(None),
-            Some(AuthConfig::Bearer(b)) => {
-                if !b.token_file.is_absolute() {
-                    return Err(invalid(format!(
-                        "token_file {} must be an absolute path",
-                        b.token_file.display()
-                    )));
-                }
-                Ok(None)
-            }
-            Some(AuthConfig::Oauth(c)) => {
-                if c.client_id.trim().is_empty() {
-                    return Err(invalid("client_id must not be empty".into()));
-                }
-                if c.callback_port == Some(0) {
-                    return Err(invalid("callback_port must be 1-65535".into()));
-                }
-                let meta = discovery::discover(&self.ctx.idp, &c.issuer)
-                    .await
-                    .map_err(|e: DiscoveryError| {
-                        invalid(format!("cannot use issuer {}: {e}", c.issuer))
-                    })?;
-                Ok(Some(meta))
-            }
         }
     }
 
@@ -366,7 +346,12 @@ impl Agent {
                 shared_with: res
                     .auth
                     .oauth()
-                    .map(|o| self.sharers(&o.grant, &res.name))
+                    .map(|o| {
+                        self.sharers(&o.grant, &res.name)
+                            .iter()
+                            .map(|r| r.name.clone())
+                            .collect()
+                    })
                     .unwrap_or_default(),
             }
         });
@@ -409,6 +394,11 @@ impl Agent {
         match &res.auth {
             Auth::OAuth(o) => Ok(o),
             Auth::Bearer(_) => Err(AgentError::StaticToken(res.name.clone())),
+            Auth::ClientCredentials(_) => Err(AgentError::NoUser(res.name.clone())),
+            Auth::Enterprise(e) => Err(AgentError::ThroughIdp {
+                name: res.name.clone(),
+                idp: e.config.idp.clone(),
+            }),
             Auth::None => Err(AgentError::NotConfigured(res.name.clone())),
         }
     }
@@ -425,10 +415,16 @@ impl Agent {
             let (agent, res) = (Arc::downgrade(self), res.clone());
             Arc::new(move || agent.upgrade().is_some_and(|a| a.is_current(&res)))
         };
+        let also = self
+            .sharers(&o.grant, &res.name)
+            .iter()
+            .filter_map(|r| r.auth.oauth().map(|o| o.target.clone()))
+            .collect();
         let subject = Subject {
             resource: res.name.clone(),
             grant: o.grant.clone(),
             target: o.target.clone(),
+            also,
             callback_port: o.config.callback_port,
             still_wanted,
         };
@@ -449,7 +445,11 @@ impl Agent {
     ) -> Result<LogoutResponse, AgentError> {
         let res = self.resolve(name)?;
         let o = self.oauth(&res)?;
-        let others = self.sharers(&o.grant, &res.name);
+        let others: Vec<String> = self
+            .sharers(&o.grant, &res.name)
+            .iter()
+            .map(|r| r.name.clone())
+            .collect();
         if !others.is_empty() && !all {
             return Err(AgentError::Shared {
                 resource: res.name.clone(),
@@ -493,10 +493,12 @@ impl Agent {
         let Some(endpoint) = &meta.revocation_endpoint else {
             return Revocation::NotOffered;
         };
+        let client = spec.client(&self.ctx).await;
         for (token, hint) in tokens {
             if let Err(e) = revoke::revoke(
                 &self.ctx.idp,
-                &spec.client_id,
+                &client,
+                &meta.issuer,
                 endpoint,
                 token.expose_secret(),
                 hint,
@@ -508,5 +510,44 @@ impl Agent {
             }
         }
         Revocation::Revoked
+    }
+}
+
+/// An IdP's config as the OAuth config of its resource.
+fn idp_auth(i: &IdpConfig) -> AuthConfig {
+    AuthConfig::Oauth(OAuthConfig {
+        issuer: i.issuer.clone(),
+        client_id: i.client_id.clone(),
+        scopes: i.scopes.clone(),
+        audience: None,
+        resource: None,
+        callback_port: i.callback_port,
+        discovered: false,
+        assume_pkce_s256: false,
+        client: None,
+        metadata_url: None,
+        endpoints: None,
+    })
+}
+
+/// Whether an enterprise-managed auth still points at the same IdP grant.
+fn same_idp(auth: &Auth, idp: Option<&Idp>) -> bool {
+    match auth {
+        Auth::Enterprise(e) => match (&e.idp, idp) {
+            (Some(a), Some(b)) => Arc::ptr_eq(&a.grant, &b.grant),
+            (None, None) => true,
+            _ => false,
+        },
+        _ => true,
+    }
+}
+
+/// The (issuer, client id) whose credential an auth uses.
+fn client_of(auth: &Auth) -> Option<(String, String)> {
+    match auth {
+        Auth::OAuth(o) => Some((o.config.issuer.clone(), o.config.client_id.clone())),
+        Auth::ClientCredentials(c) => Some((c.config.issuer.clone(), c.config.client_id.clone())),
+        Auth::Enterprise(e) => Some((e.config.issuer.clone(), e.config.client_id.clone())),
+        Auth::None | Auth::Bearer(_) => None,
     }
 }

@@ -58,6 +58,10 @@ impl RequestBody for regent_proto::PutRegistry {
 impl RequestBody for regent_proto::AuthConfig {
     const LENIENT_INSIDE: bool = true;
 }
+impl RequestBody for regent_proto::PutMcp {}
+impl RequestBody for regent_proto::PutIdp {}
+impl RequestBody for regent_proto::IdTokenRequest {}
+impl RequestBody for regent_proto::ChallengeRequest {}
 
 /// Decodes a request body as the extractor does: JSON, strict (no unknown
 /// field, at any depth), errors in the contract's shape with quoted values redacted.

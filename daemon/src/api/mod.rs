@@ -9,6 +9,7 @@ pub use body::decode as decode_body;
 
 use crate::agent::Agent;
 use crate::error::ApiError;
+use crate::resource::Kind;
 use axum::extract::{RawQuery, State};
 use axum::http::{Method, StatusCode, Uri};
 use axum::routing::{get, post, put};
@@ -16,8 +17,9 @@ use axum::{Json, Router};
 use body::JsonBody;
 use path::Segment;
 use regent_proto::{
-    AuthConfig, Health, InvalidateRequest, Login, LoginRequest, LoginStatus, LogoutRequest,
-    LogoutResponse, PutRegistry, RegistryList, RegistryStatus, TokenRequest, TokenResponse,
+    AuthConfig, ChallengeAnswer, ChallengeRequest, Health, IdTokenRequest, IdpList,
+    InvalidateRequest, Login, LoginRequest, LoginStatus, LogoutRequest, LogoutResponse, McpList,
+    PutIdp, PutMcp, PutRegistry, RegistryList, RegistryStatus, TokenRequest, TokenResponse,
     API_VERSION, DEFAULT_MIN_VALID_SECS, MAX_LOGIN_WAIT_SECS,
 };
 use std::sync::Arc;
@@ -50,6 +52,12 @@ fn routes() -> Router<Arc<Agent>> {
         )
         .route("/v1/token", post(token))
         .route("/v1/token/invalidate", post(invalidate))
+        .route("/v1/mcp", get(mcp_list))
+        .route("/v1/mcp/{name}", put(put_mcp).delete(delete_mcp))
+        .route("/v1/idps", get(idp_list))
+        .route("/v1/idps/{name}", put(put_idp).delete(delete_idp))
+        .route("/v1/idps/{name}/id-token", post(id_token))
+        .route("/v1/challenge", post(challenge))
         .route("/v1/login", post(login_start))
         .route("/v1/login/{id}", get(login_get).delete(login_cancel))
         .route("/v1/logout", post(logout))
@@ -94,7 +102,11 @@ async fn health(State(agent): Shared) -> Json<Health> {
 
 async fn list(State(agent): Shared) -> Json<RegistryList> {
     Json(RegistryList {
-        registries: agent.all().iter().map(|r| agent.status(r)).collect(),
+        registries: agent
+            .all(Kind::Registry)
+            .iter()
+            .map(|r| agent.status(r))
+            .collect(),
     })
 }
 
@@ -104,12 +116,14 @@ async fn put_registry(
     JsonBody(body): JsonBody<PutRegistry>,
 ) -> ApiResult<Json<RegistryStatus>> {
     Ok(Json(
-        agent.put_registry(&name, Some(body.url), body.auth).await?,
+        agent
+            .put_registry(&name, Some(body.url), body.auth, body.discover)
+            .await?,
     ))
 }
 
 async fn delete_registry(State(agent): Shared, Segment(name): Segment) -> ApiResult<StatusCode> {
-    agent.remove_registry(&name).await?;
+    agent.remove(&name, Kind::Registry).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -118,12 +132,76 @@ async fn put_auth(
     Segment(name): Segment,
     JsonBody(auth): JsonBody<AuthConfig>,
 ) -> ApiResult<Json<RegistryStatus>> {
-    Ok(Json(agent.put_registry(&name, None, Some(auth)).await?))
+    Ok(Json(
+        agent.put_registry(&name, None, Some(auth), false).await?,
+    ))
 }
 
 async fn delete_auth(State(agent): Shared, Segment(name): Segment) -> ApiResult<StatusCode> {
-    agent.put_registry(&name, None, None).await?;
+    agent.put_registry(&name, None, None, false).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+async fn mcp_list(State(agent): Shared) -> Json<McpList> {
+    Json(McpList {
+        servers: agent
+            .all(Kind::Mcp)
+            .iter()
+            .map(|r| agent.status(r))
+            .collect(),
+    })
+}
+
+async fn put_mcp(
+    State(agent): Shared,
+    Segment(name): Segment,
+    JsonBody(body): JsonBody<PutMcp>,
+) -> ApiResult<Json<RegistryStatus>> {
+    Ok(Json(agent.put_mcp(&name, body).await?))
+}
+
+async fn delete_mcp(State(agent): Shared, Segment(name): Segment) -> ApiResult<StatusCode> {
+    agent.remove(&name, Kind::Mcp).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn idp_list(State(agent): Shared) -> Json<IdpList> {
+    Json(IdpList {
+        idps: agent
+            .all(Kind::Idp)
+            .iter()
+            .map(|r| agent.status(r))
+            .collect(),
+    })
+}
+
+async fn put_idp(
+    State(agent): Shared,
+    Segment(name): Segment,
+    JsonBody(body): JsonBody<PutIdp>,
+) -> ApiResult<Json<RegistryStatus>> {
+    Ok(Json(agent.put_idp(&name, body).await?))
+}
+
+async fn delete_idp(State(agent): Shared, Segment(name): Segment) -> ApiResult<StatusCode> {
+    agent.remove(&name, Kind::Idp).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn id_token(
+    State(agent): Shared,
+    Segment(name): Segment,
+    JsonBody(body): JsonBody<IdTokenRequest>,
+) -> ApiResult<StatusCode> {
+    agent.hand_over_id_token(&name, body.id_token).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn challenge(
+    State(agent): Shared,
+    JsonBody(body): JsonBody<ChallengeRequest>,
+) -> ApiResult<Json<ChallengeAnswer>> {
+    Ok(Json(agent.challenge(body).await?))
 }
 
 async fn token(

@@ -3,9 +3,13 @@
 //! enterprise IdP) is a new variant and a module of its own here.
 
 mod bearer;
+mod client_credentials;
+mod enterprise;
 mod oauth;
 
 pub use bearer::BearerFile;
+pub use client_credentials::ClientCredentials;
+pub use enterprise::{Enterprise, Idp};
 pub use oauth::OAuthSource;
 
 use crate::ctx::Ctx;
@@ -22,6 +26,10 @@ pub enum Auth {
     Bearer(BearerFile),
     /// OAuth: a user's login, shared through a grant.
     OAuth(OAuthSource),
+    /// OAuth client credentials: a machine's token.
+    ClientCredentials(ClientCredentials),
+    /// A token exchanged from the login at an enterprise IdP.
+    Enterprise(Enterprise),
 }
 
 /// Where a resource's auth stands, for status answers.
@@ -45,6 +53,8 @@ impl Auth {
             Auth::None => None,
             Auth::Bearer(b) => Some(AuthConfig::Bearer(b.config.clone())),
             Auth::OAuth(o) => Some(AuthConfig::Oauth(o.config.clone())),
+            Auth::ClientCredentials(c) => Some(AuthConfig::ClientCredentials(c.config.clone())),
+            Auth::Enterprise(e) => Some(AuthConfig::Enterprise(e.config.clone())),
         }
     }
 
@@ -66,6 +76,8 @@ impl Auth {
             Auth::None => return None,
             Auth::Bearer(b) => b.token(ctx).map(Arc::new),
             Auth::OAuth(o) => o.token(ctx, min_valid).await,
+            Auth::ClientCredentials(c) => c.token(ctx, min_valid).await,
+            Auth::Enterprise(e) => e.token(ctx, min_valid).await,
         })
     }
 
@@ -73,7 +85,9 @@ impl Auth {
     pub fn invalidate(&self, presented: &str) -> bool {
         match self {
             Auth::OAuth(o) => o.invalidate(presented),
-            _ => false,
+            Auth::ClientCredentials(c) => c.invalidate(presented),
+            Auth::Enterprise(e) => e.invalidate(presented),
+            Auth::None | Auth::Bearer(_) => false,
         }
     }
 
@@ -83,6 +97,8 @@ impl Auth {
             Auth::None => None,
             Auth::Bearer(b) => Some(b.state()),
             Auth::OAuth(o) => Some(o.state(ctx)),
+            Auth::ClientCredentials(c) => Some(c.state()),
+            Auth::Enterprise(e) => Some(e.state(ctx)),
         }
     }
 }

@@ -3,7 +3,7 @@
 use super::Standing;
 use crate::ctx::Ctx;
 use crate::grant::{Grant, Spec};
-use crate::oauth::Target;
+use crate::oauth::{Issuer, Pkce, ScopeRule, Target};
 use crate::token::{AccessToken, TokenError};
 use regent_proto::{AuthState, OAuthConfig};
 use std::sync::Arc;
@@ -23,9 +23,23 @@ impl OAuthSource {
     /// The grant a configuration names.
     pub fn spec(config: &OAuthConfig) -> Spec {
         Spec {
-            issuer: config.issuer.clone(),
+            issuer: Issuer {
+                issuer: config.issuer.clone(),
+                metadata_url: config.metadata_url.clone(),
+                endpoints: config.endpoints.clone(),
+                pkce: if config.assume_pkce_s256 {
+                    Pkce::Assumed
+                } else {
+                    Pkce::Required
+                },
+            },
             client_id: config.client_id.clone(),
             scopes: config.scopes.clone(),
+            rule: if config.discovered {
+                ScopeRule::Discovered
+            } else {
+                ScopeRule::Configured
+            },
         }
     }
 

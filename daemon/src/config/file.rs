@@ -4,7 +4,7 @@
 //! made meanwhile; a file that does not parse is never overwritten. Writes
 //! are atomic (temp file, fsync, rename, fsync of the directory), mode 0600.
 
-use super::{parse, Config, ConfigError, RegistryConfig};
+use super::{parse, Config, ConfigError, Section};
 use std::path::{Path, PathBuf};
 use toml_edit::{DocumentMut, InlineTable, Item, Table, TableLike, Value};
 
@@ -61,20 +61,26 @@ impl ConfigFile {
         Ok(true)
     }
 
-    /// Adds or replaces a registry, editing only what changed.
-    pub fn put_registry(&mut self, name: &str, rc: &RegistryConfig) -> Result<(), ConfigError> {
-        let new = toml_edit::ser::to_document(rc)
+    /// Adds or replaces an entry of a section, editing only what changed.
+    pub fn put(
+        &mut self,
+        section: Section,
+        name: &str,
+        value: &impl serde::Serialize,
+    ) -> Result<(), ConfigError> {
+        let new = toml_edit::ser::to_document(value)
             .map_err(|e| self.io("cannot serialize the config for", e))?;
         let mut doc = self.doc.clone();
+        let key = section.key();
         let registries = doc
-            .entry("registries")
+            .entry(key)
             .or_insert_with(|| {
                 let mut t = Table::new();
                 t.set_implicit(true);
                 Item::Table(t)
             })
             .as_table_like_mut()
-            .ok_or_else(|| self.invalid("`registries` is not a table"))?;
+            .ok_or_else(|| self.invalid(&format!("`{key}` is not a table")))?;
         match registries.get_mut(name) {
             Some(Item::Table(existing)) => merge(existing, new.as_table()),
             Some(Item::Value(Value::InlineTable(existing))) => {
@@ -87,11 +93,25 @@ impl ConfigFile {
         self.write(doc)
     }
 
-    /// Removes a registry. Returns whether it was there.
-    pub fn remove_registry(&mut self, name: &str) -> Result<bool, ConfigError> {
+    /// Sets a top-level key (`None` removes it).
+    pub fn set_top(&mut self, key: &str, value: Option<&str>) -> Result<(), ConfigError> {
+        let mut doc = self.doc.clone();
+        match value {
+            Some(v) => {
+                doc[key] = toml_edit::value(v);
+            }
+            None => {
+                doc.remove(key);
+            }
+        }
+        self.write(doc)
+    }
+
+    /// Removes an entry of a section. Returns whether it was there.
+    pub fn remove(&mut self, section: Section, name: &str) -> Result<bool, ConfigError> {
         let mut doc = self.doc.clone();
         let removed = doc
-            .get_mut("registries")
+            .get_mut(section.key())
             .and_then(Item::as_table_like_mut)
             .and_then(|t| t.remove(name))
             .is_some();
@@ -248,6 +268,7 @@ fn same(a: &Value, b: &Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::RegistryConfig;
     use regent_proto::{AuthConfig, BearerConfig, OAuthConfig};
 
     fn oauth(scopes: &[&str]) -> RegistryConfig {
@@ -260,6 +281,11 @@ mod tests {
                 audience: None,
                 resource: None,
                 callback_port: None,
+                discovered: false,
+                assume_pkce_s256: false,
+                client: None,
+                metadata_url: None,
+                endpoints: None,
             })),
         }
     }
@@ -269,14 +295,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/config.toml");
         let mut f = ConfigFile::open(&path).unwrap();
-        f.put_registry("corp", &oauth(&["openid"])).unwrap();
+        f.put(Section::Registries, "corp", &oauth(&["openid"]))
+            .unwrap();
         let bearer = RegistryConfig {
             url: "https://ci.example".into(),
             auth: Some(AuthConfig::Bearer(BearerConfig {
                 token_file: "/t".into(),
             })),
         };
-        f.put_registry("ci", &bearer).unwrap();
+        f.put(Section::Registries, "ci", &bearer).unwrap();
         let again = ConfigFile::open(&path).unwrap();
         assert_eq!(again.config(), f.config());
         assert_eq!(again.config().registries["ci"], bearer);
@@ -296,7 +323,7 @@ mod tests {
         std::fs::write(&path, hand).unwrap();
         let mut f = ConfigFile::open(&path).unwrap();
         // A change to alpha keeps zeta's comments, the order, and alpha's inline form.
-        f.put_registry("alpha", &oauth(&["openid", "profile"]))
+        f.put(Section::Registries, "alpha", &oauth(&["openid", "profile"]))
             .unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.starts_with("# my registries\n"), "{text}");
@@ -322,7 +349,7 @@ mod tests {
         assert!(f.refresh().unwrap());
         assert!(f.config().registries.contains_key("hand"));
         assert!(!f.refresh().unwrap(), "nothing changed since");
-        f.remove_registry("zeta").unwrap();
+        f.remove(Section::Registries, "zeta").unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains("# added by hand"), "{text}");
         assert!(text.contains("[registries.hand]"), "{text}");
@@ -334,7 +361,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.toml");
         let mut f = ConfigFile::open(&path).unwrap();
-        f.put_registry("corp", &oauth(&[])).unwrap();
+        f.put(Section::Registries, "corp", &oauth(&[])).unwrap();
         let broken = "[registries.corp]\nurl = https://r\n";
         std::fs::write(&path, broken).unwrap();
         let e = f.refresh().unwrap_err().to_string();

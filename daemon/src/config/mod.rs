@@ -1,6 +1,6 @@
-//! The agent's configuration: registries and their auth, no secrets. The
-//! types and their validation are here; the file, which people edit too, is
-//! [`file::ConfigFile`].
+//! The agent's configuration: registries, MCP servers and enterprise IdPs,
+//! with their auth, and no secrets. The types and their validation are
+//! here; the file, which people edit too, is [`file::ConfigFile`].
 
 pub mod file;
 
@@ -15,20 +15,83 @@ use std::path::PathBuf;
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// regent's client ID metadata document (its URL is its client id where
+    /// an AS supports those); `regentd --client-metadata-url` overrides it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_metadata_url: Option<String>,
     /// Registries by name.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub registries: BTreeMap<String, RegistryConfig>,
+    /// Remote MCP servers by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub mcp: BTreeMap<String, RegistryConfig>,
+    /// Enterprise IdPs (cross-app access) by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub idps: BTreeMap<String, IdpConfig>,
 }
 
-/// One registry.
+/// The three sections, as the file names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Section {
+    /// `[registries.NAME]`.
+    Registries,
+    /// `[mcp.NAME]`.
+    Mcp,
+    /// `[idps.NAME]`.
+    Idps,
+}
+
+impl Section {
+    /// The table's name in the file.
+    pub fn key(self) -> &'static str {
+        match self {
+            Section::Registries => "registries",
+            Section::Mcp => "mcp",
+            Section::Idps => "idps",
+        }
+    }
+}
+
+impl Config {
+    /// The section holding `name`, if any (names are unique across sections).
+    pub fn section_of(&self, name: &str) -> Option<Section> {
+        if self.registries.contains_key(name) {
+            Some(Section::Registries)
+        } else if self.mcp.contains_key(name) {
+            Some(Section::Mcp)
+        } else if self.idps.contains_key(name) {
+            Some(Section::Idps)
+        } else {
+            None
+        }
+    }
+}
+
+/// One registry or MCP server.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RegistryConfig {
-    /// Base URL of the registry API.
+    /// Base URL of the registry API, or the MCP server's endpoint.
     pub url: String,
     /// How to authenticate, if at all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<AuthConfig>,
+}
+
+/// An enterprise IdP: one login there reaches every MCP server that trusts it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct IdpConfig {
+    /// Its issuer.
+    pub issuer: String,
+    /// regent's client id there.
+    pub client_id: String,
+    /// Scopes of the login (default `openid`, plus `offline_access` where offered).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+    /// A fixed loopback port for the browser login.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_port: Option<u16>,
 }
 
 /// Why the config could not be read or written.
@@ -70,9 +133,31 @@ pub fn parse(text: &str) -> Result<Config, String> {
             .to_string();
         format!("{}{msg}", place.unwrap_or_default())
     })?;
-    for (name, rc) in &config.registries {
-        crate::resource::validate_name(name).map_err(|e| format!("registry {name:?}: {e}"))?;
-        crate::resource::validate_url(&rc.url).map_err(|e| format!("registry {name:?}: {e}"))?;
+    let mut seen = std::collections::BTreeSet::new();
+    let urls = config
+        .registries
+        .iter()
+        .map(|(n, rc)| ("registry", n, rc.url.as_str()))
+        .chain(
+            config
+                .mcp
+                .iter()
+                .map(|(n, rc)| ("MCP server", n, rc.url.as_str())),
+        )
+        .chain(
+            config
+                .idps
+                .iter()
+                .map(|(n, i)| ("IdP", n, i.issuer.as_str())),
+        );
+    for (kind, name, url) in urls {
+        crate::resource::validate_name(name).map_err(|e| format!("{kind} {name:?}: {e}"))?;
+        crate::resource::validate_url(url).map_err(|e| format!("{kind} {name:?}: {e}"))?;
+        if !seen.insert(name.clone()) {
+            return Err(format!(
+                "{kind} {name:?}: the name is used twice; names are unique across registries, MCP servers and IdPs"
+            ));
+        }
     }
     // Unknown keys inside `auth` (shared with answers, so lenient by type).
     let raw: toml::Value = toml::from_str(text).map_err(|e| e.message().to_string())?;

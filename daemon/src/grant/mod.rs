@@ -13,31 +13,41 @@
 pub mod stored;
 
 use crate::ctx::Ctx;
-use crate::oauth::{self, OAuthError, Target, Tokens};
+use crate::oauth::{self, ClientAuth, Issuer, OAuthError, ScopeRule, Target, Tokens};
 use crate::store::keys;
 use crate::token::{AccessToken, Cell, TokenError, Want};
 use futures::FutureExt;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use stored::{Owner, Saved};
 
-/// What identifies a grant: the issuer, the client and the configured scopes.
+/// What identifies a grant: the issuer, the client and the configured
+/// scopes; and how to reach the issuer and choose the login's scopes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Spec {
-    /// The issuer.
-    pub issuer: String,
+    /// The issuer, and where its metadata is.
+    pub issuer: Issuer,
     /// The client id at the issuer.
     pub client_id: String,
-    /// The configured scopes (empty: the defaults).
+    /// The configured scopes (empty: the defaults of `rule`).
     pub scopes: Vec<String>,
+    /// How the login's scopes are chosen.
+    pub rule: ScopeRule,
 }
 
 impl Spec {
     /// The store key (contract).
     pub fn key(&self) -> String {
-        keys::grant(&self.issuer, &self.client_id, &self.scopes)
+        keys::grant(&self.issuer.issuer, &self.client_id, &self.scopes)
+    }
+
+    /// The client as it authenticates at the issuer.
+    pub async fn client(&self, ctx: &Ctx) -> ClientAuth {
+        ctx.clients
+            .auth(&ctx.store, &self.issuer.issuer, &self.client_id)
+            .await
     }
 }
 
@@ -55,6 +65,7 @@ struct State {
     refresh_token: Option<SecretString>,
     scope: Option<String>,
     account: Option<String>,
+    id_token: Option<SecretString>,
     /// A login happened and was not ended (tells `expired` from `auth_required`).
     logged_in: bool,
     /// Whether the last write reached a persistent store.
@@ -112,7 +123,7 @@ impl Grant {
 
     fn owner(&self) -> Owner<'_> {
         Owner {
-            issuer: &self.spec.issuer,
+            issuer: &self.spec.issuer.issuer,
             client_id: &self.spec.client_id,
             scopes: &self.spec.scopes,
         }
@@ -208,6 +219,7 @@ impl Grant {
         st.refresh_token = saved.refresh_token;
         st.scope = saved.scope;
         st.account = saved.account;
+        st.id_token = saved.id_token;
         st.logged_in = true;
         st.persisted = persisted;
         for cell in st.cells.values() {
@@ -230,6 +242,7 @@ impl Grant {
         st.refresh_token = None;
         st.scope = None;
         st.account = None;
+        st.id_token = None;
         st.logged_in = false;
         for cell in st.cells.values() {
             cell.reset(st.epoch, None);
@@ -250,6 +263,7 @@ impl Grant {
             refresh_token: st.refresh_token.clone(),
             scope: st.scope.clone(),
             account: st.account.clone(),
+            id_token: st.id_token.clone(),
             tokens,
         }
     }
@@ -305,8 +319,9 @@ impl Grant {
             .get(&ctx.idp, &self.spec.issuer)
             .await
             .map_err(from_oauth)?;
+        let client = self.spec.client(&ctx).await;
         let started = Instant::now();
-        match oauth::grant::refresh(&ctx.idp, &self.spec.client_id, &meta, &rt, &target).await {
+        match oauth::grant::refresh(&ctx.idp, &client, &meta, &rt, &target).await {
             Ok(tokens) => {
                 // The instant the IdP's rotation reached us; "stored" below is the other
                 // end of the one window a kill -9 can lose a rotated refresh token in.
@@ -322,6 +337,9 @@ impl Grant {
                     }
                     if tokens.account.is_some() {
                         st.account = tokens.account;
+                    }
+                    if tokens.id_token.is_some() {
+                        st.id_token = tokens.id_token;
                     }
                     stored::to_json(&self.owner(), &self.saved(&st, Some((&target, &token))))
                 };
@@ -367,6 +385,7 @@ impl Grant {
             refresh_token: tokens.refresh_token,
             scope: tokens.scope,
             account: tokens.account,
+            id_token: tokens.id_token,
             tokens: BTreeMap::new(),
         };
         saved.tokens.insert(target.clone(), token);
@@ -425,6 +444,65 @@ impl Grant {
             persisted: st.persisted,
             account: st.account.clone(),
         }
+    }
+
+    /// The scopes the current login was granted (or asked for, where the IdP
+    /// did not say), space separated.
+    pub fn granted_scope(&self) -> Option<String> {
+        self.state().scope.clone()
+    }
+
+    /// An ID token valid for `min_valid` (an enterprise IdP's login, to be
+    /// exchanged): the one held, else one from a refresh.
+    pub async fn id_token(
+        self: &Arc<Self>,
+        ctx: &Arc<Ctx>,
+        min_valid: Duration,
+    ) -> Result<SecretString, TokenError> {
+        let fresh = |t: &SecretString| {
+            crate::oauth::grant::jwt_expiry(t.expose_secret())
+                .is_none_or(|exp| exp > ctx.clock.now() + min_valid)
+        };
+        let (held, can_refresh) = {
+            let st = self.state();
+            (st.id_token.clone(), st.refresh_token.is_some())
+        };
+        match held {
+            Some(t) if fresh(&t) => return Ok(t),
+            _ if !can_refresh => {
+                return Err(TokenError::AuthRequired(
+                    "no valid ID token is held (log in at the IdP, or hand one over with --id-token-file)".into(),
+                ))
+            }
+            _ => {}
+        }
+        // A refresh of the IdP grant brings a new ID token (OIDC Core §12.2).
+        let cell = self.cell(&Target::default());
+        let epoch = self.state().epoch;
+        cell.reset(epoch, None);
+        self.token(ctx, &Target::default(), Duration::ZERO).await?;
+        match self.state().id_token.clone() {
+            Some(t) if fresh(&t) => Ok(t),
+            _ => Err(TokenError::AuthRequired(
+                "the IdP's refresh brought no new ID token; log in at the IdP again".into(),
+            )),
+        }
+    }
+
+    /// Takes an ID token the user already has as this grant's login.
+    pub async fn install_id_token(&self, ctx: &Ctx, id_token: SecretString) -> bool {
+        let _order = self.order.lock().await;
+        let saved = Saved {
+            account: crate::oauth::grant::account_from_id_token(id_token.expose_secret()),
+            id_token: Some(id_token),
+            ..Saved::default()
+        };
+        let persisted = ctx
+            .store
+            .save(&self.key, stored::to_json(&self.owner(), &saved))
+            .await;
+        self.install(saved, persisted);
+        persisted
     }
 
     /// Drops `target`'s access token if it is `presented`.

@@ -17,6 +17,8 @@ pub struct Saved {
     pub scope: Option<String>,
     /// Who logged in, for display.
     pub account: Option<String>,
+    /// The ID token (an enterprise IdP's login).
+    pub id_token: Option<SecretString>,
     /// The access tokens minted from it, per target.
     pub tokens: BTreeMap<Target, AccessToken>,
 }
@@ -34,6 +36,8 @@ struct V2 {
     scope: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     account: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    id_token: Option<String>,
     #[serde(default)]
     tokens: BTreeMap<String, Stored>,
 }
@@ -91,6 +95,10 @@ pub fn to_json(owner: &Owner<'_>, saved: &Saved) -> SecretString {
             .map(|t| t.expose_secret().to_string()),
         scope: saved.scope.clone(),
         account: saved.account.clone(),
+        id_token: saved
+            .id_token
+            .as_ref()
+            .map(|t| t.expose_secret().to_string()),
         tokens: saved
             .tokens
             .iter()
@@ -125,6 +133,7 @@ pub fn from_json(json: &SecretString) -> Result<Saved, String> {
         refresh_token: v.refresh_token.map(SecretString::from),
         scope: v.scope,
         account: v.account,
+        id_token: v.id_token.map(SecretString::from),
         tokens: v
             .tokens
             .into_iter()
@@ -162,6 +171,7 @@ pub fn from_v1_json(json: &SecretString, target: &Target) -> Result<Saved, Strin
         refresh_token: v.refresh_token.map(SecretString::from),
         scope: v.scope,
         account: v.account,
+        id_token: None,
         tokens,
     })
 }
@@ -180,6 +190,7 @@ mod tests {
             refresh_token: Some(SecretString::from("rt")),
             scope: Some("openid".into()),
             account: Some("alice".into()),
+            id_token: None,
             tokens: BTreeMap::new(),
         };
         saved.tokens.insert(

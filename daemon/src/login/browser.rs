@@ -39,10 +39,11 @@ pub async fn prepare(
         })?
         .port();
     let auth = code::authorize(
-        &flow.client_id,
+        &flow.client,
         &flow.meta,
         &flow.scopes,
         &flow.target,
+        &flow.also,
         port,
     )?;
     let login = Login {
@@ -244,7 +245,7 @@ async fn outcome(cb: &Callback, query: &str, verifier: PkceCodeVerifier) -> Resu
     let flow = &cb.flow;
     code::exchange(
         &flow.ctx.idp,
-        &flow.client_id,
+        &flow.client,
         meta,
         &flow.target,
         code,

@@ -14,7 +14,7 @@ const MAX_WAIT: Duration = Duration::from_secs(30 * 60);
 pub async fn prepare(flow: Flow) -> Result<Prepared, LoginError> {
     let auth = device::start(
         &flow.ctx.idp,
-        &flow.client_id,
+        &flow.client,
         &flow.meta,
         &flow.scopes,
         &flow.target,
@@ -41,7 +41,7 @@ pub async fn prepare(flow: Flow) -> Result<Prepared, LoginError> {
             async move {
                 device::wait(
                     &flow.ctx.idp,
-                    &flow.client_id,
+                    &flow.client,
                     &flow.meta,
                     &flow.target,
                     &auth,

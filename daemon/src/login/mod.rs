@@ -55,6 +55,10 @@ pub struct Subject {
     pub grant: Arc<Grant>,
     /// The target whose access token the login brings.
     pub target: Target,
+    /// The targets of the other resources sharing the grant: named in the
+    /// authorization request too (RFC 8707 §2.1), so that the one login can
+    /// mint a token for each of them.
+    pub also: Vec<Target>,
     /// A fixed loopback port for the browser flow.
     pub callback_port: Option<u16>,
     /// Asked, in order with refreshes and logouts, before the tokens are
@@ -239,13 +243,14 @@ pub async fn start(
     let id = random_id();
     // A newer login replaces a pending one; cancel it first so a fixed callback port is free.
     logins.cancel_resource(&subject.resource, "replaced by a newer login");
-    let scopes = crate::oauth::requested_scopes(&spec.scopes, &meta);
+    let scopes = crate::oauth::requested_scopes(&spec.scopes, &meta, spec.rule);
     let how = Flow {
         ctx: ctx.clone(),
-        client_id: spec.client_id.clone(),
+        client: spec.client(ctx).await,
         meta,
         scopes,
         target: subject.target.clone(),
+        also: subject.also.clone(),
     };
     let started = match flow {
         LoginFlow::Device => device::prepare(how).await?,
@@ -301,10 +306,11 @@ pub async fn start(
 /// What a flow needs to talk to the IdP.
 pub struct Flow {
     ctx: Arc<Ctx>,
-    client_id: String,
+    client: crate::oauth::ClientAuth,
     meta: Arc<crate::oauth::Metadata>,
     scopes: Vec<String>,
     target: Target,
+    also: Vec<Target>,
 }
 
 /// How a login flow ended without tokens.

@@ -4,7 +4,7 @@
 
 use super::grant::{classify, client, Tokens};
 use super::http::IdpClient;
-use super::{Metadata, OAuthError, Target};
+use super::{ClientAuth, Metadata, OAuthError, Target};
 use oauth2::{
     AuthorizationCode, CsrfToken, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope,
 };
@@ -23,13 +23,14 @@ pub struct Authorization {
 
 /// Builds the authorization request for a loopback redirect on `port`.
 pub fn authorize(
-    client_id: &str,
+    auth: &ClientAuth,
     meta: &Metadata,
     scopes: &[String],
     target: &Target,
+    also: &[Target],
     port: u16,
 ) -> Result<Authorization, OAuthError> {
-    let client = client(client_id, meta)?;
+    let client = client(auth, meta)?;
     let redirect = RedirectUrl::new(format!("http://127.0.0.1:{port}/callback"))
         .map_err(|e| OAuthError::Config(format!("redirect URI: {e}")))?;
     // S256 always: there is no code path that sends `plain`.
@@ -55,6 +56,14 @@ pub fn authorize(
     for (k, v) in target.params() {
         req = req.add_extra_param(k, v);
     }
+    // The other resources of the grant, so one login can mint a token for each.
+    let mut named: Vec<&str> = target.resource.as_deref().into_iter().collect();
+    for r in also.iter().filter_map(|t| t.resource.as_deref()) {
+        if !named.contains(&r) {
+            named.push(r);
+            req = req.add_extra_param("resource", r.to_string());
+        }
+    }
     let (url, state) = req.url();
     Ok(Authorization {
         url: url.to_string(),
@@ -67,14 +76,14 @@ pub fn authorize(
 /// Exchanges the authorization code for tokens.
 pub async fn exchange(
     http: &IdpClient,
-    client_id: &str,
+    auth: &ClientAuth,
     meta: &Metadata,
     target: &Target,
     code: String,
     verifier: PkceCodeVerifier,
     redirect: &RedirectUrl,
 ) -> Result<Tokens, OAuthError> {
-    let client = client(client_id, meta)?;
+    let client = client(auth, meta)?;
     let mut req = client
         .exchange_code(AuthorizationCode::new(code))
         .set_pkce_verifier(verifier)

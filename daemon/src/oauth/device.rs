@@ -3,7 +3,7 @@
 
 use super::grant::{classify, client, Tokens};
 use super::http::IdpClient;
-use super::{Metadata, OAuthError, Target};
+use super::{ClientAuth, Metadata, OAuthError, Target};
 use oauth2::{
     DeviceCodeErrorResponseType, RequestTokenError, Scope, StandardDeviceAuthorizationResponse,
 };
@@ -15,12 +15,12 @@ pub type DeviceAuthorization = StandardDeviceAuthorizationResponse;
 /// Asks the IdP for a device code and a user code.
 pub async fn start(
     http: &IdpClient,
-    client_id: &str,
+    auth: &ClientAuth,
     meta: &Metadata,
     scopes: &[String],
     target: &Target,
 ) -> Result<DeviceAuthorization, OAuthError> {
-    let client = client(client_id, meta)?;
+    let client = client(auth, meta)?;
     let mut req = client.exchange_device_code().map_err(|_| {
         OAuthError::Config(format!(
             "the IdP {} offers no device authorization endpoint; use the browser login",
@@ -48,15 +48,15 @@ pub enum DeviceEnd {
 /// Polls the token endpoint until the user approves, refuses, or `timeout` passes.
 pub async fn wait(
     http: &IdpClient,
-    client_id: &str,
+    auth: &ClientAuth,
     meta: &Metadata,
     target: &Target,
-    auth: &DeviceAuthorization,
+    device: &DeviceAuthorization,
     timeout: Duration,
 ) -> Result<Tokens, DeviceEnd> {
-    let client = client(client_id, meta).map_err(|e| DeviceEnd::Failed(e.to_string()))?;
+    let client = client(auth, meta).map_err(|e| DeviceEnd::Failed(e.to_string()))?;
     let mut req = client
-        .exchange_device_access_token(auth)
+        .exchange_device_access_token(device)
         .set_max_backoff_interval(Duration::from_secs(60));
     for (k, v) in target.params() {
         req = req.add_extra_param(k, v);

@@ -4,6 +4,7 @@
 
 use super::http::IdpClient;
 use super::OAuthError;
+use regent_proto::Endpoints;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -35,6 +36,51 @@ pub struct Metadata {
     /// RFC 9207: the authorization response then must carry `iss`.
     #[serde(default)]
     pub authorization_response_iss_parameter_supported: bool,
+    /// Dynamic client registration (RFC 7591).
+    #[serde(default)]
+    pub registration_endpoint: Option<String>,
+    /// How clients may authenticate at the token endpoint (RFC 8414 default: basic).
+    #[serde(default)]
+    pub token_endpoint_auth_methods_supported: Option<Vec<String>>,
+    /// Client ID metadata documents (an https URL as the client id).
+    #[serde(default)]
+    pub client_id_metadata_document_supported: bool,
+}
+
+/// How to find an authorization server's metadata, and what it must offer.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Issuer {
+    /// The issuer identifier.
+    pub issuer: String,
+    /// Fetch exactly this document (found by discovery at a non-standard place).
+    pub metadata_url: Option<String>,
+    /// No metadata at all: these endpoints (an MCP 2025-03-26 server's defaults).
+    pub endpoints: Option<Endpoints>,
+    /// What is required of PKCE.
+    pub pkce: Pkce,
+}
+
+/// What the metadata must say about PKCE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Pkce {
+    /// `S256` must be listed (an authorization code flow runs there).
+    Required,
+    /// Assumed though not listed (`--assume-pkce-s256`; Entra ID); S256 is used.
+    Assumed,
+    /// No authorization code flow runs there (client credentials, token exchange).
+    NotNeeded,
+}
+
+impl Issuer {
+    /// An issuer found at its well-known URLs, for code flows.
+    pub fn plain(issuer: &str) -> Issuer {
+        Issuer {
+            issuer: issuer.to_string(),
+            metadata_url: None,
+            endpoints: None,
+            pkce: Pkce::Required,
+        }
+    }
 }
 
 /// Why discovery failed.
@@ -101,12 +147,12 @@ impl Issuers {
     /// The issuer's metadata. The configuration was validated when it was
     /// set, so a document that is now missing or broken is an outage (retried
     /// on the next need), not a logout.
-    pub async fn get(&self, idp: &IdpClient, issuer: &str) -> Result<Arc<Metadata>, OAuthError> {
+    pub async fn get(&self, idp: &IdpClient, issuer: &Issuer) -> Result<Arc<Metadata>, OAuthError> {
         if let Some(m) = self
             .known
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(issuer)
+            .get(&issuer.issuer)
         {
             return Ok(m.clone());
         }
@@ -130,7 +176,19 @@ impl Issuers {
 /// Fetches and validates the issuer's metadata. Where the first document
 /// found names no revocation endpoint, the other documents of the same
 /// issuer are asked for one (some servers publish it in one only).
-pub async fn discover(http: &IdpClient, issuer: &str) -> Result<Metadata, DiscoveryError> {
+pub async fn discover(http: &IdpClient, issuer: &Issuer) -> Result<Metadata, DiscoveryError> {
+    let pkce = issuer.pkce;
+    if let Some(e) = &issuer.endpoints {
+        return Ok(Metadata::defaults(&issuer.issuer, e));
+    }
+    if let Some(url) = &issuer.metadata_url {
+        let meta = fetch(http, url)
+            .await?
+            .ok_or_else(|| DiscoveryError::Invalid(format!("no metadata document at {url}")))?;
+        validate(&meta, &issuer.issuer, url, pkce)?;
+        return Ok(meta);
+    }
+    let issuer = issuer.issuer.as_str();
     let issuer_url = check_secure_url("issuer", issuer).map_err(DiscoveryError::Invalid)?;
     if issuer_url.query().is_some() || issuer_url.fragment().is_some() {
         return Err(DiscoveryError::Invalid(format!(
@@ -161,7 +219,7 @@ pub async fn discover(http: &IdpClient, issuer: &str) -> Result<Metadata, Discov
                 continue;
             }
         };
-        validate(&meta, issuer, url)?;
+        validate(&meta, issuer, url, pkce)?;
         if meta.revocation_endpoint.is_none() {
             meta.revocation_endpoint =
                 revocation_elsewhere(http, issuer, &candidates[n + 1..]).await;
@@ -199,7 +257,53 @@ async fn revocation_elsewhere(http: &IdpClient, issuer: &str, urls: &[String]) -
     None
 }
 
-fn validate(meta: &Metadata, issuer: &str, url: &str) -> Result<(), DiscoveryError> {
+/// One metadata document: `Ok(None)` when there is none at `url` (any 4xx,
+/// or not a metadata document), an error when the server is not there.
+pub async fn fetch(http: &IdpClient, url: &str) -> Result<Option<Metadata>, DiscoveryError> {
+    let resp = http
+        .get_json(url)
+        .await
+        .map_err(|e| DiscoveryError::Unreachable(format!("cannot reach the IdP at {url}: {e}")))?;
+    let status = resp.status();
+    if status.is_server_error() {
+        return Err(DiscoveryError::Unreachable(format!(
+            "the IdP answered HTTP {} at {url}",
+            status.as_u16()
+        )));
+    }
+    if !status.is_success() {
+        return Ok(None);
+    }
+    Ok(serde_json::from_slice(resp.body()).ok())
+}
+
+impl Metadata {
+    /// The metadata of an AS that publishes none: its default endpoints.
+    pub fn defaults(issuer: &str, e: &Endpoints) -> Metadata {
+        Metadata {
+            issuer: issuer.to_string(),
+            authorization_endpoint: Some(e.authorization.clone()),
+            token_endpoint: e.token.clone(),
+            device_authorization_endpoint: None,
+            revocation_endpoint: None,
+            // S256 is what regent sends; with no metadata there is nothing to check it against.
+            code_challenge_methods_supported: vec!["S256".into()],
+            scopes_supported: None,
+            authorization_response_iss_parameter_supported: false,
+            registration_endpoint: None,
+            token_endpoint_auth_methods_supported: None,
+            client_id_metadata_document_supported: false,
+        }
+    }
+}
+
+/// Checks a metadata document against the issuer it was fetched for.
+pub fn validate(
+    meta: &Metadata,
+    issuer: &str,
+    url: &str,
+    pkce: Pkce,
+) -> Result<(), DiscoveryError> {
     let invalid = |m: String| Err(DiscoveryError::Invalid(m));
     if meta.issuer != issuer {
         return invalid(format!(
@@ -208,14 +312,16 @@ fn validate(meta: &Metadata, issuer: &str, url: &str) -> Result<(), DiscoveryErr
             meta.issuer
         ));
     }
-    if !meta
-        .code_challenge_methods_supported
-        .iter()
-        .any(|m| m == "S256")
+    if pkce == Pkce::Required
+        && !meta
+            .code_challenge_methods_supported
+            .iter()
+            .any(|m| m == "S256")
     {
         return invalid(format!(
             "the IdP does not advertise PKCE S256 (code_challenge_methods_supported: {:?}); \
-             regent requires it",
+             regent requires it. If it supports S256 without saying so (Microsoft Entra ID \
+             does), add --assume-pkce-s256",
             meta.code_challenge_methods_supported
         ));
     }
@@ -230,6 +336,7 @@ fn validate(meta: &Metadata, issuer: &str, url: &str) -> Result<(), DiscoveryErr
             meta.device_authorization_endpoint.as_ref(),
         ),
         ("revocation_endpoint", meta.revocation_endpoint.as_ref()),
+        ("registration_endpoint", meta.registration_endpoint.as_ref()),
     ];
     for (name, value) in endpoints {
         if let Some(v) = value {
@@ -282,14 +389,14 @@ mod tests {
             "code_challenge_methods_supported": ["S256"]
         }))
         .unwrap();
-        let e = validate(&m, "https://idp.example", "u")
+        let e = validate(&m, "https://idp.example", "u", Pkce::Required)
             .unwrap_err()
             .to_string();
         assert!(e.contains("must match exactly"), "{e}");
         m.issuer = "https://idp.example".into();
-        assert!(validate(&m, "https://idp.example", "u").is_ok());
+        assert!(validate(&m, "https://idp.example", "u", Pkce::Required).is_ok());
         m.code_challenge_methods_supported = vec!["plain".into()];
-        let e = validate(&m, "https://idp.example", "u")
+        let e = validate(&m, "https://idp.example", "u", Pkce::Required)
             .unwrap_err()
             .to_string();
         assert!(e.contains("S256"), "{e}");

@@ -2,16 +2,17 @@
 //! refresh grant, and the classification of its answers.
 
 use super::http::{HttpError, IdpClient};
-use super::{Metadata, OAuthError, Target};
+use super::{ClientAuth, Metadata, OAuthError, Target};
 use oauth2::basic::{
     BasicErrorResponse, BasicErrorResponseType, BasicRevocationErrorResponse,
     BasicTokenIntrospectionResponse, BasicTokenType,
 };
 use oauth2::{
-    AuthType, AuthUrl, Client, ClientId, DeviceAuthorizationUrl, EndpointMaybeSet, EndpointNotSet,
-    EndpointSet, ErrorResponse, ExtraTokenFields, RefreshToken, RequestTokenError,
+    AuthType, AuthUrl, Client, ClientId, ClientSecret, DeviceAuthorizationUrl, EndpointMaybeSet,
+    EndpointNotSet, EndpointSet, ErrorResponse, ExtraTokenFields, RefreshToken, RequestTokenError,
     StandardRevocableToken, StandardTokenResponse, TokenResponse, TokenUrl,
 };
+use regent_proto::TokenAuthMethod;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
@@ -63,6 +64,8 @@ pub struct Tokens {
     pub scope: Option<String>,
     /// Who logged in, from the ID token (for display only).
     pub account: Option<String>,
+    /// The ID token itself (an enterprise IdP's login is exchanged with it).
+    pub id_token: Option<SecretString>,
 }
 
 impl From<TokenAnswer> for Tokens {
@@ -81,14 +84,20 @@ impl From<TokenAnswer> for Tokens {
                 .id_token
                 .as_deref()
                 .and_then(account_from_id_token),
+            id_token: answer
+                .extra_fields()
+                .id_token
+                .clone()
+                .map(SecretString::from),
         }
     }
 }
 
-/// Builds the public client (no secret; client_id in the request body).
-pub fn client(client_id: &str, meta: &Metadata) -> Result<PublicClient, OAuthError> {
+/// Builds the client: its id in the request body for a public client; its
+/// secret in a Basic header or in the body for a confidential one.
+pub fn client(auth: &ClientAuth, meta: &Metadata) -> Result<PublicClient, OAuthError> {
     let bad = |what: &str, e: url::ParseError| OAuthError::Config(format!("{what}: {e}"));
-    let auth = meta
+    let authorize = meta
         .authorization_endpoint
         .clone()
         .map(AuthUrl::new)
@@ -101,23 +110,42 @@ pub fn client(client_id: &str, meta: &Metadata) -> Result<PublicClient, OAuthErr
         .transpose()
         .map_err(|e| bad("device_authorization_endpoint", e))?;
     let token = TokenUrl::new(meta.token_endpoint.clone()).map_err(|e| bad("token_endpoint", e))?;
-    Ok(Client::new(ClientId::new(client_id.to_string()))
+    let mut c = Client::new(ClientId::new(auth.id.clone()))
         .set_auth_type(AuthType::RequestBody)
-        .set_auth_uri_option(auth)
+        .set_auth_uri_option(authorize)
         .set_device_authorization_url_option(device)
-        .set_token_uri(token))
+        .set_token_uri(token);
+    match (auth.method, &auth.secret) {
+        (TokenAuthMethod::None, _) => {}
+        (TokenAuthMethod::ClientSecretBasic, Some(secret)) => {
+            c = c
+                .set_client_secret(ClientSecret::new(secret.expose_secret().to_string()))
+                .set_auth_type(AuthType::BasicAuth);
+        }
+        (TokenAuthMethod::ClientSecretPost, Some(secret)) => {
+            c = c.set_client_secret(ClientSecret::new(secret.expose_secret().to_string()));
+        }
+        (method, _) => {
+            return Err(OAuthError::Config(format!(
+                "client {} authenticates with {method:?}, which a user login cannot use here \
+                 (or its secret is not stored)",
+                auth.id
+            )))
+        }
+    }
+    Ok(c)
 }
 
 /// Runs the refresh grant for `target`.
 pub async fn refresh(
     http: &IdpClient,
-    client_id: &str,
+    auth: &ClientAuth,
     meta: &Metadata,
     refresh_token: &SecretString,
     target: &Target,
 ) -> Result<Tokens, OAuthError> {
     let rt = RefreshToken::new(refresh_token.expose_secret().to_string());
-    let client = client(client_id, meta)?;
+    let client = client(auth, meta)?;
     let mut req = client.exchange_refresh_token(&rt);
     for (k, v) in target.params() {
         req = req.add_extra_param(k, v);
@@ -126,17 +154,28 @@ pub async fn refresh(
     Ok(answer.into())
 }
 
-/// The account an ID token names, for display only: `preferred_username`,
-/// else `email`, else `sub`. The token came straight from the token endpoint
-/// over the agent's own connection, which OIDC Core §3.1.3.7 accepts in place
-/// of a signature check; nothing is authorised on this value.
-fn account_from_id_token(jwt: &str) -> Option<String> {
+/// When a JWT expires (its `exp`), read without checking the signature:
+/// only to know when to get a new one.
+pub fn jwt_expiry(jwt: &str) -> Option<time::OffsetDateTime> {
+    let claims = jwt_claims(jwt)?;
+    time::OffsetDateTime::from_unix_timestamp(claims.get("exp")?.as_i64()?).ok()
+}
+
+fn jwt_claims(jwt: &str) -> Option<serde_json::Value> {
     use base64::Engine;
     let payload = jwt.split('.').nth(1)?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(payload.trim_end_matches('='))
         .ok()?;
-    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// The account an ID token names, for display only: `preferred_username`,
+/// else `email`, else `sub`. The token came straight from the token endpoint
+/// over the agent's own connection, which OIDC Core §3.1.3.7 accepts in place
+/// of a signature check; nothing is authorised on this value.
+pub fn account_from_id_token(jwt: &str) -> Option<String> {
+    let claims = jwt_claims(jwt)?;
     ["preferred_username", "email", "sub"]
         .iter()
         .find_map(|k| claims.get(k).and_then(|v| v.as_str()).map(str::to_string))

@@ -120,23 +120,6 @@ impl IdpClient {
             .map_err(|e| HttpError::Build(e.to_string()))?;
         self.send(req).await
     }
-
-    /// `POST url` with a form body.
-    pub async fn post_form(
-        &self,
-        url: &str,
-        form: &[(&str, &str)],
-    ) -> Result<HttpResponse, HttpError> {
-        let body = url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(form)
-            .finish();
-        let req = oauth2::http::Request::post(url)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .header("accept", "application/json")
-            .body(body.into_bytes())
-            .map_err(|e| HttpError::Build(e.to_string()))?;
-        self.send(req).await
-    }
 }
 
 impl<'c> AsyncHttpClient<'c> for IdpClient {

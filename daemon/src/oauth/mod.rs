@@ -2,14 +2,20 @@
 //! the token grants, the device flow and revocation. One HTTP client
 //! ([`http::IdpClient`]), one error classification ([`OAuthError`]).
 
+pub mod challenge;
+pub mod client;
 pub mod code;
 pub mod device;
 pub mod discovery;
+pub mod exchange;
 pub mod grant;
 pub mod http;
+pub mod register;
+pub mod resource;
 pub mod revoke;
 
-pub use discovery::{Issuers, Metadata};
+pub use client::ClientAuth;
+pub use discovery::{Issuer, Issuers, Metadata, Pkce};
 pub use grant::Tokens;
 
 /// How an exchange with the IdP failed, classified by what the agent does next.
@@ -79,17 +85,28 @@ impl Target {
     }
 }
 
-/// The scopes to ask for: the configured ones (default `openid`), plus
-/// `offline_access` when the IdP lists it or lists no scopes at all.
-pub fn requested_scopes(configured: &[String], meta: &Metadata) -> Vec<String> {
-    let mut scopes = if configured.is_empty() {
-        vec!["openid".to_string()]
-    } else {
-        configured.to_vec()
+/// How the scopes of a login are chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ScopeRule {
+    /// Configured by hand (version 1): the configured ones (default
+    /// `openid`), plus `offline_access` when the IdP lists it or lists no
+    /// scopes at all.
+    Configured,
+    /// Discovered from the resource: as they are (none: no `scope` at all),
+    /// plus `offline_access` only when the AS lists it.
+    Discovered,
+}
+
+/// The scopes to ask for.
+pub fn requested_scopes(configured: &[String], meta: &Metadata, rule: ScopeRule) -> Vec<String> {
+    let mut scopes = match (rule, configured.is_empty()) {
+        (ScopeRule::Configured, true) => vec!["openid".to_string()],
+        _ => configured.to_vec(),
     };
-    let offers_offline = match &meta.scopes_supported {
-        None => true,
-        Some(list) => list.iter().any(|s| s == "offline_access"),
+    let offers_offline = match (&meta.scopes_supported, rule) {
+        (None, ScopeRule::Configured) => true,
+        (None, ScopeRule::Discovered) => false,
+        (Some(list), _) => list.iter().any(|s| s == "offline_access"),
     };
     if offers_offline && !scopes.iter().any(|s| s == "offline_access") {
         scopes.push("offline_access".to_string());
@@ -100,6 +117,40 @@ pub fn requested_scopes(configured: &[String], meta: &Metadata) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scopes_by_rule() {
+        let meta = |supported: Option<&[&str]>| {
+            let mut m = Metadata::defaults(
+                "https://i",
+                &regent_proto::Endpoints {
+                    authorization: "https://i/a".into(),
+                    token: "https://i/t".into(),
+                },
+            );
+            m.scopes_supported = supported.map(|s| s.iter().map(|x| x.to_string()).collect());
+            m
+        };
+        let none: &[String] = &[];
+        assert_eq!(
+            requested_scopes(none, &meta(None), ScopeRule::Configured),
+            ["openid", "offline_access"]
+        );
+        assert!(requested_scopes(none, &meta(None), ScopeRule::Discovered).is_empty());
+        let basic = vec!["mcp:basic".to_string()];
+        assert_eq!(
+            requested_scopes(
+                &basic,
+                &meta(Some(&["mcp:basic", "offline_access"])),
+                ScopeRule::Discovered
+            ),
+            ["mcp:basic", "offline_access"]
+        );
+        assert_eq!(
+            requested_scopes(&basic, &meta(Some(&["mcp:basic"])), ScopeRule::Discovered),
+            ["mcp:basic"]
+        );
+    }
 
     #[test]
     fn target_keys_round_trip() {

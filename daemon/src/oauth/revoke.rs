@@ -2,22 +2,34 @@
 //! refuses http revocation URLs, which loopback IdPs legitimately use.
 
 use super::http::IdpClient;
+use super::ClientAuth;
 
-/// Revokes `token` at `endpoint`. `Ok(())`: the IdP accepted it.
+/// Revokes `token` at `endpoint`, authenticated as `client` (RFC 7009 §2.1).
+/// `Ok(())`: the IdP accepted it.
 pub async fn revoke(
     http: &IdpClient,
-    client_id: &str,
+    client: &ClientAuth,
+    issuer: &str,
     endpoint: &str,
     token: &str,
     hint: &str,
 ) -> Result<(), String> {
-    let form = [
-        ("token", token),
-        ("token_type_hint", hint),
-        ("client_id", client_id),
+    let mut form = vec![
+        ("token", token.to_string()),
+        ("token_type_hint", hint.to_string()),
     ];
+    let header = client.apply(&mut form, issuer).map_err(|e| e.to_string())?;
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form.iter().map(|(k, v)| (*k, v.as_str())))
+        .finish();
+    let mut req = oauth2::http::Request::post(endpoint)
+        .header("content-type", "application/x-www-form-urlencoded");
+    if let Some(h) = header {
+        req = req.header("authorization", h);
+    }
+    let req = req.body(body.into_bytes()).map_err(|e| e.to_string())?;
     let resp = http
-        .post_form(endpoint, &form)
+        .send(req)
         .await
         .map_err(|e| format!("the IdP's revocation endpoint: {e}"))?;
     let status = resp.status();

@@ -38,6 +38,12 @@ pub fn scope_list(scopes: &[String]) -> String {
     s.join(" ")
 }
 
+/// The key of a client's credential (a registration, a secret, a private
+/// key): `sha256("client" \0 issuer \0 client_id)`.
+pub fn client(issuer: &str, client_id: &str) -> String {
+    key(&["client", issuer, client_id])
+}
+
 /// The version 1 key of a registry's token set: `sha256(url \0 issuer \0 client_id)`.
 pub fn v1(registry_url: &str, issuer: &str, client_id: &str) -> String {
     key(&[registry_url, issuer, client_id])

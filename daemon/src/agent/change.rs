@@ -1,0 +1,215 @@
+//! The operations that change the config: adding, replacing and removing
+//! registries, MCP servers and enterprise IdPs, and SIGHUP's reload. Each
+//! runs under the config lock: a change made on disk meanwhile is taken in
+//! first, the file is edited in place, and the result applies.
+
+use super::setup::Ask;
+use super::{Agent, AgentError};
+use crate::config::{ConfigError, ConfigFile, IdpConfig, RegistryConfig, Section};
+use crate::resource::{self, Kind};
+use regent_proto::{AuthConfig, PutIdp, PutMcp, RegistryStatus};
+use secrecy::SecretString;
+
+impl Agent {
+    /// Re-reads the config file (SIGHUP). A file that does not parse, or is
+    /// missing, changes nothing. Returns the number of resources.
+    pub async fn reload(&self) -> Result<usize, AgentError> {
+        let mut file = self.config.lock().await;
+        if !file.path().exists() {
+            return Err(AgentError::Config(ConfigError::Io {
+                what: "cannot reload: there is no file at",
+                path: file.path().to_path_buf(),
+                source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            }));
+        }
+        file.refresh().map_err(AgentError::Config)?;
+        let config = file.config().clone();
+        self.apply(&config).await;
+        let n = config.registries.len() + config.mcp.len() + config.idps.len();
+        tracing::info!(resources = n, "config reloaded");
+        Ok(n)
+    }
+
+    /// Runs a change of the config file: a change made on disk meanwhile is
+    /// taken in first, then `change` edits the file, then the result applies.
+    pub(super) async fn change<T>(
+        &self,
+        change: impl FnOnce(&mut ConfigFile) -> Result<T, AgentError>,
+    ) -> Result<T, AgentError> {
+        let mut file = self.config.lock().await;
+        match file.refresh() {
+            Ok(true) => {
+                tracing::info!("the config file was changed on disk; taking the change in first");
+                let config = file.config().clone();
+                self.apply(&config).await;
+            }
+            Ok(false) => {}
+            Err(e) => return Err(AgentError::ConfigRefused(e)),
+        }
+        let out = change(&mut file)?;
+        let config = file.config().clone();
+        self.apply(&config).await;
+        Ok(out)
+    }
+
+    /// Refuses a name another kind of resource already has.
+    fn check_name(&self, name: &str, kind: Kind) -> Result<(), AgentError> {
+        resource::validate_name(name).map_err(AgentError::Invalid)?;
+        match self.resolve(Some(name)) {
+            Ok(r) if r.kind != kind => Err(AgentError::Taken {
+                name: name.to_string(),
+                by: r.kind,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Adds or replaces a registry (`auth` validated against the IdP first;
+    /// with `discover` and no `auth`, found out from the registry itself).
+    /// `url: None` keeps the registry's URL (set/unset-registry-auth).
+    pub async fn put_registry(
+        &self,
+        name: &str,
+        url: Option<String>,
+        auth: Option<AuthConfig>,
+        discover: bool,
+    ) -> Result<RegistryStatus, AgentError> {
+        self.check_name(name, Kind::Registry)?;
+        if let Some(u) = &url {
+            resource::validate_url(u).map_err(AgentError::Invalid)?;
+        }
+        let url = match url {
+            Some(u) => u,
+            None => self.resolve_kind(name, Kind::Registry)?.url.clone(),
+        };
+        let auth = match (auth, discover) {
+            (None, true) => {
+                self.discovered(name, Kind::Registry, &url, Ask::default(), None)
+                    .await?
+            }
+            (auth, _) => {
+                if let Some(m) = self.check_auth(name, auth.as_ref()).await? {
+                    self.ctx.issuers.put(m);
+                }
+                auth
+            }
+        };
+        self.change(|file| {
+            file.put(Section::Registries, name, &RegistryConfig { url, auth })
+                .map_err(AgentError::Config)
+        })
+        .await?;
+        Ok(self.status(&self.resolve(Some(name))?))
+    }
+
+    /// Adds or replaces an MCP server, its auth discovered from the server
+    /// where not given.
+    pub async fn put_mcp(&self, name: &str, req: PutMcp) -> Result<RegistryStatus, AgentError> {
+        self.check_name(name, Kind::Mcp)?;
+        resource::validate_url(&req.url).map_err(AgentError::Invalid)?;
+        let auth = self.mcp_auth(name, &req.url, req.auth).await?;
+        let url = req.url;
+        self.change(|file| {
+            file.put(Section::Mcp, name, &RegistryConfig { url, auth })
+                .map_err(AgentError::Config)
+        })
+        .await?;
+        Ok(self.status(&self.resolve(Some(name))?))
+    }
+
+    /// Sets the auth of an existing MCP server (a rediscovery, a step-up).
+    pub(super) async fn set_mcp_auth(
+        &self,
+        name: &str,
+        auth: Option<AuthConfig>,
+    ) -> Result<(), AgentError> {
+        let url = self.resolve_kind(name, Kind::Mcp)?.url.clone();
+        self.change(|file| {
+            file.put(Section::Mcp, name, &RegistryConfig { url, auth })
+                .map_err(AgentError::Config)
+        })
+        .await
+    }
+
+    /// Adds or replaces an enterprise IdP.
+    pub async fn put_idp(&self, name: &str, req: PutIdp) -> Result<RegistryStatus, AgentError> {
+        self.check_name(name, Kind::Idp)?;
+        resource::validate_url(&req.issuer).map_err(AgentError::Invalid)?;
+        let meta = self.check_idp(name, &req.issuer).await?;
+        let secret = req.client_secret.clone();
+        if let Some(secret) = secret {
+            let method = super::setup::secret_method(&meta);
+            self.ctx
+                .clients
+                .save(
+                    &self.ctx.store,
+                    &req.issuer,
+                    &req.client_id,
+                    crate::clients::Credential {
+                        method,
+                        secret: Some(SecretString::from(secret)),
+                        private_key_pem: None,
+                    },
+                )
+                .await
+                .map_err(|e| AgentError::InvalidAuth {
+                    resource: name.to_string(),
+                    message: e.to_string(),
+                })?;
+        }
+        self.ctx.issuers.put(meta);
+        let config = IdpConfig {
+            issuer: req.issuer,
+            client_id: req.client_id,
+            scopes: req.scopes,
+            callback_port: req.callback_port,
+        };
+        self.change(|file| {
+            file.put(Section::Idps, name, &config)
+                .map_err(AgentError::Config)
+        })
+        .await?;
+        Ok(self.status(&self.resolve(Some(name))?))
+    }
+
+    /// Takes an ID token the user already has (their company's SSO tool) as
+    /// the login at enterprise IdP `name`.
+    pub async fn hand_over_id_token(&self, name: &str, id_token: String) -> Result<(), AgentError> {
+        let res = self.resolve_kind(name, Kind::Idp)?;
+        let o = self.oauth(&res)?;
+        if id_token.split('.').count() != 3 {
+            return Err(AgentError::Invalid(
+                "that is not an ID token (a JWT: three dot-separated parts)".into(),
+            ));
+        }
+        self.logins
+            .cancel_resource(name, "an ID token was handed over");
+        let persisted = o
+            .grant
+            .install_id_token(&self.ctx, SecretString::from(id_token))
+            .await;
+        tracing::info!(
+            resource = name,
+            persisted,
+            "took an ID token as the login at the IdP"
+        );
+        Ok(())
+    }
+
+    /// Removes a resource of `kind`; its grant's stored tokens go unless
+    /// another resource uses it.
+    pub async fn remove(&self, name: &str, kind: Kind) -> Result<(), AgentError> {
+        self.resolve_kind(name, kind)?;
+        let section = match kind {
+            Kind::Registry => Section::Registries,
+            Kind::Mcp => Section::Mcp,
+            Kind::Idp => Section::Idps,
+        };
+        self.change(|file| match file.remove(section, name) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(AgentError::Unknown(name.to_string())),
+            Err(e) => Err(AgentError::Config(e)),
+        })
+        .await
+    }
+}

@@ -1,0 +1,140 @@
+// The MCP conformance suite's client command for regent:
+//
+//   node client.mjs SERVER_URL
+//
+// It starts a regent agent of its own (memory store, fresh directories), sets
+// up what the scenario gives in MCP_CONFORMANCE_CONTEXT (a pre-registered
+// client, client credentials, an enterprise IdP and its ID token) with the
+// regent CLI, then drives `regent mcp proxy` with the official SDK's stdio
+// client: initialize, tools/list, tools/call. Logins go through $BROWSER
+// (regent's headless test browser). Exit 0 when the session worked.
+//
+// Environment: REGENT_BIN_DIR (where regent and regentd are), BROWSER,
+// MCP_CONFORMANCE_SCENARIO, MCP_CONFORMANCE_CONTEXT.
+
+import { spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+
+// The runner cannot kill what this starts (it signals only the shell): keep
+// a deadline of our own, below its 30 s.
+const DEADLINE_MS = 25_000;
+const CIMD_URL = 'https://conformance-test.local/client-metadata.json';
+
+const url = process.argv[process.argv.length - 1];
+const scenario = process.env.MCP_CONFORMANCE_SCENARIO ?? '';
+const context = JSON.parse(process.env.MCP_CONFORMANCE_CONTEXT || '{}');
+const bin = (name) => path.join(process.env.REGENT_BIN_DIR ?? '', name);
+
+const home = fs.mkdtempSync(path.join(os.tmpdir(), 'regent-conformance-'));
+fs.chmodSync(home, 0o700);
+const env = {
+  ...process.env,
+  HOME: home,
+  XDG_RUNTIME_DIR: path.join(home, 'run'),
+  XDG_CONFIG_HOME: path.join(home, 'config'),
+  XDG_STATE_HOME: path.join(home, 'state'),
+  REGENT_SOCKET: path.join(home, 'run', 'agent.sock'),
+  REGENT_NO_AUTOSTART: '1',
+};
+fs.mkdirSync(path.join(home, 'run'), { mode: 0o700 });
+
+const log = (...args) => console.error('[conformance client]', ...args);
+let agent;
+let mcp;
+
+function cleanup(code) {
+  try { mcp?.close(); } catch { /* closing anyway */ }
+  if (agent && agent.exitCode === null) agent.kill('SIGTERM');
+  fs.rmSync(home, { recursive: true, force: true });
+  process.exit(code);
+}
+setTimeout(() => { log(`no result within ${DEADLINE_MS} ms`); cleanup(1); }, DEADLINE_MS).unref();
+
+function regent(...args) {
+  const r = spawnSync(bin('regent'), args, { env, encoding: 'utf8' });
+  if (r.status !== 0) {
+    throw new Error(`regent ${args.join(' ')} failed (${r.status}): ${r.stderr.trim()}`);
+  }
+  return r.stdout;
+}
+
+function secretFile(name, value) {
+  const p = path.join(home, name);
+  fs.writeFileSync(p, value, { mode: 0o600 });
+  return p;
+}
+
+async function startAgent() {
+  agent = spawn(bin('regentd'), ['--store', 'memory', '--client-metadata-url', CIMD_URL], {
+    env: { ...env, REGENT_LOG: process.env.REGENT_LOG ?? 'info' },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  for (let i = 0; i < 500; i += 1) {
+    const up = await new Promise((resolve) => {
+      const s = net.connect(env.REGENT_SOCKET, () => { s.end(); resolve(true); });
+      s.on('error', () => resolve(false));
+    });
+    if (up) return;
+    if (agent.exitCode !== null) throw new Error(`regentd exited (${agent.exitCode})`);
+    await new Promise((r) => { setTimeout(r, 10); });
+  }
+  throw new Error('regentd did not come up');
+}
+
+// What the scenario gives: configured with the CLI, as a user would.
+function setUp() {
+  if (scenario === 'auth/pre-registration') {
+    regent('mcp', 'add', 'server', url, '--client-id', context.client_id,
+      '--client-secret-file', secretFile('secret', context.client_secret));
+    return 'server';
+  }
+  if (scenario === 'auth/client-credentials-basic') {
+    regent('mcp', 'add', 'server', url, '--client-credentials', '--client-id', context.client_id,
+      '--client-secret-file', secretFile('secret', context.client_secret));
+    return 'server';
+  }
+  if (scenario === 'auth/client-credentials-jwt') {
+    regent('mcp', 'add', 'server', url, '--client-credentials', '--client-id', context.client_id,
+      '--client-key-file', secretFile('key.pem', context.private_key_pem));
+    return 'server';
+  }
+  if (scenario === 'auth/cross-app-access-complete-flow') {
+    regent('idp', 'add', 'corp-idp', '--issuer', context.idp_issuer, '--client-id', context.idp_client_id);
+    regent('login', 'corp-idp', '--id-token-file', secretFile('id_token', context.idp_id_token));
+    regent('mcp', 'add', 'server', url, '--enterprise-idp', 'corp-idp', '--client-id', context.client_id,
+      '--client-secret-file', secretFile('secret', context.client_secret));
+    return 'server';
+  }
+  // Everything else: the URL itself; the proxy adds it on first use and discovers the rest.
+  return url;
+}
+
+try {
+  await startAgent();
+  const target = setUp();
+  const transport = new StdioClientTransport({
+    command: bin('regent'),
+    args: ['mcp', 'proxy', target],
+    env,
+    stderr: 'inherit',
+  });
+  mcp = new Client({ name: 'regent-conformance-client', version: '1.0.0' });
+  await mcp.connect(transport);
+  const tools = await mcp.listTools();
+  log('tools:', tools.tools.map((t) => t.name).join(', '));
+  if (tools.tools.some((t) => t.name === 'test-tool')) {
+    const result = await mcp.callTool({ name: 'test-tool', arguments: {} });
+    log('tools/call:', JSON.stringify(result.content));
+  }
+  await mcp.close();
+  cleanup(0);
+} catch (e) {
+  log(`failed: ${e?.message ?? e}`);
+  cleanup(1);
+}
