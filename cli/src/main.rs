@@ -22,8 +22,9 @@ fn main() {
             f.exit_code()
         }
     };
-    // Dropping the runtime waits for nothing we still need.
-    drop(runtime);
+    // Not a plain drop: that would wait forever on a blocking read of a stdin
+    // that is still open (`mcp proxy` stopped by a signal). Output is flushed.
+    runtime.shutdown_background();
     std::process::exit(code);
 }
 

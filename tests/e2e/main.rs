@@ -11,6 +11,7 @@ mod keyrings;
 mod lifecycle;
 mod login;
 mod logout;
+mod mcp;
 mod registry;
 mod service;
 mod systemd;

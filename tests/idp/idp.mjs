@@ -107,7 +107,7 @@ const provider = new Provider(issuer, {
   jwks: { keys: [signingKey] },
   cookies: { keys: ['regent-test-idp-cookie-key-1'] },
   responseTypes: ['code'], // no implicit / hybrid
-  scopes: ['openid', 'offline_access', 'profile', 'email', 'registry:read'],
+  scopes: ['openid', 'offline_access', 'profile', 'email', 'registry:read', 'mcp:tools', 'mcp:admin'],
   claims: {
     openid: ['sub'],
     profile: ['name', 'preferred_username'],
@@ -153,19 +153,23 @@ const provider = new Provider(issuer, {
         || token.clientId === client.clientId,
     },
     // RFC 8707: without `resource` tokens stay opaque (OIDC scopes, usable at userinfo).
-    // With `resource=<absolute URI>` the access token is an RS256 JWT with aud=<resource>
-    // and only the resource's scope (registry:read). Verify with the issuer's jwks_uri.
+    // With `resource=<absolute URI>` the access token has aud=<resource> and only the
+    // resource server's scopes (registry:read, mcp:tools, mcp:admin). For the fixtures on
+    // 127.0.0.1 (the registry, the MCP servers) it is opaque, so they can introspect it;
+    // for any other resource an RS256 JWT (verify with the jwks_uri).
     resourceIndicators: {
       enabled: true,
       defaultResource: async (_ctx, _client, oneOf) => oneOf,
       useGrantedResource: async () => true,
       getResourceServerInfo: async (_ctx, resource) => ({
-        scope: 'registry:read',
+        scope: 'registry:read mcp:tools mcp:admin',
         audience: resource,
-        accessTokenFormat: 'jwt',
+        accessTokenFormat: new URL(resource).hostname === '127.0.0.1' ? 'opaque' : 'jwt',
         accessTokenTTL: ACCESS_TTL,
       }),
     },
+    // RFC 7591, open: MCP clients register themselves.
+    registration: { enabled: true },
   },
 });
 

@@ -15,6 +15,10 @@
 //   REGISTRY_STATIC_TOKENS  comma-separated bearer tokens accepted as they are
 //   REGISTRY_PUBLIC=1       no authentication at all
 //   REGISTRY_V0_ONLY=1      the /v0.1 routes answer 404; the same API is served under /v0
+//   REGISTRY_PRM=1          protected resource metadata (RFC 9728) at
+//                           /.well-known/oauth-protected-resource, naming REGISTRY_ISSUER,
+//                           and its URL in every 401's WWW-Authenticate (no --issuer needed)
+//   REGISTRY_REMOTE         a URL: server-1 lists it as its streamable-http remote
 //
 // Prints one JSON line on stdout once listening, and nothing else on stdout:
 //   {"url": "http://127.0.0.1:PORT", "port": PORT, "pid": PID}
@@ -65,6 +69,9 @@ const STATIC_TOKENS = new Set((process.env.REGISTRY_STATIC_TOKENS || '')
   .split(',').map((t) => t.trim()).filter(Boolean));
 const PUBLIC = process.env.REGISTRY_PUBLIC === '1';
 const V0_ONLY = process.env.REGISTRY_V0_ONLY === '1';
+const PRM = process.env.REGISTRY_PRM === '1';
+const REMOTE = process.env.REGISTRY_REMOTE || '';
+let selfUrl = ''; // set once listening
 const PREFIX = V0_ONLY ? '/v0' : '/v0.1';
 
 const INTROSPECTION_URL = ISSUER ? `${ISSUER}/token/introspection` : null;
@@ -90,6 +97,7 @@ const SERVERS = Array.from({ length: SERVER_COUNT }, (_, k) => {
       name: `io.example/server-${i}`,
       version: `1.0.${i}`,
       description: `Example server number ${i}, which ${WHAT[k % WHAT.length]}`,
+      ...(i === 1 && REMOTE ? { remotes: [{ type: 'streamable-http', url: REMOTE }] } : {}),
     },
     _meta: { 'io.modelcontextprotocol.registry/official': { status: 'active', isLatest: true } },
   };
@@ -140,7 +148,7 @@ async function authenticate(req) {
     return {
       ok: false, status: 401,
       body: { error: 'unauthorized', error_description: 'a bearer token is required' },
-      headers: { 'www-authenticate': 'Bearer realm="registry"' },
+      headers: { 'www-authenticate': `Bearer realm="registry"${prmParam()}` },
     };
   }
   const token = m[1];
@@ -148,7 +156,7 @@ async function authenticate(req) {
   const invalid = (description) => ({
     ok: false, status: 401,
     body: { error: 'invalid_token', error_description: description },
-    headers: { 'www-authenticate': `Bearer realm="registry", error="invalid_token", error_description="${description}"` },
+    headers: { 'www-authenticate': `Bearer realm="registry", error="invalid_token", error_description="${description}"${prmParam()}` },
   });
   if (!INTROSPECTION_URL) return invalid('the token is not accepted (no issuer configured)');
 
@@ -246,8 +254,15 @@ async function testHook(req, res, path) {
   return send(res, 404, { error: 'not found' });
 }
 
+function prmParam() {
+  return PRM ? `, resource_metadata="${selfUrl}/.well-known/oauth-protected-resource"` : '';
+}
+
 async function handle(req, res) {
   const url = new URL(req.url, 'http://registry.invalid');
+  if (PRM && req.method === 'GET' && url.pathname === '/.well-known/oauth-protected-resource') {
+    return send(res, 200, { resource: selfUrl, authorization_servers: [ISSUER], scopes_supported: ['registry:read'] });
+  }
   // Raw (still percent-encoded) path, so an encoded '/' in a server name stays one segment.
   const path = req.url.split('?')[0];
   if (path.startsWith('/__test/')) return testHook(req, res, path);
@@ -302,6 +317,7 @@ await new Promise((resolve, reject) => {
   server.listen(PORT, HOST, resolve);
 });
 const { port } = server.address();
+selfUrl = `http://${HOST}:${port}`;
 console.error(`registry: ${PREFIX} API, ${SERVER_COUNT} servers, page ${PAGE}, `
   + `${PUBLIC ? 'public' : `issuer ${ISSUER || '(none)'}, ${STATIC_TOKENS.size} static token(s)`}`);
 process.stdout.write(`{"url": "http://${HOST}:${port}", "port": ${port}, "pid": ${process.pid}}\n`);

@@ -7,6 +7,7 @@ pub mod browser;
 pub mod forms;
 pub mod idp;
 pub mod keyring;
+pub mod mcp;
 pub mod registry;
 pub mod systemd;
 

@@ -16,6 +16,10 @@ pub struct RegistryOptions {
     pub public: bool,
     /// Only the v0 API (v0.1 answers 404).
     pub v0_only: bool,
+    /// Protected resource metadata naming the issuer (RFC 9728), so no `--issuer` is needed.
+    pub prm: bool,
+    /// A URL `io.example/server-1` lists as its streamable-http remote.
+    pub remote: Option<String>,
 }
 
 /// A running registry fixture; killed on drop.
@@ -37,6 +41,8 @@ impl Registry {
             .env("REGISTRY_STATIC_TOKENS", opts.static_tokens.join(","))
             .env("REGISTRY_PUBLIC", if opts.public { "1" } else { "" })
             .env("REGISTRY_V0_ONLY", if opts.v0_only { "1" } else { "" })
+            .env("REGISTRY_PRM", if opts.prm { "1" } else { "" })
+            .env("REGISTRY_REMOTE", opts.remote.unwrap_or_default())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

@@ -61,13 +61,14 @@ pub async fn run(agent: &AgentClient, target: &str, device: bool, no_login: bool
     });
     let mut stop = Stop::install()?;
     let mut stdin = tokio::io::BufReader::new(tokio::io::stdin());
-    let tasks = tokio_util_lite::Tasks::default();
+    let mut tasks = tokio::task::JoinSet::new();
     let listening = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut signalled = false;
     loop {
         let mut line = Vec::new();
         let read = tokio::select! {
             r = read_line(&mut stdin, &mut line) => r,
-            _ = stop.recv() => break,
+            _ = stop.recv() => { signalled = true; break }
         };
         match read {
             Ok(0) => break,
@@ -82,17 +83,34 @@ pub async fn run(agent: &AgentClient, target: &str, device: bool, no_login: bool
             continue;
         }
         let peek = Peek::of(&message);
-        let (transport, out, listening) = (transport.clone(), out.clone(), listening.clone());
-        tasks.spawn(async move {
-            deliver(&transport, &out, message, &peek).await;
+        // Order matters where the client relies on it: `initialize` is answered
+        // before anything else goes out (it makes the session), and a
+        // notification or response is delivered before the next message. Requests
+        // run side by side, so a long tool call holds up nothing.
+        if peek.is_initialize || peek.ids.is_empty() {
+            // Inline, but a signal still stops it (a login may be waiting on a browser).
+            tokio::select! {
+                _ = deliver(&transport, &out, message, &peek) => {}
+                _ = stop.recv() => { signalled = true; break }
+            }
             if peek.is_initialize && !listening.swap(true, std::sync::atomic::Ordering::SeqCst) {
                 // Server-initiated messages arrive on the GET stream, once the session exists.
-                tokio::spawn(listen(transport, out));
+                tokio::spawn(listen(transport.clone(), out.clone()));
             }
-        });
+            continue;
+        }
+        let (transport, out) = (transport.clone(), out.clone());
+        // Reap what finished, so a long session does not keep every handle.
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(async move { deliver(&transport, &out, message, &peek).await });
     }
-    // stdin closed or a signal: let requests in flight finish (bounded), then end the session.
-    let _ = tokio::time::timeout(DRAIN, tasks.wait()).await;
+    // stdin closed: requests in flight may finish (bounded). A signal: they stop now.
+    if !signalled {
+        let _ =
+            tokio::time::timeout(DRAIN, async { while tasks.join_next().await.is_some() {} }).await;
+    }
+    // What is still running stops here (a login it waits on is cancelled below).
+    tasks.abort_all();
     transport.close().await;
     auth.cancel_pending().await;
     auth.reap();
@@ -532,31 +550,6 @@ impl Stop {
             _ = self.term.recv() => {}
             _ = self.int.recv() => {}
             _ = self.hup.recv() => {}
-        }
-    }
-}
-
-/// A minimal task set: spawn, then wait for all.
-mod tokio_util_lite {
-    use std::sync::Mutex;
-
-    #[derive(Default)]
-    pub struct Tasks {
-        handles: Mutex<Vec<tokio::task::JoinHandle<()>>>,
-    }
-
-    impl Tasks {
-        pub fn spawn(&self, f: impl std::future::Future<Output = ()> + Send + 'static) {
-            let mut h = self.handles.lock().unwrap();
-            h.retain(|t| !t.is_finished());
-            h.push(tokio::spawn(f));
-        }
-
-        pub async fn wait(&self) {
-            let handles = std::mem::take(&mut *self.handles.lock().unwrap());
-            for h in handles {
-                let _ = h.await;
-            }
         }
     }
 }

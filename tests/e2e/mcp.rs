@@ -1,0 +1,378 @@
+//! MCP servers end to end: real servers built with the official SDK (bearer
+//! auth, protected resource metadata, every token introspected at the IdP and
+//! its audience checked), the real oidc-provider with dynamic registration,
+//! and `regent mcp proxy` driven over stdio.
+
+use regent_tests::mcp::{McpServers, Proxy};
+use regent_tests::{Agent, AgentOptions, Idp, IdpOptions};
+use serde_json::{json, Value};
+
+/// An IdP, three MCP servers behind it, and an agent.
+struct Mcp {
+    idp: Idp,
+    servers: McpServers,
+    agent: Agent,
+}
+
+impl Mcp {
+    async fn new(names: &[&str]) -> Mcp {
+        let idp = Idp::start(IdpOptions::default());
+        let servers = McpServers::start(&idp.issuer, names);
+        let agent = Agent::start(AgentOptions::default()).await;
+        Mcp {
+            idp,
+            servers,
+            agent,
+        }
+    }
+
+    fn add(&self, name: &str) {
+        let out = self
+            .agent
+            .regent(&["mcp", "add", name, self.servers.url(name)]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    }
+
+    /// `regent login NAME` with the test's headless browser.
+    fn login(&self, name: &str) -> String {
+        let out = self
+            .agent
+            .regent_command(&["login", name])
+            .env("BROWSER", regent_tests::bin("browser"))
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    }
+
+    fn proxy(&self, target: &str, extra: &[&str]) -> Proxy {
+        let mut args = vec![target];
+        args.extend_from_slice(extra);
+        Proxy::start(
+            &self.agent,
+            &args,
+            &[(
+                "BROWSER",
+                regent_tests::bin("browser").display().to_string(),
+            )],
+        )
+    }
+
+    async fn code_grants(&self) -> u64 {
+        self.idp.counts().await["token"]["authorization_code"]
+            .as_u64()
+            .unwrap_or(0)
+    }
+}
+
+fn whoami(text: &str) -> Value {
+    serde_json::from_str(text).unwrap()
+}
+
+#[tokio::test]
+async fn three_servers_behind_one_as_one_login_each_its_own_token() {
+    let mut m = Mcp::new(&["s1", "s2", "s3"]).await;
+    for s in ["s1", "s2", "s3"] {
+        m.add(s);
+    }
+    // One registration at the AS, reused by all three: one grant.
+    let status: Value =
+        serde_json::from_str(&m.agent.regent(&["mcp", "list", "--json"]).stdout).unwrap();
+    let clients: std::collections::BTreeSet<_> = status["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["auth"]["client_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(clients.len(), 1, "{status}");
+    assert_eq!(status["servers"][0]["auth"]["client"], "registered");
+    assert_eq!(
+        status["servers"][0]["auth"]["shared_with"],
+        json!(["s2", "s3"])
+    );
+    assert!(m.login("s1").contains("Logged in to s1"));
+    for s in ["s1", "s2", "s3"] {
+        let mut p = m.proxy(s, &["--no-login"]);
+        p.initialize().await;
+        let me = whoami(&p.call("whoami", json!({})).await.unwrap());
+        // The server checked the token by introspection: it is for this server, and alice's.
+        assert_eq!(me["aud"], m.servers.url(s), "{me}");
+        assert_eq!(me["sub"], "alice");
+        assert_eq!(p.call("echo", json!({"text": "hi"})).await.unwrap(), "hi");
+        let (code, err) = p.close().await;
+        assert_eq!(code, Some(0), "{err}");
+    }
+    assert_eq!(m.code_grants().await, 1, "one login for three servers");
+    // After a restart of the agent: no login at all.
+    m.agent.restart_after_kill9().await;
+    let mut p = m.proxy("s3", &["--no-login"]);
+    p.initialize().await;
+    assert_eq!(
+        whoami(&p.call("whoami", json!({})).await.unwrap())["aud"],
+        m.servers.url("s3")
+    );
+    p.close().await;
+    assert_eq!(m.code_grants().await, 1);
+}
+
+#[tokio::test]
+async fn a_proxy_to_a_new_url_adds_it_and_logs_in_through_the_browser() {
+    let m = Mcp::new(&["s1"]).await;
+    let url = m.servers.url("s1").to_string();
+    let mut p = m.proxy(&url, &[]);
+    p.initialize().await;
+    let me = whoami(&p.call("whoami", json!({})).await.unwrap());
+    assert_eq!(me["aud"], url.as_str());
+    let (code, err) = p.close().await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("adding") && err.contains("logged in to"),
+        "{err}"
+    );
+    // The next run reuses the name and the login.
+    let list: Value =
+        serde_json::from_str(&m.agent.regent(&["mcp", "list", "--json"]).stdout).unwrap();
+    assert_eq!(list["servers"].as_array().unwrap().len(), 1);
+    assert_eq!(list["servers"][0]["url"], url.as_str());
+    let mut p = m.proxy(&url, &["--no-login"]);
+    p.initialize().await;
+    assert!(p.call("whoami", json!({})).await.is_ok());
+    p.close().await;
+    assert_eq!(m.code_grants().await, 1);
+}
+
+#[tokio::test]
+async fn without_a_login_no_login_answers_a_json_rpc_error_naming_the_command() {
+    let m = Mcp::new(&["s1"]).await;
+    m.add("s1");
+    let mut p = m.proxy("s1", &["--no-login"]);
+    let r = p
+        .request(
+            "initialize",
+            json!({"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}),
+        )
+        .await;
+    assert_eq!(r["error"]["code"], -32001, "{r}");
+    let msg = r["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("regent login s1"), "{msg}");
+    let (code, err) = p.close().await;
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(m.code_grants().await, 0);
+    assert!(
+        !m.agent.log().contains("login started"),
+        "a login was started"
+    );
+}
+
+#[tokio::test]
+async fn a_403_for_more_scope_logs_in_again_with_the_union_of_scopes() {
+    let m = Mcp::new(&["s1"]).await;
+    m.add("s1");
+    m.login("s1");
+    let mut p = m.proxy("s1", &[]);
+    p.initialize().await;
+    let before = whoami(&p.call("whoami", json!({})).await.unwrap());
+    assert_eq!(before["scopes"], json!(["mcp:tools"]));
+    // "admin" needs mcp:admin too: a 403 insufficient_scope, a step-up login, the call replayed.
+    assert_eq!(p.call("admin", json!({})).await.unwrap(), "admin done");
+    let after = whoami(&p.call("whoami", json!({})).await.unwrap());
+    let scopes: Vec<&str> = after["scopes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert!(
+        scopes.contains(&"mcp:tools") && scopes.contains(&"mcp:admin"),
+        "{after}"
+    );
+    p.close().await;
+    assert_eq!(m.code_grants().await, 2);
+    let list: Value =
+        serde_json::from_str(&m.agent.regent(&["mcp", "list", "--json"]).stdout).unwrap();
+    assert_eq!(
+        list["servers"][0]["auth"]["scopes"],
+        json!(["mcp:tools", "mcp:admin"])
+    );
+}
+
+#[tokio::test]
+async fn the_get_stream_brings_server_messages_and_resumes_after_a_drop() {
+    let m = Mcp::new(&["s1"]).await;
+    m.add("s1");
+    m.login("s1");
+    let mut p = m.proxy("s1", &["--no-login"]);
+    let init = p.initialize().await;
+    assert_eq!(init["result"]["serverInfo"]["name"], "regent-test-s1");
+    // The proxy opens the GET stream once initialized: wait for the server to see it.
+    let servers = &m.servers;
+    regent_tests::eventually(
+        "the GET stream",
+        std::time::Duration::from_secs(30),
+        || async {
+            let log = servers.log().await;
+            log["gets"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|g| g["status"] == 200)
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(m.servers.notify("s1").await, 1);
+    let n = p.recv().await.unwrap();
+    assert_eq!(n["method"], "notifications/tools/list_changed", "{n}");
+    // The server drops the stream; the proxy comes back with Last-Event-ID and misses nothing.
+    assert_eq!(m.servers.drop_streams("s1").await, 1);
+    assert_eq!(m.servers.notify("s1").await, 1);
+    let n = p.recv().await.unwrap();
+    assert_eq!(n["method"], "notifications/tools/list_changed", "{n}");
+    let log = m.servers.log().await;
+    let gets = log["gets"].as_array().unwrap();
+    assert!(gets.len() >= 2, "{log}");
+    assert!(
+        gets.iter().any(|g| g["last_event_id"].is_string()),
+        "no resumption: {log}"
+    );
+    // Every request carried the session and the negotiated version.
+    let later: Vec<&Value> = log["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["method"] != "initialize")
+        .collect();
+    assert!(
+        later
+            .iter()
+            .all(|r| r["session"].is_string() && r["version"] == "2025-11-25"),
+        "{log}"
+    );
+    p.close().await;
+}
+
+#[tokio::test]
+async fn closing_stdin_or_sigterm_ends_the_session_and_leaves_nothing_behind() {
+    let m = Mcp::new(&["s1"]).await;
+    m.add("s1");
+    m.login("s1");
+    for how in ["stdin", "sigterm"] {
+        let mut p = m.proxy("s1", &["--no-login"]);
+        p.initialize().await;
+        assert!(p.call("whoami", json!({})).await.is_ok());
+        let (code, err) = match how {
+            "stdin" => p.close().await,
+            _ => p.signal(libc::SIGTERM).await,
+        };
+        assert_eq!(code, Some(0), "{how}: {err}");
+    }
+    let log = m.servers.log().await;
+    let deletes = log["deletes"].as_array().unwrap();
+    assert_eq!(deletes.len(), 2, "a DELETE for each session: {log}");
+    assert!(deletes.iter().all(|d| d["session"].is_string()));
+}
+
+#[tokio::test]
+async fn a_pending_login_is_cancelled_at_the_agent_when_the_proxy_stops() {
+    let m = Mcp::new(&["s1"]).await;
+    m.add("s1");
+    // A browser that never completes: the login stays pending until the proxy goes.
+    let mut p = Proxy::start(&m.agent, &["s1"], &[("BROWSER", "true".to_string())]);
+    p.send(&json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}))
+        .await;
+    m.agent.wait_log("login started", 1).await;
+    let (code, err) = p.signal(libc::SIGTERM).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        m.agent.log().contains("login cancelled: by request"),
+        "{}",
+        m.agent.log()
+    );
+}
+
+#[tokio::test]
+async fn mcp_add_from_a_registry_entry() {
+    let m = Mcp::new(&["s1"]).await;
+    let reg = regent_tests::registry::Registry::start(regent_tests::registry::RegistryOptions {
+        public: true,
+        remote: Some(m.servers.url("s1").to_string()),
+        ..Default::default()
+    });
+    assert_eq!(
+        m.agent.regent(&["registry", "add", "corp", &reg.url]).code,
+        0
+    );
+    let out = m.agent.regent(&[
+        "mcp",
+        "add",
+        "remote",
+        "--from",
+        "corp",
+        "io.example/server-1",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let list: Value =
+        serde_json::from_str(&m.agent.regent(&["mcp", "list", "--json"]).stdout).unwrap();
+    assert_eq!(list["servers"][0]["url"], m.servers.url("s1"));
+    let out = m
+        .agent
+        .regent(&["mcp", "add", "x", "--from", "corp", "io.example/server-2"]);
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("no streamable-http remote"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(m.agent.regent(&["mcp", "remove", "remote"]).code, 0);
+    assert_eq!(
+        m.agent.regent(&["mcp", "list"]).stdout.trim(),
+        "No MCP servers. Add one with: regent mcp add NAME URL"
+    );
+}
+
+/// A registry behind OAuth that says where its authorization server is
+/// (RFC 9728): `regent registry add NAME URL` alone leads to a working login.
+#[tokio::test]
+async fn a_registry_without_issuer_is_discovered() {
+    let idp = Idp::start(IdpOptions::default());
+    let reg = regent_tests::registry::Registry::start(regent_tests::registry::RegistryOptions {
+        issuer: Some(idp.issuer.clone()),
+        prm: true,
+        ..Default::default()
+    });
+    let agent = Agent::start(AgentOptions::default()).await;
+    let out = agent.regent(&["registry", "add", "corp", &reg.url]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout
+            .contains(&format!("authorization server {}", idp.issuer)),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("Log in with: regent login corp"),
+        "{}",
+        out.stdout
+    );
+    let login = agent
+        .regent_command(&["login", "corp"])
+        .env("BROWSER", regent_tests::bin("browser"))
+        .output()
+        .unwrap();
+    assert!(
+        login.status.success(),
+        "{}",
+        String::from_utf8_lossy(&login.stderr)
+    );
+    let out = agent.regent(&["servers", "corp", "--json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["servers"].as_array().unwrap().len(), 7);
+    let token = agent.regent(&["token", "corp"]).stdout.trim().to_string();
+    assert!(idp.is_active(&token).await);
+}

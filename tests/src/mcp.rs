@@ -1,0 +1,231 @@
+//! Real MCP servers (`node tests/mcp/server.mjs`: the official SDK, tokens
+//! introspected at the test IdP), and `regent mcp proxy` driven over its
+//! stdio as an MCP client drives it.
+
+use crate::agent::Agent;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+
+/// A running MCP fixture with one or more servers; killed on drop.
+pub struct McpServers {
+    child: Child,
+    /// The port they share.
+    pub port: u16,
+    /// Each server's endpoint, by name.
+    pub urls: BTreeMap<String, String>,
+    http: reqwest::Client,
+}
+
+impl McpServers {
+    /// Starts servers `names` trusting the IdP at `issuer`.
+    pub fn start(issuer: &str, names: &[&str]) -> McpServers {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/mcp");
+        assert!(
+            std::path::Path::new(dir).join("node_modules").exists(),
+            "the MCP fixture's packages are missing: run `npm ci --prefix tests/mcp` (scripts/setup does)"
+        );
+        let mut child = Command::new("node")
+            .arg(format!("{dir}/server.mjs"))
+            .env("MCP_ISSUER", issuer)
+            .env("MCP_SERVERS", names.join(","))
+            .env("MCP_PORT", "0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("node starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let ready: Value = serde_json::from_str(&line).expect("the MCP fixture started");
+        McpServers {
+            child,
+            port: ready["port"].as_u64().unwrap() as u16,
+            urls: serde_json::from_value(ready["servers"].clone()).unwrap(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// The endpoint of server `name`.
+    pub fn url(&self, name: &str) -> &str {
+        &self.urls[name]
+    }
+
+    /// What the servers saw: `{"requests", "deletes", "gets"}`.
+    pub async fn log(&self) -> Value {
+        self.http
+            .get(format!("http://127.0.0.1:{}/__test/log", self.port))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Sends a server-initiated notification on every open session of `name`.
+    pub async fn notify(&self, name: &str) -> u64 {
+        self.post("notify", name).await["notified"]
+            .as_u64()
+            .unwrap()
+    }
+
+    /// Closes every GET stream of `name` (clients should resume).
+    pub async fn drop_streams(&self, name: &str) -> u64 {
+        self.post("drop-streams", name).await["dropped"]
+            .as_u64()
+            .unwrap()
+    }
+
+    async fn post(&self, what: &str, name: &str) -> Value {
+        self.http
+            .post(format!("http://127.0.0.1:{}/__test/{what}", self.port))
+            .json(&json!({ "server": name }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for McpServers {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `regent mcp proxy TARGET` with its stdio in the test's hands.
+pub struct Proxy {
+    child: tokio::process::Child,
+    stdin: Option<tokio::process::ChildStdin>,
+    stdout: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    stderr: Option<tokio::process::ChildStderr>,
+    next_id: u64,
+    /// Server-initiated messages seen while waiting for answers.
+    pub notifications: Vec<Value>,
+}
+
+impl Proxy {
+    /// Starts the proxy with the agent's environment plus `env`.
+    pub fn start(agent: &Agent, args: &[&str], env: &[(&str, String)]) -> Proxy {
+        let mut all = vec!["mcp", "proxy"];
+        all.extend_from_slice(args);
+        let mut cmd = agent.regent_command(&all);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = tokio::process::Command::from(cmd)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("regent mcp proxy starts");
+        let stdout = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        Proxy {
+            stdin: child.stdin.take(),
+            stderr: child.stderr.take(),
+            child,
+            stdout,
+            next_id: 1,
+            notifications: Vec::new(),
+        }
+    }
+
+    /// Writes one message.
+    pub async fn send(&mut self, message: &Value) {
+        let stdin = self.stdin.as_mut().expect("stdin is open");
+        stdin
+            .write_all(format!("{message}\n").as_bytes())
+            .await
+            .unwrap();
+        stdin.flush().await.unwrap();
+    }
+
+    /// The next message on stdout (60 s at most; `None` at its end).
+    pub async fn recv(&mut self) -> Option<Value> {
+        let line = tokio::time::timeout(Duration::from_secs(60), self.stdout.next_line())
+            .await
+            .expect("the proxy answered within 60 s")
+            .unwrap()?;
+        Some(
+            serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("not JSON on stdout ({e}): {line}")),
+        )
+    }
+
+    /// Sends a request and waits for its answer; notifications meanwhile are kept.
+    pub async fn request(&mut self, method: &str, params: Value) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
+            .await;
+        loop {
+            let m = self
+                .recv()
+                .await
+                .expect("the proxy answered before it ended");
+            if m["id"] == id && m.get("method").is_none() {
+                return m;
+            }
+            self.notifications.push(m);
+        }
+    }
+
+    /// `initialize` and `notifications/initialized`; the initialize answer.
+    pub async fn initialize(&mut self) -> Value {
+        let r = self
+            .request(
+                "initialize",
+                json!({"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "regent-tests", "version": "1"}}),
+            )
+            .await;
+        self.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            .await;
+        r
+    }
+
+    /// `tools/call NAME` with `args`: the text of its first content item, or the error.
+    pub async fn call(&mut self, name: &str, args: Value) -> Result<String, Value> {
+        let r = self
+            .request("tools/call", json!({"name": name, "arguments": args}))
+            .await;
+        match r["result"]["content"][0]["text"].as_str() {
+            Some(t) => Ok(t.to_string()),
+            None => Err(r),
+        }
+    }
+
+    /// Closes stdin and waits for the proxy to exit; its exit code and stderr.
+    pub async fn close(mut self) -> (Option<i32>, String) {
+        drop(self.stdin.take());
+        self.finish().await
+    }
+
+    /// Sends a signal and waits for the proxy to exit; its exit code and stderr.
+    pub async fn signal(mut self, sig: i32) -> (Option<i32>, String) {
+        crate::idp::signal(self.child.id().expect("running"), sig);
+        self.finish().await
+    }
+
+    async fn finish(&mut self) -> (Option<i32>, String) {
+        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("the proxy exited within 30 s")
+            .unwrap();
+        let mut err = String::new();
+        if let Some(mut e) = self.stderr.take() {
+            use tokio::io::AsyncReadExt;
+            let _ = e.read_to_string(&mut err).await;
+        }
+        (status.code(), err)
+    }
+}
