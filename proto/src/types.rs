@@ -117,6 +117,11 @@ pub struct OAuthConfig {
     /// The endpoints of an AS without metadata.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoints: Option<Endpoints>,
+    /// A login of its own, shared with no other resource: set by the agent
+    /// when the AS refused to mint this resource's token from a shared
+    /// login (`invalid_target`, RFC 8707).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub own_grant: bool,
 }
 
 /// How a client authenticates at the token endpoint.
@@ -702,6 +707,7 @@ mod tests {
                     client: None,
                     metadata_url: None,
                     endpoints: None,
+                    own_grant: false,
                 }),
                 status: AuthState::Authenticated,
                 expires_at: Some(time::macros::datetime!(2026-01-02 03:04:05 UTC)),

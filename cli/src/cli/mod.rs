@@ -378,6 +378,7 @@ fn auth_config(a: AuthArgs) -> Result<Option<AuthConfig>> {
             client: None,
             metadata_url: None,
             endpoints: None,
+            own_grant: false,
         }))),
         _ => Ok(None),
     }

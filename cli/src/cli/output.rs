@@ -142,6 +142,9 @@ fn row(r: &RegistryStatus) -> [String; 5] {
             if !a.shared_with.is_empty() {
                 details.push(format!("login shared with {}", a.shared_with.join(", ")));
             }
+            if matches!(&a.config, AuthConfig::Oauth(o) if o.own_grant) {
+                details.push("own login (its AS will not share one)".into());
+            }
             if a.status == AuthState::AuthRequired && matches!(a.config, AuthConfig::Oauth(_)) {
                 details.push(format!("run: regent login {}", r.name));
             }

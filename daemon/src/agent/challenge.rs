@@ -186,31 +186,6 @@ impl Agent {
             _ => false,
         }
     }
-
-    /// Writes a new auth for a registry or MCP server.
-    async fn set_auth(
-        &self,
-        name: &str,
-        kind: Kind,
-        auth: Option<AuthConfig>,
-    ) -> Result<(), AgentError> {
-        match kind {
-            Kind::Mcp => self.set_mcp_auth(name, auth).await,
-            Kind::Registry => {
-                let url = self.resolve_kind(name, Kind::Registry)?.url.clone();
-                self.change(|file| {
-                    file.put(
-                        crate::config::Section::Registries,
-                        name,
-                        &crate::config::RegistryConfig { url, auth },
-                    )
-                    .map_err(AgentError::Config)
-                })
-                .await
-            }
-            Kind::Idp => Err(AgentError::Invalid(format!("{name} is an IdP"))),
-        }
-    }
 }
 
 /// The scopes a resource's current token has: those granted (or asked for,

@@ -6,7 +6,8 @@
 use super::setup::Ask;
 use super::{Agent, AgentError};
 use crate::config::{ConfigError, ConfigFile, IdpConfig, RegistryConfig, Section};
-use crate::resource::{self, Kind};
+use crate::resource::{self, Kind, Resource};
+use crate::token::TokenError;
 use regent_proto::{AuthConfig, PutIdp, PutMcp, RegistryStatus};
 use secrecy::SecretString;
 
@@ -117,18 +118,53 @@ impl Agent {
         Ok(self.status(&self.resolve(Some(name))?))
     }
 
-    /// Sets the auth of an existing MCP server (a rediscovery, a step-up).
-    pub(super) async fn set_mcp_auth(
+    /// Sets the auth of an existing registry or MCP server (a rediscovery, a
+    /// step-up, a grant of its own).
+    pub(super) async fn set_auth(
         &self,
         name: &str,
+        kind: Kind,
         auth: Option<AuthConfig>,
     ) -> Result<(), AgentError> {
-        let url = self.resolve_kind(name, Kind::Mcp)?.url.clone();
+        let section = match kind {
+            Kind::Mcp => Section::Mcp,
+            Kind::Registry => Section::Registries,
+            Kind::Idp => return Err(AgentError::Invalid(format!("{name} is an IdP"))),
+        };
+        let url = self.resolve_kind(name, kind)?.url.clone();
         self.change(|file| {
-            file.put(Section::Mcp, name, &RegistryConfig { url, auth })
+            file.put(section, name, &RegistryConfig { url, auth })
                 .map_err(AgentError::Config)
         })
         .await
+    }
+
+    /// Gives `res` a login of its own: the AS refused to mint its token from
+    /// the login it shares (`invalid_target`). Returns the error to answer.
+    pub(super) async fn own_grant(&self, res: &Resource, others: &[String]) -> AgentError {
+        let name = res.name.clone();
+        let Some(AuthConfig::Oauth(mut config)) = res.auth.config() else {
+            return AgentError::Invalid(format!("{name} has no OAuth login to give it its own"));
+        };
+        config.own_grant = true;
+        if let Err(e) = self
+            .set_auth(&name, res.kind, Some(AuthConfig::Oauth(config)))
+            .await
+        {
+            return e;
+        }
+        tracing::warn!(
+            resource = %name,
+            "the authorization server refused a token for it from the login it shares (invalid_target); it gets a login of its own"
+        );
+        AgentError::Token {
+            err: TokenError::AuthRequired(format!(
+                "the authorization server will not issue a token for {name} from the login it shares with {} \
+                 (invalid_target), so {name} now has a login of its own; log in with: regent login {name}",
+                others.join(", ")
+            )),
+            resource: name,
+        }
     }
 
     /// Adds or replaces an enterprise IdP.

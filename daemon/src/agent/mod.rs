@@ -27,6 +27,7 @@ use crate::login::{self, Logins, Subject};
 use crate::oauth::{revoke, Target};
 use crate::resource::{Kind, Resource};
 use crate::store::keys;
+use crate::token::TokenError;
 use regent_proto::{
     AuthConfig, AuthStatus, Login, LoginFlow, LogoutResponse, OAuthConfig, RegistryStatus,
     Revocation, TokenResponse,
@@ -371,10 +372,33 @@ impl Agent {
         let res = self.resolve(name)?;
         let token = match res.auth.token(&self.ctx, min_valid).await {
             None => return Err(AgentError::NotConfigured(res.name.clone())),
-            Some(r) => r.map_err(|err| AgentError::Token {
-                resource: res.name.clone(),
-                err,
-            })?,
+            Some(Ok(t)) => t,
+            Some(Err(TokenError::Idp { code, description })) if code == "invalid_target" => {
+                // RFC 8707: this AS will not mint this resource's token from the
+                // shared login; a login of its own is the way out (if it shares one).
+                let others = match res.auth.oauth() {
+                    Some(o) if !o.config.own_grant && o.target.resource.is_some() => self
+                        .sharers(&o.grant, &res.name)
+                        .iter()
+                        .map(|r| r.name.clone())
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                let err = TokenError::Idp { code, description };
+                if others.is_empty() {
+                    return Err(AgentError::Token {
+                        resource: res.name.clone(),
+                        err,
+                    });
+                }
+                return Err(self.own_grant(&res, &others).await);
+            }
+            Some(Err(err)) => {
+                return Err(AgentError::Token {
+                    resource: res.name.clone(),
+                    err,
+                })
+            }
         };
         Ok(TokenResponse {
             access_token: token.token.expose_secret().to_string(),
@@ -527,6 +551,7 @@ fn idp_auth(i: &IdpConfig) -> AuthConfig {
         client: None,
         metadata_url: None,
         endpoints: None,
+        own_grant: false,
     })
 }
 

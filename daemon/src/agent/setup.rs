@@ -220,6 +220,7 @@ impl Agent {
             client: Some(origin),
             metadata_url: found.issuer.metadata_url,
             endpoints: found.issuer.endpoints,
+            own_grant: false,
         })))
     }
 

@@ -40,6 +40,8 @@ impl OAuthSource {
             } else {
                 ScopeRule::Configured
             },
+            // Without a resource indicator there is nothing the AS could refuse to share.
+            own: config.own_grant.then(|| config.resource.clone()).flatten(),
         }
     }
 

@@ -286,6 +286,7 @@ mod tests {
                 client: None,
                 metadata_url: None,
                 endpoints: None,
+                own_grant: false,
             })),
         }
     }

@@ -35,12 +35,18 @@ pub struct Spec {
     pub scopes: Vec<String>,
     /// How the login's scopes are chosen.
     pub rule: ScopeRule,
+    /// The one resource of a grant that is not shared (the AS refused to
+    /// mint its token from a shared one).
+    pub own: Option<String>,
 }
 
 impl Spec {
     /// The store key (contract).
     pub fn key(&self) -> String {
-        keys::grant(&self.issuer.issuer, &self.client_id, &self.scopes)
+        match &self.own {
+            Some(r) => keys::own_grant(&self.issuer.issuer, &self.client_id, &self.scopes, r),
+            None => keys::grant(&self.issuer.issuer, &self.client_id, &self.scopes),
+        }
     }
 
     /// The client as it authenticates at the issuer.

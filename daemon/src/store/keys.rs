@@ -26,6 +26,12 @@ pub fn grant(issuer: &str, client_id: &str, scopes: &[String]) -> String {
     key(&[issuer, client_id, &scope_list(scopes)])
 }
 
+/// The key of a grant one resource holds alone (the AS would not share it:
+/// `invalid_target`): `sha256(issuer \0 client_id \0 scopes \0 resource)`.
+pub fn own_grant(issuer: &str, client_id: &str, scopes: &[String], resource: &str) -> String {
+    key(&[issuer, client_id, &scope_list(scopes), resource])
+}
+
 /// Configured scopes as one canonical string: sorted, deduplicated, space separated.
 pub fn scope_list(scopes: &[String]) -> String {
     let mut s: Vec<&str> = scopes
@@ -77,6 +83,15 @@ mod tests {
         assert_eq!(
             grant("https://idp.example", "cli", &[]),
             expect(b"https://idp.example\0cli\0")
+        );
+        assert_eq!(
+            own_grant(
+                "https://idp.example",
+                "cli",
+                &scopes,
+                "https://mcp.example/mcp"
+            ),
+            expect(b"https://idp.example\0cli\0openid profile\0https://mcp.example/mcp")
         );
         assert_eq!(
             v1("https://r.example", "https://idp.example", "cli"),

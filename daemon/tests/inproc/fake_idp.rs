@@ -39,6 +39,9 @@ pub struct Options {
     pub revocation: bool,
     /// Approve device logins at once (else every poll is `authorization_pending`).
     pub approve_device: bool,
+    /// Resources whose tokens are minted only from a login made for them:
+    /// a refresh of another resource's grant for one answers `invalid_target`.
+    pub unshared: Vec<String>,
 }
 
 impl Default for Options {
@@ -49,6 +52,7 @@ impl Default for Options {
             revoke_on_rotation: false,
             revocation: true,
             approve_device: true,
+            unshared: Vec::new(),
         }
     }
 }
@@ -67,6 +71,8 @@ struct State {
     /// Every token request's form, for assertions.
     requests: Vec<HashMap<String, String>>,
     revocations: u32,
+    /// The resource each grant's login was for.
+    origin: HashMap<u64, Option<String>>,
 }
 
 /// The fake authorization server.
@@ -212,6 +218,18 @@ impl FakeIdp {
         match grant_type.as_str() {
             "refresh_token" => {
                 let rt = form.get("refresh_token").cloned().unwrap_or_default();
+                let refused = st.refresh.get(&rt).is_some_and(|g| {
+                    resource
+                        .as_ref()
+                        .is_some_and(|r| self.opts.unshared.contains(r))
+                        && st.origin.get(g) != Some(&resource)
+                });
+                if refused {
+                    return (
+                        400,
+                        json!({"error": "invalid_target", "error_description": "not from this grant"}),
+                    );
+                }
                 if let Some(grant) = st.refresh.remove(&rt) {
                     st.rotated.insert(rt, grant);
                     (200, self.issue(&mut st, grant, resource, true))
@@ -233,6 +251,7 @@ impl FakeIdp {
             "urn:ietf:params:oauth:grant-type:device_code" => {
                 st.serial += 1;
                 let grant = st.serial;
+                st.origin.insert(grant, resource.clone());
                 (200, self.issue(&mut st, grant, resource, false))
             }
             _ => (400, json!({"error": "unsupported_grant_type"})),

@@ -32,6 +32,45 @@ async fn one_login_serves_every_resource_of_a_grant_with_a_token_each() {
     );
 }
 
+/// RFC 8707 lets an AS refuse a token for another resource from a grant
+/// (`invalid_target`): that resource gets a login of its own, which lasts.
+#[tokio::test]
+async fn a_resource_the_as_will_not_share_a_grant_with_gets_its_own() {
+    let mut w = World::with_file_store(Options {
+        unshared: vec!["https://b.example".into()],
+        ..Options::default()
+    })
+    .await;
+    w.add("a", json!({"resource": "https://a.example"})).await;
+    w.add("b", json!({"resource": "https://b.example"})).await;
+    w.login("a").await;
+    let err = w.token("b", 30).await.unwrap_err();
+    assert_eq!(err["code"], "registry_auth_required", "{err}");
+    let message = err["message"].as_str().unwrap();
+    assert!(message.contains("invalid_target"), "{message}");
+    assert!(message.contains("regent login b"), "{message}");
+    assert_eq!(w.auth("b").await["status"], "auth_required");
+    assert_eq!(w.auth("b").await["own_grant"], true);
+    assert!(
+        w.auth("a").await.get("shared_with").is_none(),
+        "a shares with no one now"
+    );
+    // a is untouched; b's own login serves b.
+    assert!(w.token("a", 30).await.is_ok());
+    w.login("b").await;
+    let tb = w.token("b", 30).await.unwrap();
+    assert_eq!(w.idp.resource_of(&tb).as_deref(), Some("https://b.example"));
+    assert_eq!(w.stored().len(), 2, "a grant for a, one for b");
+    // The split is in the config: after a restart both logins still serve.
+    w.restart().await;
+    assert!(w.token("a", 30).await.is_ok());
+    assert!(w.token("b", 30).await.is_ok());
+    assert_eq!(
+        w.idp.count("urn:ietf:params:oauth:grant-type:device_code"),
+        2
+    );
+}
+
 #[tokio::test]
 async fn removing_or_changing_one_resource_never_touches_anothers_grant() {
     let mut w = World::with_file_store(Options::default()).await;
