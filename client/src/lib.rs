@@ -37,6 +37,7 @@
 
 mod agent;
 pub mod blocking;
+pub mod http;
 pub mod locate;
 pub mod mcp;
 mod registry;

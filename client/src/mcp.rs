@@ -107,18 +107,8 @@ pub struct Transport {
 impl Transport {
     /// A transport to the server at `url`.
     pub fn new(url: Url, auth: Box<dyn Authorizer>) -> Transport {
-        let http = reqwest::Client::builder()
-            // The token goes to this server only: no redirects are followed.
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(10))
-            // An idle connection is closed before the server's keep-alive does it
-            // under us (a POST is never sent twice: it may have run).
-            .pool_idle_timeout(Duration::from_secs(3))
-            .user_agent(concat!("regent/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .expect("the TLS backend initialises");
         Transport {
-            http,
+            http: crate::http::mcp_client(),
             url,
             auth,
             session: Mutex::default(),

@@ -102,11 +102,9 @@ pub struct RegistryClient {
 impl RegistryClient {
     /// A client that asks `agent` for tokens.
     pub fn new(agent: AgentClient) -> Self {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none()) // followed by hand, origin-aware
-            .connect_timeout(Duration::from_secs(10))
+        // Redirects are followed by hand, origin-aware.
+        let http = crate::http::builder()
             .timeout(Duration::from_secs(60))
-            .user_agent(concat!("regent/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("the TLS backend initialises");
         RegistryClient { agent, http }

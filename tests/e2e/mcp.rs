@@ -376,3 +376,141 @@ async fn a_registry_without_issuer_is_discovered() {
     let token = agent.regent(&["token", "corp"]).stdout.trim().to_string();
     assert!(idp.is_active(&token).await);
 }
+
+/// One gateway request: the status, the session id, and the JSON-RPC message
+/// (from a JSON answer, or an SSE one's `data:` line).
+async fn gateway(
+    http: &reqwest::Client,
+    url: &str,
+    session: Option<&str>,
+    body: Value,
+) -> (u16, Option<String>, Value) {
+    let mut req = http
+        .post(url)
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .header("mcp-protocol-version", "2025-11-25")
+        .body(body.to_string());
+    if let Some(s) = session {
+        req = req.header("mcp-session-id", s);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    let session = r
+        .headers()
+        .get("mcp-session-id")
+        .map(|v| v.to_str().unwrap().to_string());
+    let text = r.text().await.unwrap();
+    let json = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .find(|d| !d.trim().is_empty())
+        .unwrap_or(&text);
+    (
+        status,
+        session,
+        serde_json::from_str(json).unwrap_or(Value::Null),
+    )
+}
+
+/// `regent serve` lists MCP servers with their auth status, and its gateway
+/// at /mcp/NAME reaches them with the agent's token; where a login or a
+/// step-up is needed it answers an error naming the command, and never
+/// starts a login itself.
+#[tokio::test]
+async fn serve_lists_mcp_servers_and_its_gateway_names_the_command_to_run() {
+    let m = Mcp::new(&["s1", "s2"]).await;
+    m.add("s1");
+    m.add("s2");
+    let serve = regent_tests::registry::Serve::start(&m.agent);
+    let http = reqwest::Client::new();
+    let list: Value = http
+        .get(format!("{}/api/v1/mcp", serve.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let servers = list["servers"].as_array().unwrap();
+    assert_eq!(servers.len(), 2, "{list}");
+    assert!(
+        servers
+            .iter()
+            .all(|s| s["auth"]["status"] == "auth_required"),
+        "{list}"
+    );
+
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+    let url = format!("{}/mcp/s1", serve.url);
+    let (status, _, err) = gateway(&http, &url, None, init.clone()).await;
+    assert_eq!(status, 503, "{err}");
+    assert_eq!(err["error"]["code"], "registry_auth_required");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("regent login s1"),
+        "{err}"
+    );
+
+    m.login("s1");
+    let one: Value = http
+        .get(format!("{}/api/v1/mcp/s1", serve.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(one["auth"]["status"], "authenticated", "{one}");
+    let (status, session, answer) = gateway(&http, &url, None, init).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["result"]["serverInfo"]["name"], "regent-test-s1");
+    let session = session.expect("the server's session id is passed back");
+    let (status, _, _) = gateway(
+        &http,
+        &url,
+        Some(&session),
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    )
+    .await;
+    assert_eq!(status, 202);
+    let (status, _, answer) = gateway(
+        &http,
+        &url,
+        Some(&session),
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let who: Value =
+        serde_json::from_str(answer["result"]["content"][0]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(who["aud"], m.servers.url("s1"), "a token for s1 itself");
+
+    // More scope: the step-up is recorded, and the answer says how to run it.
+    let (status, _, err) = gateway(
+        &http,
+        &url,
+        Some(&session),
+        json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "admin", "arguments": {}}}),
+    )
+    .await;
+    assert_eq!(status, 503, "{err}");
+    let message = err["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("mcp:admin") && message.contains("regent login s1"),
+        "{message}"
+    );
+    // No login was started but the user's own.
+    assert_eq!(
+        m.agent.log().matches("login started").count(),
+        1,
+        "{}",
+        m.agent.log()
+    );
+    // A server that is not configured is not reachable through it.
+    let (status, _, err) =
+        gateway(&http, &format!("{}/mcp/nope", serve.url), None, json!({})).await;
+    assert_eq!(status, 404, "{err}");
+}

@@ -90,7 +90,7 @@ pub enum Command {
 
     /// Serve a headless HTTP API over your registries (never opens a browser).
     #[command(
-        after_help = "Examples:\n  regent serve                                  # http://127.0.0.1:8080\n  curl -s localhost:8080/api/v1/registries\n  curl -s localhost:8080/api/v1/registries/corp/servers\n  curl -s -X POST localhost:8080/api/v1/registries/corp/login -d '{\"flow\": \"device\"}'\n\nIt lends your registry access to whoever can reach it: it listens on loopback\nunless --allow-remote, and refuses requests whose Host is not its own address."
+        after_help = "Examples:\n  regent serve                                  # http://127.0.0.1:8080\n  curl -s localhost:8080/api/v1/registries\n  curl -s localhost:8080/api/v1/registries/corp/servers\n  curl -s -X POST localhost:8080/api/v1/registries/corp/login -d '{\"flow\": \"device\"}'\n  curl -s localhost:8080/api/v1/mcp                 # MCP servers and their auth status\n\nMCP clients that speak HTTP reach MCP server NAME at http://127.0.0.1:8080/mcp/NAME,\nwith your token added; where a login or more scope is needed the answer names the\ncommand to run (it never opens a browser).\n\nIt lends your registry access to whoever can reach it: it listens on loopback\nunless --allow-remote, and refuses requests whose Host is not its own address."
     )]
     Serve {
         /// Address to listen on.

@@ -2,6 +2,8 @@
 //! starts a login by itself and never blocks on one: logins are started
 //! through the agent and polled.
 
+mod gateway;
+
 use super::{Failure, Result};
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::header::HOST;
@@ -20,6 +22,8 @@ use std::sync::Arc;
 
 struct Serve {
     registries: RegistryClient,
+    /// For the MCP gateway's requests.
+    http: reqwest::Client,
     /// `Host` values accepted (loopback listeners only): the DNS-rebinding defence.
     allowed_hosts: Option<Vec<String>>,
 }
@@ -49,6 +53,7 @@ pub async fn run(agent: AgentClient, listen: SocketAddr, allow_remote: bool) -> 
     let port = addr.port();
     let state = Arc::new(Serve {
         registries: RegistryClient::new(agent),
+        http: regent_client::http::mcp_client(),
         allowed_hosts: loopback.then(|| {
             let mut hosts = vec![
                 addr.to_string(),
@@ -72,6 +77,14 @@ pub async fn run(agent: AgentClient, listen: SocketAddr, allow_remote: bool) -> 
         .route("/api/v1/registries/{name}/servers/{*server}", get(server))
         .route("/api/v1/registries/{name}/login", post(login))
         .route("/api/v1/logins/{id}", get(login_status))
+        .route("/api/v1/mcp", get(gateway::list))
+        .route("/api/v1/mcp/{name}", get(gateway::one))
+        .route("/api/v1/mcp/{name}/login", post(login))
+        .route(
+            "/mcp/{name}",
+            axum::routing::any(gateway::forward)
+                .layer(axum::extract::DefaultBodyLimit::max(gateway::MAX_BODY)),
+        )
         .fallback(|| async { ServeError::new(ErrorCode::InvalidRequest, "no such endpoint", None) })
         .layer(middleware::from_fn_with_state(state.clone(), check_host))
         .with_state(state);
