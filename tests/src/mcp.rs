@@ -107,7 +107,8 @@ pub struct Proxy {
     child: tokio::process::Child,
     stdin: Option<tokio::process::ChildStdin>,
     stdout: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
-    stderr: Option<tokio::process::ChildStderr>,
+    /// Its stderr, read as it comes (a full pipe would stall a chatty bridge).
+    stderr: tokio::task::JoinHandle<String>,
     next_id: u64,
     /// Server-initiated messages seen while waiting for answers.
     pub notifications: Vec<Value>,
@@ -122,17 +123,29 @@ impl Proxy {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        Proxy::spawn(cmd)
+    }
+
+    /// Any stdio MCP bridge (`mcp-remote`, for the benchmark), its stdio piped.
+    pub fn spawn(mut cmd: Command) -> Proxy {
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = tokio::process::Command::from(cmd)
             .kill_on_drop(true)
             .spawn()
-            .expect("regent mcp proxy starts");
+            .expect("the stdio bridge starts");
         let stdout = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut err = child.stderr.take().unwrap();
+        let stderr = tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            let mut buf = Vec::new();
+            let _ = err.read_to_end(&mut buf).await;
+            String::from_utf8_lossy(&buf).into_owned()
+        });
         Proxy {
             stdin: child.stdin.take(),
-            stderr: child.stderr.take(),
+            stderr,
             child,
             stdout,
             next_id: 1,
@@ -140,14 +153,18 @@ impl Proxy {
         }
     }
 
+    /// Writes one message; an error where the bridge has gone.
+    pub async fn try_send(&mut self, message: &Value) -> std::io::Result<()> {
+        let stdin = self.stdin.as_mut().expect("stdin is open");
+        stdin.write_all(format!("{message}\n").as_bytes()).await?;
+        stdin.flush().await
+    }
+
     /// Writes one message.
     pub async fn send(&mut self, message: &Value) {
-        let stdin = self.stdin.as_mut().expect("stdin is open");
-        stdin
-            .write_all(format!("{message}\n").as_bytes())
+        self.try_send(message)
             .await
-            .unwrap();
-        stdin.flush().await.unwrap();
+            .expect("the bridge reads its stdin");
     }
 
     /// The next message on stdout (60 s at most; `None` at its end).
@@ -211,21 +228,28 @@ impl Proxy {
     }
 
     /// Sends a signal and waits for the proxy to exit; its exit code and stderr.
-    pub async fn signal(mut self, sig: i32) -> (Option<i32>, String) {
+    pub async fn signal(self, sig: i32) -> (Option<i32>, String) {
         crate::idp::signal(self.child.id().expect("running"), sig);
         self.finish().await
     }
 
-    async fn finish(&mut self) -> (Option<i32>, String) {
-        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("running")
+    }
+
+    async fn finish(self) -> (Option<i32>, String) {
+        let mut child = self.child;
+        let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
             .await
             .expect("the proxy exited within 30 s")
             .unwrap();
-        let mut err = String::new();
-        if let Some(mut e) = self.stderr.take() {
-            use tokio::io::AsyncReadExt;
-            let _ = e.read_to_string(&mut err).await;
-        }
+        // A grandchild holding the pipe must not hang the test: bounded.
+        let err = tokio::time::timeout(Duration::from_secs(5), self.stderr)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
         (status.code(), err)
     }
 }

@@ -62,7 +62,7 @@ pub async fn run(agent: &AgentClient, target: &str, device: bool, no_login: bool
     let mut stop = Stop::install()?;
     let mut stdin = tokio::io::BufReader::new(tokio::io::stdin());
     let mut tasks = tokio::task::JoinSet::new();
-    let listening = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut listener: Option<tokio::task::JoinHandle<()>> = None;
     let mut signalled = false;
     loop {
         let mut line = Vec::new();
@@ -93,9 +93,9 @@ pub async fn run(agent: &AgentClient, target: &str, device: bool, no_login: bool
                 _ = deliver(&transport, &out, message, &peek) => {}
                 _ = stop.recv() => { signalled = true; break }
             }
-            if peek.is_initialize && !listening.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            if peek.is_initialize && listener.is_none() {
                 // Server-initiated messages arrive on the GET stream, once the session exists.
-                tokio::spawn(listen(transport.clone(), out.clone()));
+                listener = Some(tokio::spawn(listen(transport.clone(), out.clone())));
             }
             continue;
         }
@@ -109,8 +109,14 @@ pub async fn run(agent: &AgentClient, target: &str, device: bool, no_login: bool
         let _ =
             tokio::time::timeout(DRAIN, async { while tasks.join_next().await.is_some() {} }).await;
     }
-    // What is still running stops here (a login it waits on is cancelled below).
+    // What is still running stops here (a login it waits on is cancelled below),
+    // the GET stream too: then the writer has every message, and ends.
     tasks.abort_all();
+    if let Some(l) = listener {
+        l.abort();
+        let _ = l.await;
+    }
+    while tasks.join_next().await.is_some() {}
     transport.close().await;
     auth.cancel_pending().await;
     auth.reap();

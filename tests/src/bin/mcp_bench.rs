@@ -1,0 +1,483 @@
+//! regent's MCP benchmark, side by side with mcp-remote (npm, pinned in
+//! tests/mcp): run with `scripts/bench mcp` (release build). Real MCP
+//! servers built with the official SDK behind the bundled IdP (every token
+//! introspected), the real regentd, and both bridges driven over stdio as an
+//! MCP client drives them. Every figure comes from this one run.
+
+use regent_tests::mcp::{McpServers, Proxy};
+use regent_tests::{Agent, AgentOptions, Idp, IdpOptions};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// MCP servers behind the one authorization server.
+const SERVERS: [&str; 3] = ["s1", "s2", "s3"];
+/// Sequential calls timed per bridge (after warm-up).
+const CALLS: usize = 1000;
+/// Requests in flight for the throughput figure.
+const IN_FLIGHT: usize = 16;
+/// Client processes started at once on an expired token.
+const STORM: usize = 20;
+
+fn mcp_remote() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("mcp/node_modules/mcp-remote/dist/proxy.js");
+    assert!(
+        p.exists(),
+        "mcp-remote is missing: run scripts/setup (npm ci in tests/mcp)"
+    );
+    p
+}
+
+/// `mcp-remote URL` with a config dir of its own and the test's headless
+/// browser; asks for offline_access (with consent) so it gets a refresh token.
+fn mcp_remote_command(url: &str, config_dir: &Path) -> Command {
+    let mut cmd = Command::new("node");
+    cmd.arg(mcp_remote())
+        .arg(url)
+        .args([
+            "--static-oauth-client-metadata",
+            r#"{"scope":"mcp:tools offline_access"}"#,
+            "--authorize-param",
+            "prompt=consent",
+        ])
+        // A generic desktop, so its xdg-open honours $BROWSER.
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", config_dir)
+        .env("MCP_REMOTE_CONFIG_DIR", config_dir)
+        .env("BROWSER", regent_tests::bin("browser"));
+    cmd
+}
+
+fn regent_proxy(agent: &Agent, name: &str) -> Proxy {
+    Proxy::start(
+        agent,
+        &[name],
+        &[(
+            "BROWSER",
+            regent_tests::bin("browser").display().to_string(),
+        )],
+    )
+}
+
+async fn code_grants(idp: &Idp) -> u64 {
+    idp.counts().await["token"]["authorization_code"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+async fn refresh_grants(idp: &Idp) -> u64 {
+    idp.counts().await["token"]["refresh_token"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// initialize, then one tools/call: what an MCP client does first.
+async fn first_call(p: &mut Proxy) {
+    p.initialize().await;
+    let r = p.call("echo", json!({"text": "hi"})).await;
+    assert_eq!(r.as_deref(), Ok("hi"), "the bridge reached the server");
+}
+
+fn percentile(sorted: &[u128], p: f64) -> u128 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// p50 and p99 of `CALLS` sequential echo calls, in microseconds.
+fn summary(mut us: Vec<u128>) -> (u128, u128) {
+    us.sort_unstable();
+    (percentile(&us, 0.50), percentile(&us, 0.99))
+}
+
+async fn bridge_latency(p: &mut Proxy) -> (u128, u128) {
+    for _ in 0..20 {
+        p.call("echo", json!({"text": "warm"})).await.unwrap();
+    }
+    let mut us = Vec::with_capacity(CALLS);
+    for _ in 0..CALLS {
+        let t = Instant::now();
+        p.call("echo", json!({"text": "x"})).await.unwrap();
+        us.push(t.elapsed().as_micros());
+    }
+    summary(us)
+}
+
+/// Requests per second with `IN_FLIGHT` outstanding, for `secs`.
+async fn bridge_throughput(p: &mut Proxy, secs: f64) -> f64 {
+    let call = |id: u64| json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "x"}}});
+    let mut next = 1_000_000u64;
+    for _ in 0..IN_FLIGHT {
+        p.send(&call(next)).await;
+        next += 1;
+    }
+    let start = Instant::now();
+    let mut done = 0u64;
+    let mut outstanding = IN_FLIGHT;
+    while outstanding > 0 {
+        let m = p.recv().await.expect("an answer");
+        if m.get("id").is_none() {
+            continue;
+        }
+        assert!(m["result"].is_object(), "{m}");
+        outstanding -= 1;
+        done += 1;
+        if start.elapsed().as_secs_f64() < secs {
+            p.send(&call(next)).await;
+            next += 1;
+            outstanding += 1;
+        }
+    }
+    done as f64 / start.elapsed().as_secs_f64()
+}
+
+/// A direct streamable HTTP session with a token: the baseline.
+struct Direct {
+    http: reqwest::Client,
+    url: String,
+    token: String,
+    session: String,
+}
+
+impl Direct {
+    async fn post(&self, body: Value, session: bool) -> (Option<String>, Value) {
+        let mut req = self
+            .http
+            .post(&self.url)
+            .bearer_auth(&self.token)
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json")
+            .header("mcp-protocol-version", "2025-11-25")
+            .body(body.to_string());
+        if session {
+            req = req.header("mcp-session-id", &self.session);
+        }
+        let r = req.send().await.unwrap();
+        let sid = r
+            .headers()
+            .get("mcp-session-id")
+            .map(|v| v.to_str().unwrap().to_string());
+        let text = r.text().await.unwrap();
+        let data = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .find(|d| !d.trim().is_empty())
+            .unwrap_or("null");
+        (sid, serde_json::from_str(data).unwrap_or(Value::Null))
+    }
+
+    async fn start(url: &str, token: String) -> Direct {
+        let mut d = Direct {
+            http: reqwest::Client::new(),
+            url: url.to_string(),
+            token,
+            session: String::new(),
+        };
+        let (sid, _) = d
+            .post(
+                json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "bench", "version": "1"}}}),
+                false,
+            )
+            .await;
+        d.session = sid.expect("a session");
+        d.post(
+            json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+            true,
+        )
+        .await;
+        d
+    }
+
+    async fn call(&self) {
+        let (_, v) = self
+            .post(
+                json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "x"}}}),
+                true,
+            )
+            .await;
+        assert_eq!(v["result"]["content"][0]["text"], "x", "{v}");
+    }
+}
+
+async fn direct_latency(d: &Direct) -> (u128, u128) {
+    for _ in 0..20 {
+        d.call().await;
+    }
+    let mut us = Vec::with_capacity(CALLS);
+    for _ in 0..CALLS {
+        let t = Instant::now();
+        d.call().await;
+        us.push(t.elapsed().as_micros());
+    }
+    summary(us)
+}
+
+async fn direct_throughput(d: &std::sync::Arc<Direct>, secs: f64) -> f64 {
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..IN_FLIGHT)
+        .map(|_| {
+            let d = d.clone();
+            tokio::spawn(async move {
+                let mut n = 0u64;
+                while start.elapsed().as_secs_f64() < secs {
+                    d.call().await;
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.unwrap();
+    }
+    total as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Every process at once: initialize and one call each, side by side.
+/// Answers how many got their answer, and why the others did not.
+async fn storm(procs: Vec<Proxy>) -> (usize, String) {
+    let tasks: Vec<_> = procs
+        .into_iter()
+        .map(|mut p| {
+            tokio::spawn(async move {
+                let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "bench", "version": "1"}}});
+                if p.try_send(&init).await.is_err() {
+                    return Err(p.close().await.1);
+                }
+                match p.recv().await {
+                    Some(m) if m["result"].is_object() => {}
+                    _ => return Err(p.close().await.1),
+                }
+                let _ = p
+                    .try_send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+                    .await;
+                let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "hi"}}});
+                if p.try_send(&call).await.is_err() {
+                    return Err(p.close().await.1);
+                }
+                let answered = matches!(p.recv().await, Some(m) if m["result"]["content"][0]["text"] == "hi");
+                let (_, err) = p.close().await;
+                if answered { Ok(()) } else { Err(err) }
+            })
+        })
+        .collect();
+    let (mut ok, mut why) = (0, Vec::new());
+    for t in tasks {
+        match t.await {
+            Ok(Ok(())) => ok += 1,
+            Err(panicked) => why.push(panicked.to_string()),
+            Ok(Err(err)) => why.push(
+                err.lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("no output")
+                    .to_string(),
+            ),
+        }
+    }
+    let why = if why.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "\n    {} failed; the last line of the first one's stderr: {}",
+            why.len(),
+            why[0]
+        )
+    };
+    (ok, why)
+}
+
+fn status_kb(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::main]
+async fn main() {
+    regent_tests::raise_nofile_limit();
+    println!(
+        "regent MCP benchmark against mcp-remote 0.15.1 ({} cores)",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
+    let idp = Idp::start(IdpOptions {
+        access_ttl: 3600,
+        ..Default::default()
+    });
+    let servers = McpServers::start(&idp.issuer, &SERVERS);
+    let mut agent = Agent::start(AgentOptions {
+        store: "file".into(),
+        ..Default::default()
+    })
+    .await;
+    let remote_dir = tempfile::tempdir().unwrap();
+
+    println!(
+        "\n1. logins for {} MCP servers behind one authorization server",
+        SERVERS.len()
+    );
+    for s in SERVERS {
+        let out = agent.regent(&["mcp", "add", s, servers.url(s)]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    }
+    let before = code_grants(&idp).await;
+    for s in SERVERS {
+        let mut p = regent_proxy(&agent, s);
+        first_call(&mut p).await;
+        p.close().await;
+    }
+    let regent_logins = code_grants(&idp).await - before;
+    let before = code_grants(&idp).await;
+    for s in SERVERS {
+        let mut p = regent_proxy(&agent, s);
+        first_call(&mut p).await;
+        p.close().await;
+    }
+    let regent_again = code_grants(&idp).await - before;
+    agent.terminate();
+    agent.spawn().await;
+    let before = code_grants(&idp).await;
+    for s in SERVERS {
+        let mut p = regent_proxy(&agent, s);
+        first_call(&mut p).await;
+        p.close().await;
+    }
+    let regent_after_restart = code_grants(&idp).await - before;
+
+    let before = code_grants(&idp).await;
+    for s in SERVERS {
+        let mut p = Proxy::spawn(mcp_remote_command(servers.url(s), remote_dir.path()));
+        first_call(&mut p).await;
+        p.close().await;
+    }
+    let remote_logins = code_grants(&idp).await - before;
+    let before = code_grants(&idp).await;
+    for s in SERVERS {
+        let mut p = Proxy::spawn(mcp_remote_command(servers.url(s), remote_dir.path()));
+        first_call(&mut p).await;
+        p.close().await;
+    }
+    let remote_again = code_grants(&idp).await - before;
+    println!("  regent:     {regent_logins} login(s); new client processes: {regent_again}; after regentd restarted: {regent_after_restart}");
+    println!("  mcp-remote: {remote_logins} login(s); new client processes: {remote_again}");
+
+    println!("\n2. one tools/call (echo), {CALLS} sequential, then {IN_FLIGHT} in flight for 3 s");
+    let token = agent.regent(&["token", "s1"]).stdout.trim().to_string();
+    let direct = std::sync::Arc::new(Direct::start(servers.url("s1"), token).await);
+    let (d50, d99) = direct_latency(&direct).await;
+    let d_rps = direct_throughput(&direct, 3.0).await;
+    let mut rp = regent_proxy(&agent, "s1");
+    first_call(&mut rp).await;
+    let (r50, r99) = bridge_latency(&mut rp).await;
+    let r_rps = bridge_throughput(&mut rp, 3.0).await;
+    let r_rss = (status_kb(rp.pid(), "VmRSS:"), status_kb(rp.pid(), "VmHWM:"));
+    let agent_rss = status_kb(agent.pid(), "VmRSS:");
+    rp.close().await;
+    let mut mp = Proxy::spawn(mcp_remote_command(servers.url("s1"), remote_dir.path()));
+    first_call(&mut mp).await;
+    let (m50, m99) = bridge_latency(&mut mp).await;
+    let m_rps = bridge_throughput(&mut mp, 3.0).await;
+    let m_rss = (status_kb(mp.pid(), "VmRSS:"), status_kb(mp.pid(), "VmHWM:"));
+    mp.close().await;
+    let ms = |us: u128| us as f64 / 1000.0;
+    println!(
+        "  direct (no bridge): p50 {:.2} ms  p99 {:.2} ms  {d_rps:.0} req/s",
+        ms(d50),
+        ms(d99)
+    );
+    println!(
+        "  regent mcp proxy:   p50 {:.2} ms  p99 {:.2} ms  {r_rps:.0} req/s  (added p50 {:+.2} ms, p99 {:+.2} ms)",
+        ms(r50),
+        ms(r99),
+        ms(r50) - ms(d50),
+        ms(r99) - ms(d99)
+    );
+    println!(
+        "  mcp-remote:         p50 {:.2} ms  p99 {:.2} ms  {m_rps:.0} req/s  (added p50 {:+.2} ms, p99 {:+.2} ms)",
+        ms(m50),
+        ms(m99),
+        ms(m50) - ms(d50),
+        ms(m99) - ms(d99)
+    );
+
+    println!("\n3. memory of the bridge process, after item 2");
+    println!("  regent mcp proxy: RSS {} kB, peak {} kB (regentd, shared by every proxy: RSS {agent_rss} kB)", r_rss.0, r_rss.1);
+    println!(
+        "  mcp-remote:       RSS {} kB, peak {} kB",
+        m_rss.0, m_rss.1
+    );
+    println!(
+        "  ratio (RSS): mcp-remote / regent proxy = {:.1}x; / (proxy + agent) = {:.1}x",
+        m_rss.0 as f64 / r_rss.0 as f64,
+        m_rss.0 as f64 / (r_rss.0 + agent_rss) as f64
+    );
+    drop(agent);
+    drop(servers);
+    drop(idp);
+
+    // Item 4 on short tokens, so they can be expired for real.
+    const TTL: u64 = 10;
+    println!(
+        "\n4. {STORM} MCP client processes started at once on an expired token ({TTL} s tokens)"
+    );
+    let idp = Idp::start(IdpOptions {
+        access_ttl: TTL,
+        ..Default::default()
+    });
+    let servers = McpServers::start(&idp.issuer, &["s1"]);
+    let agent = Agent::start(AgentOptions {
+        store: "file".into(),
+        ..Default::default()
+    })
+    .await;
+    let remote_dir = tempfile::tempdir().unwrap();
+    assert_eq!(
+        agent.regent(&["mcp", "add", "s1", servers.url("s1")]).code,
+        0
+    );
+    let mut p = regent_proxy(&agent, "s1");
+    first_call(&mut p).await;
+    p.close().await;
+    let mut p = Proxy::spawn(mcp_remote_command(servers.url("s1"), remote_dir.path()));
+    first_call(&mut p).await;
+    p.close().await;
+    tokio::time::sleep(Duration::from_secs(TTL + 1)).await;
+
+    let before = (refresh_grants(&idp).await, code_grants(&idp).await);
+    let start = Instant::now();
+    let (ok, regent_failed) = storm((0..STORM).map(|_| regent_proxy(&agent, "s1")).collect()).await;
+    let regent_storm = start.elapsed();
+    let regent_refreshes = refresh_grants(&idp).await - before.0;
+    let regent_logins = code_grants(&idp).await - before.1;
+    println!(
+        "  regent:     {ok}/{STORM} answered in {:.0} ms; refreshes at the AS: {regent_refreshes}; logins: {regent_logins}{regent_failed}",
+        regent_storm.as_secs_f64() * 1000.0
+    );
+    let before = (refresh_grants(&idp).await, code_grants(&idp).await);
+    let start = Instant::now();
+    let url = servers.url("s1").to_string();
+    let (ok, remote_failed) = storm(
+        (0..STORM)
+            .map(|_| Proxy::spawn(mcp_remote_command(&url, remote_dir.path())))
+            .collect(),
+    )
+    .await;
+    let remote_storm = start.elapsed();
+    let remote_refreshes = refresh_grants(&idp).await - before.0;
+    let remote_logins = code_grants(&idp).await - before.1;
+    println!(
+        "  mcp-remote: {ok}/{STORM} answered in {:.0} ms; refreshes at the AS: {remote_refreshes}; logins: {remote_logins}{remote_failed}",
+        remote_storm.as_secs_f64() * 1000.0
+    );
+    let replays = idp.replays().await;
+    println!(
+        "  refresh tokens replayed at the AS (reuse detection): {}",
+        replays.len()
+    );
+}
