@@ -10,7 +10,7 @@ use regent_proto::{
     AuthConfig, ChallengeAnswer, ChallengeRequest, ErrorBody, ErrorCode, ErrorDetail, Health,
     IdTokenRequest, IdpList, InvalidateRequest, Login, LoginRequest, LoginStatus, LogoutRequest,
     LogoutResponse, McpList, PutIdp, PutMcp, PutRegistry, RegistryList, RegistryStatus,
-    TokenRequest, TokenResponse,
+    ReloadResponse, TokenRequest, TokenResponse,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -108,6 +108,11 @@ impl AgentClient {
     /// `GET /v1/health`.
     pub async fn health(&self) -> Result<Health, ClientError> {
         self.call(Method::GET, "/v1/health", None::<&()>).await
+    }
+
+    /// `POST /v1/reload`: read the config file again.
+    pub async fn reload(&self) -> Result<ReloadResponse, ClientError> {
+        self.call(Method::POST, "/v1/reload", None::<&()>).await
     }
 
     /// `GET /v1/registries`.

@@ -19,6 +19,8 @@ pub struct Settings {
     /// regent's client ID metadata document, used as its client id where an
     /// AS supports those (`--client-metadata-url`).
     pub client_metadata_url: Option<String>,
+    /// Started by systemd (socket activation).
+    pub systemd: bool,
 }
 
 impl Default for Settings {
@@ -26,6 +28,7 @@ impl Default for Settings {
         Settings {
             login_timeout: Duration::from_secs(300),
             client_metadata_url: None,
+            systemd: false,
         }
     }
 }
@@ -47,6 +50,8 @@ pub struct Ctx {
     pub settings: Settings,
     /// The wall clock tokens expire by.
     pub clock: Clock,
+    /// When the agent started.
+    pub started_at: time::OffsetDateTime,
 }
 
 impl Ctx {
@@ -64,6 +69,7 @@ impl Ctx {
             clients: Clients::default(),
             tasks: TaskTracker::new(),
             settings,
+            started_at: clock.now(),
             clock,
         })
     }

@@ -116,7 +116,8 @@ impl From<AgentError> for ApiError {
                 let api = ApiError::from(err);
                 (api.code, api.message)
             }
-            AgentError::ConfigRefused(ConfigError::Parse { .. }) => {
+            AgentError::ConfigRefused(ConfigError::Parse { .. })
+            | AgentError::Config(ConfigError::Parse { .. }) => {
                 (ErrorCode::InvalidConfig, e.to_string())
             }
             AgentError::ConfigRefused(_) | AgentError::Config(_) => {

@@ -13,6 +13,7 @@ pub mod ctx;
 pub mod error;
 pub mod grant;
 pub mod instance;
+pub mod log;
 pub mod login;
 pub mod oauth;
 pub mod resource;

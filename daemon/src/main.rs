@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use regentd::{agent, api, config, ctx, instance, security, server, socket, store, systemd};
+use regentd::{agent, api, config, ctx, instance, log, security, server, socket, store, systemd};
 use std::path::PathBuf;
 use store::{Store, StoreChoice};
 
@@ -29,23 +29,26 @@ struct Args {
 
     /// Log format on stderr.
     #[arg(long, value_enum, default_value = "text")]
-    log_format: LogFormat,
+    log_format: log::Format,
 
     /// regent's client ID metadata document: an https URL that serves it, used
     /// as the client id at authorization servers that accept such documents
     /// [default: `client_metadata_url` in the config file]
     #[arg(long, value_name = "URL")]
     client_metadata_url: Option<String>,
-}
 
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
+    /// Check the config file and exit: 0 if it is valid (what it configures
+    /// is printed), 1 with the error and its line if not. The service's
+    /// reload runs it first, so a broken file fails `systemctl --user reload`.
+    #[arg(long)]
+    check_config: bool,
 }
 
 fn main() {
     let args = Args::parse();
+    if args.check_config {
+        std::process::exit(check_config());
+    }
     if matches!(args.store, StoreChoice::Auto | StoreChoice::Keyutils) {
         // Before any thread exists: Linux credentials are per thread.
         store::ensure_session_keyring();
@@ -58,7 +61,7 @@ fn main() {
             std::process::exit(1);
         }
     };
-    init_logging(args.log_format);
+    log::init(args.log_format);
     security::harden();
     security::raise_nofile_limit();
     security::limit_malloc_arenas();
@@ -69,24 +72,36 @@ fn main() {
     }
 }
 
-fn init_logging(format: LogFormat) {
-    use tracing_subscriber::EnvFilter;
-    let filter = std::env::var("REGENT_LOG")
-        .ok()
-        .and_then(|v| EnvFilter::try_new(v).ok())
-        .or_else(|| EnvFilter::try_from_default_env().ok())
-        .unwrap_or_else(|| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false);
-    // journald stamps every line itself.
-    let journald = std::env::var_os("JOURNAL_STREAM").is_some();
-    match (format, journald) {
-        (LogFormat::Json, _) => builder.json().init(),
-        (LogFormat::Text, true) => builder.without_time().init(),
-        (LogFormat::Text, false) => builder.init(),
+/// `regentd --check-config`.
+fn check_config() -> i32 {
+    let path = regent_proto::paths::config_file();
+    match config::ConfigFile::open(&path) {
+        Ok(file) => {
+            let c = file.config();
+            println!(
+                "{}: valid ({} {}, {} MCP {}, {} {})",
+                path.display(),
+                c.registries.len(),
+                if c.registries.len() == 1 {
+                    "registry"
+                } else {
+                    "registries"
+                },
+                c.mcp.len(),
+                if c.mcp.len() == 1 {
+                    "server"
+                } else {
+                    "servers"
+                },
+                c.idps.len(),
+                if c.idps.len() == 1 { "IdP" } else { "IdPs" },
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!("regentd: {e}");
+            1
+        }
     }
 }
 
@@ -113,6 +128,7 @@ async fn async_main(
             .unwrap_or_else(|| socket_path.clone()),
         None => socket_path.clone(),
     };
+    let serving_systemd = activated.is_some();
     // One agent per user, before anything else is touched.
     let _instance = instance::claim(
         &regent_proto::paths::agent_lock(),
@@ -143,6 +159,7 @@ async fn async_main(
     let settings = ctx::Settings {
         login_timeout: std::time::Duration::from_secs(args.login_timeout),
         client_metadata_url: args.client_metadata_url.clone(),
+        systemd: serving_systemd,
     };
     let ctx = ctx::Ctx::new(store.clone(), settings);
     let agent = agent::Agent::start(ctx.clone(), config).await;

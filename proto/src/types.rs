@@ -19,6 +19,30 @@ pub struct Health {
     pub pid: u32,
     /// The token store in use (`keyutils`, `secret-service`, `file`, `memory`).
     pub store: String,
+    /// How long what the store keeps lasts, in words (e.g. the kernel
+    /// keyring's: lost at reboot).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub durability: Option<String>,
+    /// When the agent started.
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub started_at: Option<OffsetDateTime>,
+    /// Whether systemd started it (socket activation).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub systemd: bool,
+    /// Logins waiting for the user.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_logins: Vec<LoginStatus>,
+}
+
+/// `POST /v1/reload`: the config file was read again and applies.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct ReloadResponse {
+    /// Registries, MCP servers and IdPs configured now.
+    pub resources: usize,
 }
 
 /// What a running agent writes into its lock file

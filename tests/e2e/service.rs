@@ -2,7 +2,7 @@
 //! autostart, the units, shell integration.
 
 use crate::World;
-use regent_tests::{Agent, AgentOptions};
+use regent_tests::{Agent, AgentOptions, IdpOptions};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::time::Duration;
@@ -259,12 +259,8 @@ async fn the_units_install_and_verify() {
 }
 
 #[tokio::test]
-async fn completions_man_page_and_journald_logs() {
-    let a = Agent::start(AgentOptions {
-        env: vec![("JOURNAL_STREAM".into(), "8:1234".into())],
-        ..Default::default()
-    })
-    .await;
+async fn completions_and_man_page() {
+    let a = Agent::start(AgentOptions::default()).await;
     for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
         let out = a.regent(&["completions", shell]);
         assert_eq!(out.code, 0, "{shell}");
@@ -279,11 +275,129 @@ async fn completions_man_page_and_journald_logs() {
         "{}",
         &out.stdout[..200.min(out.stdout.len())]
     );
-    // Under journald the agent leaves timestamps to the journal.
-    let first = a.log().lines().next().unwrap_or_default().to_string();
+}
+
+/// When stderr is the journal (as `JOURNAL_STREAM` says), every event is one
+/// line with its sd-daemon priority, so `journalctl -p warning` finds what
+/// matters; no timestamp, no level word, no leading space.
+#[tokio::test]
+async fn under_journald_every_event_is_one_line_with_its_priority() {
+    let w = World::new(
+        IdpOptions::default(),
+        AgentOptions {
+            journal: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    // An error: a reload of a broken config.
+    let file = w.agent.config_file();
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, format!("{text}\n[registries.bad\n")).unwrap();
+    regent_tests::idp::signal(w.agent.pid(), libc::SIGHUP);
+    w.agent.wait_log("the config was not reloaded", 1).await;
+    let log = w.agent.log();
+    let lines: Vec<&str> = log.lines().collect();
+    for l in &lines {
+        let rest = l
+            .strip_prefix('<')
+            .and_then(|r| r.split_once('>'))
+            .filter(|(p, _)| ["3", "4", "6", "7"].contains(p))
+            .map(|(_, rest)| rest)
+            .unwrap_or_else(|| panic!("a line without a priority: {l:?}"));
+        assert!(!rest.starts_with(' ') && !rest.starts_with("20"), "{l:?}");
+        assert!(
+            !rest.starts_with("INFO") && !rest.starts_with("ERROR"),
+            "{l:?}"
+        );
+    }
+    let with = |p: &str, what: &str| lines.iter().any(|l| l.starts_with(p) && l.contains(what));
+    assert!(with("<6>", "ready"), "{log}");
+    // The file store's warning at start.
+    assert!(with("<4>", "file"), "{log}");
+    assert!(with("<3>", "the config was not reloaded"), "{log}");
+}
+
+/// `regent agent ...` on an agent regent started: status names it, reload
+/// reports a broken file (and the running config stays), logs shows its log,
+/// restart starts a new one with the logins restored, stop stops it.
+#[tokio::test]
+async fn regent_agent_status_reload_logs_restart_and_stop() {
+    let a = Agent::unstarted(AgentOptions::default());
+    let run = |args: &[&str]| {
+        let out = a
+            .regent_command(args)
+            .env_remove("REGENT_NO_AUTOSTART")
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, _) = run(&["agent", "status"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("No agent runs."), "{out}");
     assert!(
-        !first.starts_with("20"),
-        "a timestamp under journald: {first}"
+        a.client().health().await.is_err(),
+        "agent status started an agent"
     );
-    assert!(first.contains("INFO") || first.contains("WARN"), "{first}");
+    let (code, _, err) = run(&["registry", "add", "corp", "https://r.example", "--no-auth"]);
+    assert_eq!(code, 0, "{err}");
+    let first = a.client().health().await.unwrap().pid;
+    let _first = regent_tests::KillOnDrop(first);
+    let (code, out, _) = run(&["agent", "status"]);
+    assert_eq!(code, 0);
+    assert!(out.contains(&format!("pid {first}")), "{out}");
+    assert!(out.contains("started by    regent"), "{out}");
+    // The store says how long it keeps tokens (keyutils here, or the Secret Service).
+    assert!(
+        out.contains("lost at reboot") || out.contains("kept on disk"),
+        "the store's durability: {out}"
+    );
+
+    let file = a.config_file();
+    let good = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, format!("{good}\n[registries.bad\n")).unwrap();
+    let (code, _, err) = run(&["agent", "reload"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("line") && err.contains("not a valid regent config"),
+        "{err}"
+    );
+    std::fs::write(
+        &file,
+        format!("{good}\n[registries.more]\nurl = \"https://more.example\"\n"),
+    )
+    .unwrap();
+    let (code, out, err) = run(&["agent", "reload"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("2 resources configured"), "{out}");
+
+    let (code, out, _) = run(&["agent", "logs", "-n", "200"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("ready") && out.contains("config reloaded"),
+        "{out}"
+    );
+
+    let (code, out, err) = run(&["agent", "restart"]);
+    assert_eq!(code, 0, "{err}");
+    let second = a.client().health().await.unwrap().pid;
+    let _second = regent_tests::KillOnDrop(second);
+    assert_ne!(second, first);
+    assert!(out.contains(&format!("pid {second}")), "{out}");
+    assert_eq!(a.client().registries().await.unwrap().len(), 2);
+
+    let (code, out, err) = run(&["agent", "stop"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(&format!("Stopped the agent (pid {second})")),
+        "{out}"
+    );
+    assert!(a.client().health().await.is_err());
+    let (code, out, _) = run(&["agent", "status"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("No agent runs."), "{out}");
 }

@@ -68,3 +68,118 @@ fn service_install_enable_takes_over_from_an_autostarted_agent() {
     assert_eq!(record["pid"], managed);
     assert_eq!(record["systemd"], true);
 }
+
+fn main_pid(m: &UserManager) -> String {
+    let out = m.systemctl(&["show", "-p", "MainPID", "--value", "regentd.service"]);
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The service's life under systemd, with a real login: socket activation,
+/// a reload that fails on a broken file (and keeps the running config), a
+/// stop that drains, a kill -9 that systemd restarts, and the login through
+/// all of it.
+#[tokio::test]
+async fn under_systemd_reload_stop_and_kill_9_keep_the_login() {
+    let Some(m) = manager() else { return };
+    let idp = regent_tests::Idp::start(regent_tests::IdpOptions::default());
+    let (code, out, err) = run(&m, &["service", "install", "--enable"]);
+    assert_eq!(code, 0, "{out}{err}\n{}", m.manager_log());
+    // The first command is served by an agent systemd starts on the socket.
+    let (code, _, err) = run(
+        &m,
+        &[
+            "registry",
+            "add",
+            "corp",
+            "https://registry.example.test",
+            "--issuer",
+            &idp.issuer,
+            "--client-id",
+            regent_tests::idp::CLIENT_ID,
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("started the agent"), "{err}");
+    let first = main_pid(&m);
+    assert_ne!(first, "0", "socket activation started regentd.service");
+    let login = m
+        .command(regent_tests::bin("regent"))
+        .args(["login", "corp"])
+        .env("BROWSER", regent_tests::bin("browser"))
+        .output()
+        .unwrap();
+    assert!(
+        login.status.success(),
+        "{}",
+        String::from_utf8_lossy(&login.stderr)
+    );
+    let (code, token, err) = run(&m, &["token", "corp"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(idp.is_active(token.trim()).await);
+    let (_, out, _) = run(&m, &["agent", "status"]);
+    assert!(out.contains("started by    systemd"), "{out}");
+
+    // A broken file: `systemctl reload` fails, and the agent keeps serving.
+    let file = m.home.join(".config/regent/config.toml");
+    let good = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, format!("{good}\n[registries.bad\n")).unwrap();
+    let reload = m.systemctl(&["reload", "regentd.service"]);
+    assert!(
+        !reload.status.success(),
+        "a reload of a broken config succeeded"
+    );
+    assert_eq!(main_pid(&m), first, "the agent kept running");
+    let (code, _, err) = run(&m, &["token", "corp"]);
+    assert_eq!(code, 0, "{err}");
+    std::fs::write(&file, &good).unwrap();
+    let reload = m.systemctl(&["reload", "regentd.service"]);
+    assert!(
+        reload.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reload.stderr)
+    );
+
+    // Stop drains and exits cleanly; the next command starts it again, logged in.
+    let (code, out, err) = run(&m, &["agent", "stop"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let result = m.systemctl(&[
+        "show",
+        "-p",
+        "Result",
+        "-p",
+        "ExecMainStatus",
+        "regentd.service",
+    ]);
+    let result = String::from_utf8_lossy(&result.stdout).to_string();
+    assert!(
+        result.contains("Result=success") && result.contains("ExecMainStatus=0"),
+        "{result}"
+    );
+    let (code, _, err) = run(&m, &["token", "corp"]);
+    assert_eq!(code, 0, "the login survived a stop: {err}");
+    let second = main_pid(&m);
+    assert!(second != "0" && second != first, "{second}");
+
+    // kill -9: systemd restarts it (Restart=on-failure), and the login is still there.
+    regent_tests::idp::signal(second.parse().unwrap(), libc::SIGKILL);
+    let m2 = &m;
+    let prev = &second;
+    let third = regent_tests::eventually(
+        "systemd to restart the agent",
+        std::time::Duration::from_secs(30),
+        || async move {
+            let p = main_pid(m2);
+            (p != "0" && p != *prev).then_some(p)
+        },
+    )
+    .await;
+    let (code, token, err) = run(&m, &["token", "corp"]);
+    assert_eq!(code, 0, "the login survived kill -9: {err}");
+    assert!(idp.is_active(token.trim()).await);
+    assert_eq!(main_pid(&m), third);
+    assert_eq!(
+        idp.counts().await["token"]["authorization_code"],
+        1,
+        "one login in all"
+    );
+}

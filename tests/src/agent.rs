@@ -19,6 +19,9 @@ pub struct AgentOptions {
     /// A program that runs regentd (e.g. `systemd-socket-activate -l {socket}`);
     /// `{socket}` stands for the socket path.
     pub wrapper: Vec<String>,
+    /// Tell regentd its stderr (the log file) is the journal, as systemd does
+    /// (`JOURNAL_STREAM` = the file's device and inode).
+    pub journal: bool,
 }
 
 impl Default for AgentOptions {
@@ -28,6 +31,7 @@ impl Default for AgentOptions {
             env: Vec::new(),
             args: Vec::new(),
             wrapper: Vec::new(),
+            journal: false,
         }
     }
 }
@@ -144,8 +148,13 @@ impl Agent {
             .append(true)
             .open(self.home().join("agent.log"))
             .unwrap();
-        let child = self
-            .regentd_command()
+        let mut cmd = self.regentd_command();
+        if self.opts.journal {
+            use std::os::unix::fs::MetadataExt;
+            let m = log.metadata().unwrap();
+            cmd.env("JOURNAL_STREAM", format!("{}:{}", m.dev(), m.ino()));
+        }
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

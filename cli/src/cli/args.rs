@@ -105,6 +105,10 @@ pub enum Command {
     #[command(subcommand)]
     Service(ServiceCommand),
 
+    /// The running agent, whoever started it (systemd or regent): status, stop, restart, reload, logs.
+    #[command(subcommand)]
+    Agent(AgentCommand),
+
     /// Print a shell completion script.
     #[command(
         after_help = "Examples:\n  regent completions bash > ~/.local/share/bash-completion/completions/regent\n  regent completions zsh > ~/.zfunc/_regent\n  regent completions fish > ~/.config/fish/completions/regent.fish"
@@ -295,6 +299,36 @@ pub enum IdpCommand {
     Remove {
         /// The IdP.
         name: String,
+    },
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum AgentCommand {
+    /// Which agent runs: pid, version, since when, who started it, its socket and store.
+    #[command(after_help = "Example:\n  regent agent status --json | jq .agent.pid")]
+    Status {
+        /// Print JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop it: requests in flight and refreshes finish, tokens stay in the store.
+    #[command(
+        after_help = "Under systemd the socket stays: the next regent command starts the agent again\n(stop that too with: systemctl --user stop regentd.socket)."
+    )]
+    Stop,
+    /// Stop it and start it again (its logins are restored from the store).
+    Restart,
+    /// Read the config file again; a broken file is reported (with its line) and the running config stays.
+    Reload,
+    /// Show its log: the journal under systemd, else $XDG_STATE_HOME/regent/agent.log.
+    #[command(after_help = "Examples:\n  regent agent logs -n 50\n  regent agent logs -f")]
+    Logs {
+        /// Keep printing as it logs.
+        #[arg(short, long)]
+        follow: bool,
+        /// How many of the last lines.
+        #[arg(short = 'n', long, value_name = "N", default_value_t = 100)]
+        lines: usize,
     },
 }
 

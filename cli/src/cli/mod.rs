@@ -1,5 +1,6 @@
 //! The commands of the `regent` CLI.
 
+mod agent;
 pub mod args;
 mod autostart;
 mod browser;
@@ -102,6 +103,10 @@ pub async fn run(cli: Cli) -> Result {
         _ => {}
     }
     let agent = AgentClient::new(regent_client::locate::socket(cli.socket.as_deref()));
+    // About the agent itself: never autostarted on the way (restart starts one itself).
+    if let Command::Agent(cmd) = cli.command {
+        return agent::run(&agent, cmd).await;
+    }
     match run_with_agent(&agent, cli.clone()).await {
         // No agent at all: start one (or wait for the one another regent is
         // starting right now) and try once more. The first request never reached
@@ -215,7 +220,7 @@ async fn run_with_agent(agent: &AgentClient, cli: Cli) -> Result {
             listen,
             allow_remote,
         } => serve::run(agent, listen, allow_remote).await,
-        Command::Service(_) | Command::Completions { .. } | Command::Man => {
+        Command::Service(_) | Command::Completions { .. } | Command::Man | Command::Agent(_) => {
             unreachable!("handled without an agent")
         }
         Command::Status { json } => {
@@ -233,12 +238,29 @@ async fn run_with_agent(agent: &AgentClient, cli: Cli) -> Result {
                 }));
             } else {
                 println!(
-                    "agent: regentd {} (pid {}), store {}, socket {}",
+                    "agent: regentd {} (pid {}{}), socket {}",
                     health.version,
                     health.pid,
-                    health.store,
+                    if health.systemd { ", systemd" } else { "" },
                     agent.socket().display()
                 );
+                println!(
+                    "store: {}{}",
+                    health.store,
+                    health
+                        .durability
+                        .as_deref()
+                        .map(|d| format!(" ({d})"))
+                        .unwrap_or_default()
+                );
+                if !health.pending_logins.is_empty() {
+                    let names: Vec<&str> = health
+                        .pending_logins
+                        .iter()
+                        .map(|l| l.registry.as_str())
+                        .collect();
+                    println!("logins waiting for you: {}", names.join(", "));
+                }
                 output::print_registries(&regs);
                 if !servers.is_empty() {
                     println!();

@@ -9,6 +9,9 @@ use std::process::Command;
 const SOCKET_UNIT: &str = include_str!("../../../systemd/regentd.socket");
 const SERVICE_UNIT: &str = include_str!("../../../systemd/regentd.service");
 
+/// Where the unit template expects regentd; replaced by the installed path.
+const TEMPLATE_REGENTD: &str = "/usr/local/bin/regentd";
+
 fn unit_dir() -> PathBuf {
     regent_proto::paths::config_home()
         .join("systemd")
@@ -26,18 +29,8 @@ pub fn install(enable: bool) -> Result {
     let dir = unit_dir();
     std::fs::create_dir_all(&dir)
         .map_err(|e| Failure::Other(format!("cannot create {}: {e}", dir.display())))?;
-    let service = SERVICE_UNIT
-        .lines()
-        .map(|l| {
-            if l.starts_with("ExecStart=") {
-                format!("ExecStart={}", regentd.display())
-            } else {
-                l.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-        + "\n";
+    // The template names regentd by its default path (ExecStart, ExecReload).
+    let service = SERVICE_UNIT.replace(TEMPLATE_REGENTD, &regentd.display().to_string());
     for (name, text) in [
         ("regentd.socket", SOCKET_UNIT.to_string()),
         ("regentd.service", service),
@@ -77,24 +70,7 @@ fn take_over_from_autostarted() -> Result {
         "Stopping the agent that runs now (regentd, pid {}), so that systemd's takes over…",
         running.pid
     );
-    // SAFETY: kill(2) on the pid the kernel names as the lock's holder.
-    if unsafe { libc::kill(running.pid as i32, libc::SIGTERM) } != 0 {
-        return Err(Failure::Other(format!(
-            "cannot stop the running agent (pid {}): {}",
-            running.pid,
-            std::io::Error::last_os_error()
-        )));
-    }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while regent_client::locate::running_agent().is_some() {
-        if std::time::Instant::now() > deadline {
-            return Err(Failure::Other(format!(
-                "the running agent (pid {}) did not stop within 20 s; stop it, then run this again",
-                running.pid
-            )));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    super::agent::stop(&running)?;
     println!("It stopped; its tokens are in the store for systemd's agent.");
     Ok(())
 }

@@ -19,8 +19,8 @@ use path::Segment;
 use regent_proto::{
     AuthConfig, ChallengeAnswer, ChallengeRequest, Health, IdTokenRequest, IdpList,
     InvalidateRequest, Login, LoginRequest, LoginStatus, LogoutRequest, LogoutResponse, McpList,
-    PutIdp, PutMcp, PutRegistry, RegistryList, RegistryStatus, TokenRequest, TokenResponse,
-    API_VERSION, DEFAULT_MIN_VALID_SECS, MAX_LOGIN_WAIT_SECS,
+    PutIdp, PutMcp, PutRegistry, RegistryList, RegistryStatus, ReloadResponse, TokenRequest,
+    TokenResponse, API_VERSION, DEFAULT_MIN_VALID_SECS, MAX_LOGIN_WAIT_SECS,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +41,7 @@ pub fn protect<S: Clone + Send + Sync + 'static>(routes: Router<S>) -> Router<S>
 fn routes() -> Router<Arc<Agent>> {
     Router::new()
         .route("/v1/health", get(health))
+        .route("/v1/reload", post(reload))
         .route("/v1/registries", get(list))
         .route(
             "/v1/registries/{name}",
@@ -92,12 +93,23 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
 }
 
 async fn health(State(agent): Shared) -> Json<Health> {
+    let ctx = agent.ctx();
     Json(Health {
         version: env!("CARGO_PKG_VERSION").to_string(),
         api: API_VERSION,
         pid: std::process::id(),
-        store: agent.ctx().store.name().to_string(),
+        store: ctx.store.name().to_string(),
+        durability: Some(ctx.store.durability().to_string()),
+        started_at: Some(ctx.started_at),
+        systemd: ctx.settings.systemd,
+        pending_logins: agent.logins().pending(),
     })
+}
+
+/// `POST /v1/reload`: what SIGHUP does, with the outcome in the answer.
+async fn reload(State(agent): Shared) -> ApiResult<Json<ReloadResponse>> {
+    let resources = agent.reload().await?;
+    Ok(Json(ReloadResponse { resources }))
 }
 
 async fn list(State(agent): Shared) -> Json<RegistryList> {

@@ -169,6 +169,20 @@ impl Logins {
         }
     }
 
+    /// The logins waiting for the user, oldest first.
+    pub fn pending(&self) -> Vec<LoginStatus> {
+        let mut v: Vec<LoginStatus> = self
+            .table
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|e| !e.is_final())
+            .map(|e| e.status.borrow().clone())
+            .collect();
+        v.sort_by(|a, b| a.registry.cmp(&b.registry));
+        v
+    }
+
     /// Refuses a new login when too many are pending (before any IdP request).
     fn check_capacity(&self) -> Result<(), LoginError> {
         let table = self.table.lock().unwrap();

@@ -102,6 +102,23 @@ impl Store {
         self.name
     }
 
+    /// How long what it keeps lasts, in words, for `regent status`.
+    pub fn durability(&self) -> &'static str {
+        if self.degraded.load(Ordering::Relaxed) {
+            return "the store failed, so tokens are in memory only: a restart of the agent means a new login";
+        }
+        match (&self.backend, self.name) {
+            (Backend::Memory, _) => "memory only: a restart of the agent means a new login",
+            (_, "keyutils") => {
+                "the kernel keyring: kept across agent restarts, lost at reboot and after 3 days unused \
+                 (for a server, use --store secret-service with an unlocked keyring, or --store file)"
+            }
+            (_, "secret-service") => "the Secret Service: kept on disk in your login keyring",
+            (_, "file") => "a 0600 file: kept on disk, protected by file permissions only",
+            _ => "persistent",
+        }
+    }
+
     /// Whether writes currently reach a persistent backend.
     pub fn persisting(&self) -> bool {
         !matches!(self.backend, Backend::Memory) && !self.degraded.load(Ordering::Relaxed)
