@@ -5,9 +5,33 @@ mod cli;
 use clap::Parser;
 use cli::args::Cli;
 
+/// What `regent` alone prints: the commands most people need, and where the rest is.
+const SHORT_USAGE: &str = "\
+regent: OAuth tokens for your MCP registries and MCP servers, from the regent agent
+
+Usage: regent <COMMAND> [ARGS]
+
+  regent status                  what is configured, and who is logged in
+  regent registry add NAME URL   add a registry (how it authorizes is discovered)
+  regent mcp add NAME URL        add a remote MCP server
+  regent login NAME              log in (your browser; --device from an SSH session)
+  regent token NAME              a valid access token on stdout, for scripts
+  regent mcp proxy NAME          the stdio bridge to give your MCP client
+
+All commands: regent --help.  One command: regent help COMMAND.
+";
+
 fn main() {
+    // The shell asking for completions (REGENT_COMPLETE set): answered, then exit.
+    clap_complete::CompleteEnv::with_factory(<Cli as clap::CommandFactory>::command)
+        .var(cli::complete::VAR)
+        .complete();
     if let Some(code) = fast_token() {
         std::process::exit(code);
+    }
+    if std::env::args_os().len() == 1 {
+        eprint!("{SHORT_USAGE}");
+        std::process::exit(2);
     }
     let cli = Cli::parse();
     // Lean start for `regent token`: one thread, no pool of workers.

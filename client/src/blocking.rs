@@ -1,7 +1,7 @@
-//! The lean path of `regent token`: one HTTP/1.1 exchange over a plain
-//! blocking Unix socket, no async runtime. It handles only the common case
-//! (a 200 answer); anything else returns `None` and the caller takes the full
-//! path, which reports errors properly.
+//! The lean path of `regent token` (and of shell completion): one HTTP/1.1
+//! exchange over a plain blocking Unix socket, no async runtime. It handles
+//! only the common case (a 200 answer); anything else returns `None` and the
+//! caller takes the full path, which reports errors properly.
 
 use regent_proto::{TokenRequest, TokenResponse};
 use std::io::{Read, Write};
@@ -14,18 +14,36 @@ const MAX_ANSWER: u64 = 64 * 1024;
 
 /// `POST /v1/token`, blocking; `None` on anything but a well-formed 200.
 pub fn token(socket: &Path, req: &TokenRequest) -> Option<TokenResponse> {
-    crate::agent::check_socket(socket).ok()?;
     let body = serde_json::to_vec(req).ok()?;
+    exchange(socket, "POST", "/v1/token", &body, Duration::from_secs(30))
+}
+
+/// `GET path`, blocking, answered within `timeout` (shell completion asks
+/// for names this way); `None` on anything but a well-formed 200.
+pub fn get<T: serde::de::DeserializeOwned>(
+    socket: &Path,
+    path: &str,
+    timeout: Duration,
+) -> Option<T> {
+    exchange(socket, "GET", path, b"", timeout)
+}
+
+fn exchange<T: serde::de::DeserializeOwned>(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    timeout: Duration,
+) -> Option<T> {
+    crate::agent::check_socket(socket).ok()?;
     let mut stream = UnixStream::connect(socket).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .ok()?;
+    stream.set_read_timeout(Some(timeout)).ok()?;
     let head = format!(
-        "POST /v1/token HTTP/1.1\r\nHost: agent\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: agent\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     let mut request = head.into_bytes();
-    request.extend_from_slice(&body);
+    request.extend_from_slice(body);
     stream.write_all(&request).ok()?;
     let mut answer = Vec::with_capacity(2048);
     stream.take(MAX_ANSWER).read_to_end(&mut answer).ok()?;

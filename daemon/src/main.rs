@@ -6,9 +6,10 @@ use regentd::{agent, api, config, ctx, instance, log, security, server, socket, 
 use std::path::PathBuf;
 use store::{Store, StoreChoice};
 
-/// regentd holds your registries' OAuth tokens in memory, keeps refresh
-/// tokens in the OS keyring, refreshes them once for everyone, and serves
-/// them to `regent` and other programs on a private Unix socket.
+/// regentd, the regent agent: it holds the OAuth tokens of your MCP
+/// registries and MCP servers in memory, keeps refresh tokens in the OS
+/// keyring, refreshes them once for everyone, and serves them to `regent`
+/// and other programs on a private Unix socket.
 #[derive(Parser, Debug)]
 #[command(
     version,
@@ -42,12 +43,19 @@ struct Args {
     /// reload runs it first, so a broken file fails `systemctl --user reload`.
     #[arg(long)]
     check_config: bool,
+
+    /// Print regentd's man page (roff) and exit.
+    #[arg(long)]
+    man: bool,
 }
 
 fn main() {
     let args = Args::parse();
     if args.check_config {
         std::process::exit(check_config());
+    }
+    if args.man {
+        std::process::exit(man());
     }
     if matches!(args.store, StoreChoice::Auto | StoreChoice::Keyutils) {
         // Before any thread exists: Linux credentials are per thread.
@@ -70,6 +78,90 @@ fn main() {
         eprintln!("regentd: {e:#}");
         std::process::exit(1);
     }
+}
+
+/// `regentd --man`: clap's sections, then what an agent's page needs.
+fn man() -> i32 {
+    use std::io::Write;
+    let cmd = <Args as clap::CommandFactory>::command();
+    let man = clap_mangen::Man::new(cmd.clone()).manual("regent manual");
+    let mut out = Vec::new();
+    let sections = [
+        ("EXAMPLES", None),
+        (
+            "SIGNALS",
+            Some(&[
+                ("SIGHUP", "Read the config file again; a broken file is logged with its line, and the running config stays."),
+                ("SIGTERM, SIGINT", "Stop: requests in flight and refreshes finish, their results are stored, then it exits."),
+            ][..]),
+        ),
+        (
+            "ENVIRONMENT",
+            Some(&[
+                ("REGENT_LOG, RUST_LOG", "The log filter (e.g. debug, or regentd=debug); info by default."),
+                ("REGENT_SOCKET, XDG_RUNTIME_DIR", "Where the socket is when --socket is not given."),
+                ("XDG_CONFIG_HOME, XDG_STATE_HOME", "Where the config file and the state (lock, file store) are."),
+                ("LISTEN_FDS, LISTEN_PID, NOTIFY_SOCKET", "systemd socket activation and readiness (Type=notify)."),
+                ("JOURNAL_STREAM", "When it names stderr, every log event is one line with its journal priority."),
+            ][..]),
+        ),
+        (
+            "FILES",
+            Some(&[
+                ("$XDG_CONFIG_HOME/regent/config.toml", "The config: registries, MCP servers, IdPs (no secrets)."),
+                ("$XDG_STATE_HOME/regent/agent.lock", "Held while the agent runs: one agent per user."),
+                ("$XDG_STATE_HOME/regent/tokens.json", "The file store (--store file), 0600."),
+                ("$XDG_RUNTIME_DIR/regent/agent.sock", "The socket, 0600 in a 0700 directory."),
+            ][..]),
+        ),
+        (
+            "EXIT STATUS",
+            Some(&[
+                ("0", "Stopped by a signal after draining; --check-config: the file is valid."),
+                ("1", "Could not start (another agent runs, the config does not parse, the socket directory is unsafe); --check-config: the file is not valid."),
+            ][..]),
+        ),
+    ];
+    let roff = |s: &str| s.replace('\\', "\\e").replace('-', "\\-");
+    let ok = (|| -> std::io::Result<()> {
+        man.render_title(&mut out)?;
+        man.render_name_section(&mut out)?;
+        man.render_synopsis_section(&mut out)?;
+        man.render_description_section(&mut out)?;
+        man.render_options_section(&mut out)?;
+        for (title, items) in sections {
+            writeln!(out, ".SH {title}")?;
+            match items {
+                None => {
+                    writeln!(out, ".nf")?;
+                    for l in cmd
+                        .get_after_help()
+                        .map(|h| h.to_string())
+                        .unwrap_or_default()
+                        .lines()
+                    {
+                        writeln!(out, "{}", roff(l))?;
+                    }
+                    writeln!(out, ".fi")?;
+                }
+                Some(items) => {
+                    for (k, v) in items {
+                        writeln!(out, ".TP\n\\fB{}\\fR\n{}", roff(k), roff(v))?;
+                    }
+                }
+            }
+        }
+        writeln!(
+            out,
+            ".SH SEE ALSO\nregent(1), regent\\-agent(1), regent\\-service(1)"
+        )?;
+        std::io::stdout().write_all(&out)
+    })();
+    if let Err(e) = ok {
+        eprintln!("regentd: cannot write the man page: {e}");
+        return 1;
+    }
+    0
 }
 
 /// `regentd --check-config`.

@@ -71,6 +71,26 @@ pub fn validate_url(url: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Refuses sending a token in cleartext: a resource with auth on `http`
+/// must be on a loopback host (as for issuers).
+pub fn check_cleartext(name: &str, url: &str, has_auth: bool) -> Result<(), String> {
+    let Ok(u) = url::Url::parse(url) else {
+        return Ok(()); // validate_url says why
+    };
+    let loopback = match u.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    if has_auth && u.scheme() == "http" && !loopback {
+        return Err(format!(
+            "{name} at {url} would get your token over cleartext http; use https (http only on a loopback host)"
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,5 +106,10 @@ mod tests {
         assert!(validate_url("ftp://r.example").is_err());
         assert!(validate_url("https://u:p@r.example").is_err());
         assert!(validate_url("not a url").is_err());
+        assert!(check_cleartext("r", "http://r.example", true).is_err());
+        assert!(check_cleartext("r", "http://r.example", false).is_ok());
+        assert!(check_cleartext("r", "http://127.0.0.1:8080", true).is_ok());
+        assert!(check_cleartext("r", "http://localhost/x", true).is_ok());
+        assert!(check_cleartext("r", "https://r.example", true).is_ok());
     }
 }

@@ -162,3 +162,70 @@ async fn the_client_refuses_a_socket_behind_a_symlink() {
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("symbolic link"));
 }
+
+/// `registry add` says what a re-add did (nothing; or a new login needed),
+/// warns about URLs that name an API path or carry a query, and refuses a
+/// token over cleartext http off loopback.
+#[tokio::test]
+async fn registry_add_explains_urls_and_re_adds() {
+    let w = World::default().await;
+    let add = |name: &str, url: &str, extra: &[&str]| {
+        let mut args = vec!["registry", "add", name, url];
+        args.extend_from_slice(extra);
+        w.agent.regent(&args)
+    };
+    let oauth = [
+        "--issuer",
+        w.idp.issuer.as_str(),
+        "--client-id",
+        regent_tests::idp::CLIENT_ID,
+    ];
+    let out = add("corp", REGISTRY_URL, &oauth);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("is unchanged"), "{}", out.stdout);
+
+    w.login("alice").await;
+    let mut scoped = oauth.to_vec();
+    scoped.extend(["--scopes", "openid,profile"]);
+    let out = add("corp", REGISTRY_URL, &scoped);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("you are logged out of corp"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("Log in with: regent login corp"),
+        "{}",
+        out.stdout
+    );
+
+    let out = add(
+        "api",
+        &format!("{REGISTRY_URL}/v0.1/servers"),
+        &["--no-auth"],
+    );
+    assert_eq!(out.code, 0);
+    assert!(
+        out.stderr
+            .contains(&format!("did you mean {REGISTRY_URL}?")),
+        "{}",
+        out.stderr
+    );
+    let out = add("q", &format!("{REGISTRY_URL}/?team=a"), &["--no-auth"]);
+    assert!(
+        out.stderr.contains("has a query or fragment"),
+        "{}",
+        out.stderr
+    );
+
+    let out = add("plain", "http://registry.example.test", &oauth);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("cleartext http"), "{}", out.stderr);
+    let out = add(
+        "plain",
+        "http://127.0.0.1:9/",
+        &["--token-file", "/etc/hostname"],
+    );
+    assert_eq!(out.code, 0, "loopback http is fine: {}", out.stderr);
+}

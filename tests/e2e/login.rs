@@ -240,3 +240,42 @@ async fn a_login_when_already_logged_in_starts_nothing_unless_forced() {
     regent_tests::idp::signal(child.id(), libc::SIGINT);
     let _ = child.wait();
 }
+
+/// A `$BROWSER` that fails (`BROWSER=false`, a missing program) is a failure
+/// to open, said as such, with the URL to open by hand; never "Opened".
+#[tokio::test]
+async fn a_browser_command_that_fails_is_not_reported_as_opened() {
+    let w = World::default().await;
+    for browser in ["false", "/nonexistent/browser"] {
+        let mut child = w
+            .agent
+            .regent_command(&["login", "corp"])
+            .env("BROWSER", browser)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut err = BufReader::new(child.stderr.take().unwrap());
+        let mut seen = String::new();
+        while !seen.contains("/auth?") {
+            let mut line = String::new();
+            assert!(err.read_line(&mut line).unwrap() > 0, "{seen}");
+            seen.push_str(&line);
+        }
+        regent_tests::idp::signal(child.id(), libc::SIGTERM);
+        let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(143));
+        assert!(
+            seen.contains("Could not open a browser"),
+            "{browser}: {seen}"
+        );
+        assert!(
+            seen.contains("open this URL in a browser"),
+            "{browser}: {seen}"
+        );
+        assert!(!seen.contains("Opened your browser"), "{browser}: {seen}");
+    }
+}

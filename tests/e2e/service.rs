@@ -265,16 +265,64 @@ async fn completions_and_man_page() {
         let out = a.regent(&["completions", shell]);
         assert_eq!(out.code, 0, "{shell}");
         assert!(
-            out.stdout.contains("set-registry-auth"),
-            "{shell} completion lacks subcommands"
+            out.stdout.contains("REGENT_COMPLETE"),
+            "{shell}: {}",
+            out.stdout
         );
     }
+    // The completer knows the agent's resources, by kind, and offers no file
+    // names where a name is wanted.
+    assert_eq!(
+        a.regent(&["registry", "add", "corp", "https://r.example", "--no-auth"])
+            .code,
+        0
+    );
+    assert_eq!(
+        a.regent(&["mcp", "add", "tools", "https://m.example/mcp", "--no-auth"])
+            .code,
+        0
+    );
+    let complete = |words: &[&str]| {
+        let mut args = vec!["--", "regent"];
+        args.extend_from_slice(words);
+        let out = a
+            .regent_command(&args)
+            .env("REGENT_COMPLETE", "fish")
+            .current_dir(a.home())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.split('\t').next().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        complete(&["login", ""])
+            .iter()
+            .filter(|c| !c.starts_with('-'))
+            .collect::<Vec<_>>(),
+        ["corp", "tools"]
+    );
+    assert!(complete(&["mcp", "remove", ""]).contains(&"tools".to_string()));
+    assert!(!complete(&["mcp", "remove", ""]).contains(&"corp".to_string()));
+    let new_name = complete(&["registry", "add", ""]);
+    assert!(new_name.iter().all(|c| c.starts_with('-')), "{new_name:?}");
     let out = a.regent(&["man"]);
     assert!(
-        out.stdout.starts_with(".ie") || out.stdout.contains(".TH regent"),
+        out.stdout.contains(".TH regent"),
         "{}",
         &out.stdout[..200.min(out.stdout.len())]
     );
+    let out = a.regent(&["man", "mcp", "proxy"]);
+    assert!(out.stdout.contains(".TH regent-mcp-proxy") && out.stdout.contains(".SH EXIT STATUS"));
+    // Every page, regentd's included, into a directory man reads.
+    let dir = a.home().join("man1");
+    let out = a.regent(&["man", "--dir", dir.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("Wrote regentd.1"), "{}", out.stdout);
+    let regentd = std::fs::read_to_string(dir.join("regentd.1")).unwrap();
+    assert!(regentd.contains(".SH SIGNALS") && regentd.contains(".SH FILES"));
+    assert!(dir.join("regent-registry-add.1").exists());
 }
 
 /// When stderr is the journal (as `JOURNAL_STREAM` says), every event is one

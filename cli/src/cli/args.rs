@@ -1,6 +1,8 @@
 //! The command line (contract: see DESIGN "CLI").
 
+use super::complete;
 use clap::{Args, Parser, Subcommand};
+use clap_complete::engine::ArgValueCandidates;
 use std::path::PathBuf;
 
 const EXAMPLES: &str = "\
@@ -9,22 +11,27 @@ Examples:
       --issuer https://login.corp.example --client-id regent-cli
   regent login corp --device        # log in from an SSH session
   regent token corp                 # the bare token, for scripts
-  curl -H \"Authorization: Bearer $(regent token corp)\" https://registry.corp.example/v0.1/servers
+  curl -H \"Authorization: Bearer $(regent token corp)\" \\\n      https://registry.corp.example/v0.1/servers
   regent status
 
 When no agent answers, regent starts regentd itself (logging to
 $XDG_STATE_HOME/regent/agent.log) unless REGENT_NO_AUTOSTART is set.
 
-Exit codes: 0 success, 1 error, 2 usage, 3 agent unreachable, 4 login required.";
+Exit codes: 0 success, 1 error, 2 usage, 3 agent unreachable,\n4 login required.";
 
-/// regent gets OAuth tokens for your MCP registries from the regent agent
-/// (regentd), which logs in once, refreshes once for everyone, and keeps
-/// refresh tokens in the OS keyring.
+/// regent gets OAuth tokens for your MCP registries and MCP servers from
+/// the regent agent (regentd), which logs in once per authorization server,
+/// refreshes once for everyone, and keeps refresh tokens in the OS keyring.
 #[derive(Parser, Debug, Clone)]
-#[command(name = "regent", version, after_help = EXAMPLES, propagate_version = true)]
+#[command(name = "regent", version, after_help = EXAMPLES, max_term_width = 100)]
 pub struct Cli {
     /// The agent's socket [default: $REGENT_SOCKET, else $XDG_RUNTIME_DIR/regent/agent.sock, else /tmp/regent-$UID/agent.sock]
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        help_heading = "Global options"
+    )]
     pub socket: Option<PathBuf>,
 
     #[command(subcommand)]
@@ -51,16 +58,17 @@ pub enum Command {
 
     /// Log in to a registry's identity provider.
     #[command(
-        after_help = "Examples:\n  regent login corp              # opens your browser (honours $BROWSER)\n  regent login corp --no-browser # prints the URL to open yourself\n  regent login corp --device     # a URL and a code to enter on any device (SSH sessions)\n\nThe agent waits for the IdP's answer on a one-shot loopback port; Ctrl-C cancels the login."
+        after_help = "Examples:\n  regent login corp              # opens your browser (honours $BROWSER)\n  regent login corp --no-browser # prints the URL to open yourself\n  regent login corp --device     # a URL and a code for any device (SSH)\n\nThe agent waits for the IdP's answer on a one-shot loopback port;\nCtrl-C cancels the login."
     )]
     Login(LoginArgs),
 
     /// Log out: revoke the refresh token at the IdP and delete the stored tokens.
     #[command(
-        after_help = "Examples:\n  regent logout corp\n  regent logout corp --all    # corp shares its login with other registries: log out of all\n\nRegistries with the same issuer, client id and scopes share one login; `regent status`\nshows which. A logout of one is a logout of all, so regent asks (or wants --all)."
+        after_help = "Examples:\n  regent logout corp\n  regent logout corp --all    # corp shares its login: log out of all\n\nResources with the same issuer, client id and scopes share one login;\n`regent status` shows which. A logout of one is a logout of all, so regent\nasks (or wants --all)."
     )]
     Logout {
-        /// The registry (may be left out when only one is configured).
+        /// The registry, MCP server or IdP (may be left out when only one is configured).
+        #[arg(add = ArgValueCandidates::new(complete::resources))]
         name: Option<String>,
         /// Also log out the registries that share this login, without asking.
         #[arg(long)]
@@ -69,7 +77,7 @@ pub enum Command {
 
     /// Print a valid access token (refreshed if needed) on stdout.
     #[command(
-        after_help = "Examples:\n  regent token corp\n  regent token --min-valid 300 --json\n  export TOKEN=$(regent token) || regent login"
+        after_help = "Examples:\n  regent token corp\n  regent token --min-valid 300 --json\n  TOKEN=$(regent token corp) || exit; export TOKEN"
     )]
     Token(TokenArgs),
 
@@ -79,6 +87,7 @@ pub enum Command {
     )]
     Servers {
         /// The registry (may be left out when only one is configured).
+        #[arg(add = ArgValueCandidates::new(complete::registries))]
         name: Option<String>,
         /// Only servers whose name matches (passed to the registry).
         #[arg(long)]
@@ -90,11 +99,11 @@ pub enum Command {
 
     /// Serve a headless HTTP API over your registries (never opens a browser).
     #[command(
-        after_help = "Examples:\n  regent serve                                  # http://127.0.0.1:8080\n  curl -s localhost:8080/api/v1/registries\n  curl -s localhost:8080/api/v1/registries/corp/servers\n  curl -s -X POST localhost:8080/api/v1/registries/corp/login -d '{\"flow\": \"device\"}'\n  curl -s localhost:8080/api/v1/mcp                 # MCP servers and their auth status\n\nMCP clients that speak HTTP reach MCP server NAME at http://127.0.0.1:8080/mcp/NAME,\nwith your token added; where a login or more scope is needed the answer names the\ncommand to run (it never opens a browser).\n\nIt lends your registry access to whoever can reach it: it listens on loopback\nunless --allow-remote, and refuses requests whose Host is not its own address."
+        after_help = "Examples:\n  regent serve                                  # http://127.0.0.1:8080\n  curl -s localhost:8080/api/v1/registries\n  curl -s localhost:8080/api/v1/registries/corp/servers\n  curl -s -X POST localhost:8080/api/v1/registries/corp/login \\\n      -d '{\"flow\": \"device\"}'\n  curl -s localhost:8080/api/v1/mcp    # MCP servers, their auth status\n\nMCP clients that speak HTTP reach MCP server NAME at\nhttp://127.0.0.1:8080/mcp/NAME with your token added; where a login or\nmore scope is needed the answer names the command to run (it never opens\na browser).\n\nIt lends your registry access to whoever can reach it: it listens on loopback\nunless --allow-remote, and refuses requests whose Host is not its own address."
     )]
     Serve {
-        /// Address to listen on.
-        #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8080")]
+        /// Where to listen: PORT, localhost:PORT, or ADDR:PORT.
+        #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8080", value_parser = listen_addr)]
         listen: std::net::SocketAddr,
         /// Allow a non-loopback --listen address (anyone who can connect gets your registry access).
         #[arg(long)]
@@ -118,11 +127,17 @@ pub enum Command {
         shell: clap_complete::Shell,
     },
 
-    /// Print the man page (roff).
+    /// Print a man page (roff), or write all of them (regent's, each command's, regentd's).
     #[command(
-        after_help = "Example:\n  regent man > ~/.local/share/man/man1/regent.1 && man regent"
+        after_help = "Examples:\n  regent man --dir ~/.local/share/man/man1 && man regent-mcp-proxy\n  regent man registry add | man -l -"
     )]
-    Man,
+    Man {
+        /// Write every page into this directory instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// The command whose page to print (e.g. `registry add`).
+        command: Vec<String>,
+    },
 
     /// Show the agent and every registry's login state.
     #[command(after_help = "Example:\n  regent status --json | jq '.registries[].auth.status'")]
@@ -137,7 +152,7 @@ pub enum Command {
 pub enum RegistryCommand {
     /// Add a registry, or replace one of the same name.
     #[command(
-        after_help = "Examples:\n  regent registry add corp https://registry.corp.example --issuer https://login.corp.example --client-id regent-cli\n  regent registry add ci https://registry.corp.example --token-file /run/secrets/registry-token\n  regent registry add public https://registry.modelcontextprotocol.io"
+        after_help = "Examples:\n  regent registry add corp https://registry.corp.example \\\n      --issuer https://login.corp.example --client-id regent-cli\n  regent registry add ci https://registry.corp.example \\\n      --token-file /run/secrets/registry-token\n  regent registry add public https://registry.modelcontextprotocol.io"
     )]
     Add {
         /// A short name: letters, digits, '.', '_' or '-'.
@@ -155,6 +170,7 @@ pub enum RegistryCommand {
     #[command(after_help = "Example:\n  regent registry remove corp")]
     Remove {
         /// The registry.
+        #[arg(add = ArgValueCandidates::new(complete::registries))]
         name: String,
     },
     /// List registries and their login state.
@@ -173,11 +189,11 @@ pub enum McpCommand {
     /// Add a remote MCP server; how it wants to be authorized is discovered from it.
     #[command(after_help = "Examples:
   regent mcp add github https://mcp.github.example/mcp
-  regent mcp add tools https://mcp.corp.example/mcp --client-id regent --client-secret-file ~/.secrets/tools
+  regent mcp add tools https://mcp.corp.example/mcp \\\n      --client-id regent --client-secret-file ~/.secrets/tools
   regent mcp add ci-bot https://mcp.corp.example/mcp --client-credentials \\
       --client-id ci-bot --client-key-file /run/secrets/ci-bot.pem
-  regent mcp add wiki https://wiki.corp.example/mcp --enterprise-idp okta --client-id regent-wiki
-  regent mcp add search --from corp io.example/search     # its URL from registry corp
+  regent mcp add wiki https://wiki.corp.example/mcp \\\n      --enterprise-idp okta --client-id regent-wiki
+  regent mcp add search --from corp io.example/search  # URL from corp
 
 Without options regent asks the server (an unauthenticated initialize), reads
 its protected resource metadata (RFC 9728) and its authorization server's
@@ -195,12 +211,13 @@ supported and configured, else dynamic registration). Then: regent login NAME.")
     #[command(after_help = "Example:\n  regent mcp remove github")]
     Remove {
         /// The server.
+        #[arg(add = ArgValueCandidates::new(complete::mcp_servers))]
         name: String,
     },
     /// Bridge stdio to a remote MCP server, with the agent's tokens: for any local MCP client.
     #[command(after_help = r#"Examples:
   regent mcp proxy github
-  regent mcp proxy https://mcp.example.com/mcp      # added on first use, its login kept
+  regent mcp proxy https://mcp.example.com/mcp  # added on first use
 
 In an MCP client's config (Claude Desktop, Cursor, VS Code):
   {"command": "regent", "args": ["mcp", "proxy", "github"]}
@@ -210,6 +227,7 @@ needed, opens your browser ($BROWSER is honoured); --device shows a code to
 enter instead; --no-login answers a JSON-RPC error naming `regent login NAME`."#)]
     Proxy {
         /// A configured MCP server's name, or its https URL.
+        #[arg(add = ArgValueCandidates::new(complete::mcp_servers))]
         target: String,
         /// Log in with the device flow when a login is needed.
         #[arg(long, conflicts_with = "no_login")]
@@ -267,9 +285,9 @@ pub struct McpAddArgs {
 pub enum IdpCommand {
     /// Add an enterprise IdP: log in there once (regent login NAME), reach every server that trusts it.
     #[command(after_help = "Examples:
-  regent idp add okta --issuer https://corp.okta.example --client-id regent-xaa
+  regent idp add okta --issuer https://corp.okta.example \\\n      --client-id regent-xaa
   regent login okta                                # browser or --device
-  regent login okta --id-token-file ~/.cache/sso/id_token   # an ID token you already have")]
+  regent login okta --id-token-file ~/.cache/sso/id_token  # one you have")]
     Add {
         /// A short name.
         name: String,
@@ -298,6 +316,7 @@ pub enum IdpCommand {
     /// Remove an enterprise IdP.
     Remove {
         /// The IdP.
+        #[arg(add = ArgValueCandidates::new(complete::idps))]
         name: String,
     },
 }
@@ -352,11 +371,11 @@ pub enum ServiceCommand {
 pub enum ConfigCommand {
     /// Set a registry's auth (the IdP is checked first).
     #[command(
-        after_help = "Examples:\n  regent config set-registry-auth --registry corp --issuer https://login.corp.example --client-id regent-cli --scopes openid,registry:read\n  regent config set-registry-auth --registry ci --token-file /run/secrets/registry-token"
+        after_help = "Examples:\n  regent config set-registry-auth --registry corp \\\n      --issuer https://login.corp.example --client-id regent-cli \\\n      --scopes openid,registry:read\n  regent config set-registry-auth --registry ci \\\n      --token-file /run/secrets/registry-token"
     )]
     SetRegistryAuth {
         /// The registry (may be left out when only one is configured).
-        #[arg(long)]
+        #[arg(long, add = ArgValueCandidates::new(complete::registries))]
         registry: Option<String>,
         #[command(flatten)]
         auth: AuthArgs,
@@ -365,7 +384,7 @@ pub enum ConfigCommand {
     #[command(after_help = "Example:\n  regent config unset-registry-auth --registry corp")]
     UnsetRegistryAuth {
         /// The registry (may be left out when only one is configured).
-        #[arg(long)]
+        #[arg(long, add = ArgValueCandidates::new(complete::registries))]
         registry: Option<String>,
     },
 }
@@ -406,7 +425,8 @@ pub struct AuthArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct LoginArgs {
-    /// The registry (may be left out when only one is configured).
+    /// The registry, MCP server or IdP (may be left out when only one is configured).
+    #[arg(add = ArgValueCandidates::new(complete::resources))]
     pub name: Option<String>,
     /// Use the device flow: a URL and a code to enter on any device.
     #[arg(long)]
@@ -424,7 +444,8 @@ pub struct LoginArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct TokenArgs {
-    /// The registry (may be left out when only one is configured).
+    /// The registry or MCP server (may be left out when only one is configured).
+    #[arg(add = ArgValueCandidates::new(complete::resources))]
     pub name: Option<String>,
     /// Seconds the token must stay valid.
     #[arg(long, value_name = "SECS", default_value_t = regent_proto::DEFAULT_MIN_VALID_SECS)]
@@ -432,4 +453,73 @@ pub struct TokenArgs {
     /// Print the token, its type, expiry and scope as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `--listen`: `PORT` and `localhost:PORT` mean loopback; else `ADDR:PORT`.
+fn listen_addr(s: &str) -> Result<std::net::SocketAddr, String> {
+    let loopback = |port: &str| {
+        port.parse::<u16>()
+            .map(|p| std::net::SocketAddr::from(([127, 0, 0, 1], p)))
+            .map_err(|_| format!("{port:?} is not a port number"))
+    };
+    if s.chars().all(|c| c.is_ascii_digit()) {
+        return loopback(s);
+    }
+    if let Some(port) = s.strip_prefix("localhost:") {
+        return loopback(port);
+    }
+    s.parse().map_err(|_| {
+        format!("{s:?} is not an address to listen on; give PORT, localhost:PORT or ADDR:PORT (e.g. 127.0.0.1:8080)")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn listen_takes_a_port_localhost_or_an_address() {
+        assert_eq!(listen_addr("8089").unwrap().to_string(), "127.0.0.1:8089");
+        assert_eq!(
+            listen_addr("localhost:9").unwrap().to_string(),
+            "127.0.0.1:9"
+        );
+        assert_eq!(listen_addr("[::1]:80").unwrap().to_string(), "[::1]:80");
+        assert!(listen_addr("localhost:x").is_err());
+        assert!(listen_addr("99999").is_err());
+        assert!(listen_addr("example.com:80").unwrap_err().contains("PORT"));
+    }
+
+    /// Every command's help examples fit an 80-column terminal, so clap
+    /// never reflows them and copy-paste works.
+    #[test]
+    fn examples_fit_80_columns_and_are_never_reflowed() {
+        fn walk(cmd: &clap::Command, path: &str, bad: &mut Vec<String>) {
+            if let Some(h) = cmd.get_after_help() {
+                for l in h.to_string().lines() {
+                    if l.chars().count() > 78 {
+                        bad.push(format!("{path}: {l}"));
+                    }
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), bad);
+            }
+        }
+        let mut bad = Vec::new();
+        walk(&Cli::command(), "regent", &mut bad);
+        assert!(bad.is_empty(), "lines over 78 columns:\n{}", bad.join("\n"));
+    }
+
+    /// Only `regent` itself has a version flag; subcommands do not.
+    #[test]
+    fn version_is_top_level_only() {
+        let cmd = Cli::command();
+        assert!(Cli::try_parse_from(["regent", "-V"])
+            .is_err_and(|e| e.kind() == clap::error::ErrorKind::DisplayVersion));
+        assert!(Cli::try_parse_from(["regent", "status", "-V"])
+            .is_err_and(|e| e.kind() == clap::error::ErrorKind::UnknownArgument));
+        assert!(cmd.get_subcommands().all(|s| s.get_version().is_none()));
+    }
 }

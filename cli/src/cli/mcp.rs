@@ -131,9 +131,16 @@ async fn add(agent: &AgentClient, a: McpAddArgs) -> Result {
     } else {
         None
     };
-    eprintln!("Asking {url} how it wants to be authorized…");
+    let before = agent
+        .mcp_servers()
+        .await?
+        .into_iter()
+        .find(|r| r.name == a.name);
+    if auth.is_none() {
+        eprintln!("Asking {url} how it wants to be authorized…");
+    }
     let status = agent.put_mcp(&a.name, &PutMcp { url, auth }).await?;
-    output::added("MCP server", &status);
+    output::put_result("MCP server", before.as_ref(), &status);
     Ok(())
 }
 

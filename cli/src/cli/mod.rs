@@ -4,7 +4,9 @@ mod agent;
 pub mod args;
 mod autostart;
 mod browser;
+pub mod complete;
 mod login;
+mod man;
 mod mcp;
 mod output;
 mod proxy;
@@ -90,16 +92,10 @@ pub async fn run(cli: Cli) -> Result {
         Command::Service(ServiceCommand::Install { enable }) => return service::install(*enable),
         Command::Service(ServiceCommand::Uninstall) => return service::uninstall(),
         Command::Completions { shell } => {
-            let mut cmd = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(*shell, &mut cmd, "regent", &mut std::io::stdout());
-            return Ok(());
+            return complete::register(*shell)
+                .map_err(|e| Failure::Other(format!("cannot write the completion script: {e}")));
         }
-        Command::Man => {
-            let cmd = <Cli as clap::CommandFactory>::command();
-            return clap_mangen::Man::new(cmd)
-                .render(&mut std::io::stdout())
-                .map_err(|e| Failure::Other(format!("cannot write the man page: {e}")));
-        }
+        Command::Man { dir, command } => return man(dir.as_deref(), command),
         _ => {}
     }
     let agent = AgentClient::new(regent_client::locate::socket(cli.socket.as_deref()));
@@ -135,6 +131,13 @@ async fn run_with_agent(agent: &AgentClient, cli: Cli) -> Result {
         }) => {
             let auth = auth_config(auth)?;
             let discover = auth.is_none() && !no_auth;
+            // Asked first: without an agent, autostart runs this again, warnings and all.
+            let before = agent
+                .registries()
+                .await?
+                .into_iter()
+                .find(|r| r.name == name);
+            output::warn_registry_url(&url);
             let status = agent
                 .put_registry(
                     &name,
@@ -145,7 +148,7 @@ async fn run_with_agent(agent: &AgentClient, cli: Cli) -> Result {
                     },
                 )
                 .await?;
-            output::added("registry", &status);
+            output::put_result("registry", before.as_ref(), &status);
             Ok(())
         }
         Command::Mcp(cmd) => mcp::run(&agent, cmd).await,
@@ -220,7 +223,10 @@ async fn run_with_agent(agent: &AgentClient, cli: Cli) -> Result {
             listen,
             allow_remote,
         } => serve::run(agent, listen, allow_remote).await,
-        Command::Service(_) | Command::Completions { .. } | Command::Man | Command::Agent(_) => {
+        Command::Service(_)
+        | Command::Completions { .. }
+        | Command::Man { .. }
+        | Command::Agent(_) => {
             unreachable!("handled without an agent")
         }
         Command::Status { json } => {
@@ -250,7 +256,7 @@ async fn run_with_agent(agent: &AgentClient, cli: Cli) -> Result {
                     health
                         .durability
                         .as_deref()
-                        .map(|d| format!(" ({d})"))
+                        .map(|d| format!(" — {d}"))
                         .unwrap_or_default()
                 );
                 if !health.pending_logins.is_empty() {
@@ -274,6 +280,36 @@ async fn run_with_agent(agent: &AgentClient, cli: Cli) -> Result {
             Ok(())
         }
     }
+}
+
+/// `regent man`: one page on stdout, or every page into `dir` (regentd's too,
+/// from the regentd installed next to regent).
+fn man(dir: Option<&std::path::Path>, words: &[String]) -> Result {
+    let mut cmd = <Cli as clap::CommandFactory>::command().disable_help_subcommand(true);
+    cmd.build();
+    let Some(dir) = dir else {
+        let page = man::find(&cmd, words)
+            .ok_or_else(|| Failure::Usage(format!("no command `regent {}`", words.join(" "))))?;
+        return man::render(page, &mut std::io::stdout())
+            .map_err(|e| Failure::Other(format!("cannot write the man page: {e}")));
+    };
+    let fail =
+        |e: std::io::Error| Failure::Other(format!("cannot write into {}: {e}", dir.display()));
+    std::fs::create_dir_all(dir).map_err(fail)?;
+    let pages = man::write_all(&cmd, dir).map_err(fail)?;
+    println!("Wrote {} pages into {}.", pages.len(), dir.display());
+    let regentd = autostart::regentd_path();
+    match std::process::Command::new(&regentd).arg("--man").output() {
+        Ok(out) if out.status.success() => {
+            std::fs::write(dir.join("regentd.1"), out.stdout).map_err(fail)?;
+            println!("Wrote regentd.1 (from {}).", regentd.display());
+        }
+        _ => eprintln!(
+            "regent: no regentd.1: cannot run {} --man",
+            regentd.display()
+        ),
+    }
+    Ok(())
 }
 
 async fn token(agent: &AgentClient, args: TokenArgs) -> Result {

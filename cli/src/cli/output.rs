@@ -36,6 +36,64 @@ pub fn print_registries(regs: &[RegistryStatus]) {
 }
 
 /// What `registry add` and `mcp add` print: what was found, and the next step.
+/// What a re-add did, against what was there `before`: nothing, or a new
+/// auth (and whether that ended the login); else as [`added`].
+pub fn put_result(kind: &str, before: Option<&RegistryStatus>, after: &RegistryStatus) {
+    let Some(before) = before else {
+        return added(kind, after);
+    };
+    let config = |s: &RegistryStatus| s.auth.as_ref().map(|a| a.config.clone());
+    if before.url == after.url && config(before) == config(after) {
+        println!("{} {} is unchanged.", capitalized(kind), after.name);
+        return;
+    }
+    let was_in = before
+        .auth
+        .as_ref()
+        .is_some_and(|a| a.status != AuthState::AuthRequired);
+    let now_out = after
+        .auth
+        .as_ref()
+        .is_some_and(|a| a.status == AuthState::AuthRequired);
+    added(kind, after);
+    if was_in && now_out {
+        println!(
+            "Its new auth needs a login of its own: you are logged out of {} (other resources keep theirs).",
+            after.name
+        );
+    }
+}
+
+fn capitalized(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+        .unwrap_or_default()
+}
+
+/// Warnings about a registry URL that will not work as the user may think.
+pub fn warn_registry_url(url: &str) {
+    let Ok(u) = url::Url::parse(url) else { return };
+    let path = u.path().trim_end_matches('/');
+    if let Some(i) = ["/v0.1/servers", "/v0/servers", "/v0.1", "/v0"]
+        .iter()
+        .find_map(|s| path.ends_with(s).then(|| path.len() - s.len()))
+    {
+        let mut base = u.clone();
+        base.set_path(&path[..i]);
+        base.set_query(None);
+        eprintln!(
+            "regent: warning: {url} names an API path; a registry's URL is its base (regent adds /v0.1/servers): did you mean {}?",
+            base.as_str().trim_end_matches('/')
+        );
+    } else if u.query().is_some() || u.fragment().is_some() {
+        eprintln!(
+            "regent: warning: {url} has a query or fragment; regent appends the API paths (/v0.1/servers) to the URL, so requests will not go where you expect"
+        );
+    }
+}
+
+/// "Added registry corp (URL): how it authorizes.", and what comes next.
 pub fn added(kind: &str, status: &RegistryStatus) {
     match &status.auth {
         None => println!(

@@ -95,6 +95,7 @@ impl Agent {
                 auth
             }
         };
+        resource::check_cleartext(name, &url, auth.is_some()).map_err(AgentError::Invalid)?;
         self.change(|file| {
             file.put(Section::Registries, name, &RegistryConfig { url, auth })
                 .map_err(AgentError::Config)
@@ -109,6 +110,7 @@ impl Agent {
         self.check_name(name, Kind::Mcp)?;
         resource::validate_url(&req.url).map_err(AgentError::Invalid)?;
         let auth = self.mcp_auth(name, &req.url, req.auth).await?;
+        resource::check_cleartext(name, &req.url, auth.is_some()).map_err(AgentError::Invalid)?;
         let url = req.url;
         self.change(|file| {
             file.put(Section::Mcp, name, &RegistryConfig { url, auth })

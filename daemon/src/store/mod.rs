@@ -110,8 +110,8 @@ impl Store {
         match (&self.backend, self.name) {
             (Backend::Memory, _) => "memory only: a restart of the agent means a new login",
             (_, "keyutils") => {
-                "the kernel keyring: kept across agent restarts, lost at reboot and after 3 days unused \
-                 (for a server, use --store secret-service with an unlocked keyring, or --store file)"
+                "the kernel keyring: kept across agent restarts, lost at reboot and after 3 days unused; \
+                 to keep logins across reboots use --store secret-service (an unlocked keyring) or --store file"
             }
             (_, "secret-service") => "the Secret Service: kept on disk in your login keyring",
             (_, "file") => "a 0600 file: kept on disk, protected by file permissions only",
