@@ -76,7 +76,7 @@ impl From<LoginError> for ApiError {
             LoginError::TooMany(_) | LoginError::NoSuchLogin(_) => ErrorCode::InvalidRequest,
             LoginError::PortBusy { .. } => ErrorCode::LoginFailed,
             LoginError::Listen { .. } => ErrorCode::Internal,
-            LoginError::Idp(o) => oauth_code(o),
+            LoginError::Idp(o) | LoginError::Refused { error: o, .. } => oauth_code(o),
         };
         ApiError::new(code, e.to_string())
     }

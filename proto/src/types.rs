@@ -273,7 +273,7 @@ pub struct RegistryList {
 }
 
 /// `PUT /v1/registries/{name}`.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
 pub struct PutRegistry {
     /// The registry's base URL.
@@ -285,6 +285,24 @@ pub struct PutRegistry {
     /// auth, and which (RFC 9728), instead of adding it as public.
     #[serde(default, skip_serializing_if = "is_false")]
     pub discover: bool,
+    /// The OAuth client's secret, where the IdP gave it one (Google's
+    /// "installed app" clients): kept in the token store, never the config.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+}
+
+impl fmt::Debug for PutRegistry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PutRegistry")
+            .field("url", &self.url)
+            .field("auth", &self.auth)
+            .field("discover", &self.discover)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "[redacted]"),
+            )
+            .finish()
+    }
 }
 
 /// What the user asks for when adding an MCP server; everything else is

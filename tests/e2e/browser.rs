@@ -297,7 +297,11 @@ async fn refused_consent_fails_with_the_reason_and_markup_is_escaped() {
     assert!(page.contains("access_denied"), "{page}");
     let s = w.agent.client().login_status(&login.id, 5).await.unwrap();
     assert_eq!(s.status, LoginState::Failed);
-    assert!(s.error.unwrap().starts_with("access_denied"));
+    let why = s.error.unwrap();
+    assert!(
+        why.contains("answered access_denied") && why.contains("declined at the IdP"),
+        "{why}"
+    );
 
     // An error description with markup, on a callback with the right state and iss.
     let login = start(&w, "corp").await;

@@ -10,6 +10,20 @@
 // as oidc-provider; "no-revocation" = an RFC 8414 document that omits the revocation
 // endpoint, which only the OpenID configuration names).
 //
+// Quirks of real identity providers, each one switch (README: the IdP guides):
+//   IDP_NO_PKCE_METADATA=1  the metadata omits code_challenge_methods_supported although
+//                           S256 is required and works (Microsoft Entra ID)
+//   IDP_AUDIENCE=1          the API a token is for is named by `audience` on the
+//                           authorization request, not `resource` (Auth0)
+//   IDP_EXACT_PORT=N        client regent-exact allows exactly http://127.0.0.1:N/callback,
+//                           no other port (Okta, and any IdP that matches redirect URIs exactly)
+// Clients besides regent-test (public, native, every grant):
+//   regent-nodevice  public, without the device grant (Keycloak's switch left off):
+//                    a device login answers unauthorized_client
+//   regent-secret    an "installed app" client with a secret that is not confidential
+//                    (Google): client_secret_post, secret "installed-app-secret"
+//   regent-exact     public, redirect URI matched exactly (IDP_EXACT_PORT)
+//
 // Prints one JSON line on stdout once listening:
 //   {"issuer": "http://127.0.0.1:PORT", "port": PORT, "pid": PID}
 // and nothing else on stdout afterwards.
@@ -64,6 +78,9 @@ const NO_REFRESH = process.env.IDP_NO_REFRESH === '1'; // issue no refresh token
 const REVOKE_ON_ROTATION = process.env.IDP_REVOKE_ON_ROTATION === '1';
 const NO_REVOCATION = process.env.IDP_NO_REVOCATION === '1';
 const RFC8414 = process.env.IDP_RFC8414 || '';
+const NO_PKCE_METADATA = process.env.IDP_NO_PKCE_METADATA === '1';
+const AUDIENCE = process.env.IDP_AUDIENCE === '1';
+const EXACT_PORT = env('IDP_EXACT_PORT', 0);
 
 const PUBLIC_CLIENT = 'regent-test';
 const INTROSPECTOR = 'regent-introspector';
@@ -95,6 +112,31 @@ const provider = new Provider(issuer, {
       response_types: ['code'],
       redirect_uris: ['http://127.0.0.1/callback'],
     },
+    {
+      client_id: 'regent-nodevice',
+      token_endpoint_auth_method: 'none',
+      application_type: 'native',
+      grant_types: ['authorization_code', 'refresh_token'],
+      response_types: ['code'],
+      redirect_uris: ['http://127.0.0.1/callback'],
+    },
+    {
+      client_id: 'regent-secret',
+      client_secret: 'installed-app-secret',
+      token_endpoint_auth_method: 'client_secret_post',
+      application_type: 'native',
+      grant_types: ['authorization_code', 'refresh_token', 'urn:ietf:params:oauth:grant-type:device_code'],
+      response_types: ['code'],
+      redirect_uris: ['http://127.0.0.1/callback'],
+    },
+    ...(EXACT_PORT ? [{
+      client_id: 'regent-exact',
+      token_endpoint_auth_method: 'none',
+      application_type: 'web', // redirect URIs match exactly, port included
+      grant_types: ['authorization_code', 'refresh_token'],
+      response_types: ['code'],
+      redirect_uris: [`http://127.0.0.1:${EXACT_PORT}/callback`],
+    }] : []),
     {
       client_id: INTROSPECTOR,
       client_secret: 'introspector-secret',
@@ -264,6 +306,24 @@ provider.use(async (ctx, next) => {
     return json(ctx, 404, { error: 'not_found' });
   }
 
+  if (NO_PKCE_METADATA && ctx.method === 'GET' && ctx.path.startsWith('/.well-known/')) {
+    await next();
+    if (ctx.body && typeof ctx.body === 'object') {
+      const { code_challenge_methods_supported: _omitted, ...rest } = ctx.body;
+      ctx.body = rest;
+    }
+    return undefined;
+  }
+  if (AUDIENCE && ctx.method === 'GET' && ctx.path === provider.pathFor('authorization')) {
+    // Auth0 names the API by `audience`: read it as the resource indicator.
+    const q = new URLSearchParams(ctx.querystring);
+    if (q.has('audience') && !q.has('resource')) {
+      q.set('resource', q.get('audience'));
+      q.delete('audience');
+      ctx.querystring = q.toString();
+    }
+    return next();
+  }
   if (RFC8414 && ctx.method === 'GET' && ctx.path === '/.well-known/oauth-authorization-server') {
     // The provider's own discovery document, served as RFC 8414 metadata.
     const res = await fetch(`${issuer}/.well-known/openid-configuration`);
@@ -284,6 +344,12 @@ provider.use(async (ctx, next) => {
   if (post && ctx.path === paths.device_authorization) {
     counts.device_authorization += 1;
     await next();
+    // A client without the device grant: answered as Keycloak and Okta answer it
+    // (RFC 8628 3.2 allows unauthorized_client; the provider says invalid_request).
+    if (ctx.status === 400 && ctx.body?.error === 'invalid_request'
+        && /not allowed for this client/.test(ctx.body?.error_description ?? '')) {
+      ctx.body = { error: 'unauthorized_client', error_description: 'Client is not allowed to initiate the device authorization grant' };
+    }
     // RFC 8628 3.2: the provider omits `interval` (the client default is then 5 s).
     if (ctx.status === 200 && ctx.body && typeof ctx.body === 'object' && ctx.body.device_code) {
       ctx.body = { ...ctx.body, interval: DEVICE_INTERVAL };

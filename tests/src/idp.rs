@@ -27,6 +27,12 @@ pub struct IdpOptions {
     /// Serve an RFC 8414 document without the revocation endpoint (which only
     /// the OpenID configuration then names).
     pub rfc8414_without_revocation: bool,
+    /// Metadata without `code_challenge_methods_supported` (Entra ID).
+    pub no_pkce_metadata: bool,
+    /// The API is named by `audience` on the authorization request (Auth0).
+    pub audience: bool,
+    /// Client `regent-exact` allows only `http://127.0.0.1:PORT/callback` (Okta).
+    pub exact_port: Option<u16>,
 }
 
 impl Default for IdpOptions {
@@ -39,6 +45,9 @@ impl Default for IdpOptions {
             revoke_on_rotation: false,
             no_revocation: false,
             rfc8414_without_revocation: false,
+            no_pkce_metadata: false,
+            audience: false,
+            exact_port: None,
         }
     }
 }
@@ -86,6 +95,15 @@ impl Idp {
                 } else {
                     ""
                 },
+            )
+            .env(
+                "IDP_NO_PKCE_METADATA",
+                if opts.no_pkce_metadata { "1" } else { "" },
+            )
+            .env("IDP_AUDIENCE", if opts.audience { "1" } else { "" })
+            .env(
+                "IDP_EXACT_PORT",
+                opts.exact_port.map(|p| p.to_string()).unwrap_or_default(),
             )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -148,6 +148,8 @@ pub enum Command {
     },
 }
 
+// Parsed once per run: the size of a variant costs nothing worth boxing for.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug, Clone)]
 pub enum RegistryCommand {
     /// Add a registry, or replace one of the same name.
@@ -403,6 +405,10 @@ pub struct AuthArgs {
     /// The public client id registered at the IdP.
     #[arg(long, value_name = "ID", requires = "issuer")]
     pub client_id: Option<String>,
+    /// A file holding the client's secret, where the IdP issued one (Google's
+    /// "installed app" clients); kept in the token store, never in the config.
+    #[arg(long, value_name = "PATH", requires = "issuer")]
+    pub client_secret_file: Option<PathBuf>,
     /// Scopes, comma separated [default: openid, plus offline_access where offered].
     #[arg(long, value_delimiter = ',', value_name = "A,B", requires = "issuer")]
     pub scopes: Vec<String>,

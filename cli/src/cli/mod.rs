@@ -129,6 +129,11 @@ async fn run_with_agent(agent: &AgentClient, cli: Cli) -> Result {
             auth,
             no_auth,
         }) => {
+            let client_secret = auth
+                .client_secret_file
+                .as_deref()
+                .map(|p| mcp::read_secret("client secret", p))
+                .transpose()?;
             let auth = auth_config(auth)?;
             let discover = auth.is_none() && !no_auth;
             // Asked first: without an agent, autostart runs this again, warnings and all.
@@ -145,6 +150,7 @@ async fn run_with_agent(agent: &AgentClient, cli: Cli) -> Result {
                         url,
                         auth,
                         discover,
+                        client_secret,
                     },
                 )
                 .await?;
@@ -178,10 +184,38 @@ async fn run_with_agent(agent: &AgentClient, cli: Cli) -> Result {
         }
         Command::Config(ConfigCommand::SetRegistryAuth { registry, auth }) => {
             let name = pick_registry(&agent, registry).await?;
+            let client_secret = auth
+                .client_secret_file
+                .as_deref()
+                .map(|p| mcp::read_secret("client secret", p))
+                .transpose()?;
             let auth = auth_config(auth)?.ok_or_else(|| {
                 Failure::Usage("give --issuer and --client-id, or --token-file".into())
             })?;
-            let status = agent.set_auth(&name, &auth).await?;
+            let status = match client_secret {
+                None => agent.set_auth(&name, &auth).await?,
+                // The secret travels with the whole registry (PUT /v1/registries/{name}).
+                Some(secret) => {
+                    let url = agent
+                        .registries()
+                        .await?
+                        .into_iter()
+                        .find(|r| r.name == name)
+                        .map(|r| r.url)
+                        .ok_or_else(|| Failure::Other(format!("no registry named {name}")))?;
+                    agent
+                        .put_registry(
+                            &name,
+                            &PutRegistry {
+                                url,
+                                auth: Some(auth.clone()),
+                                discover: false,
+                                client_secret: Some(secret),
+                            },
+                        )
+                        .await?
+                }
+            };
             println!("Auth of registry {name} set.");
             if matches!(auth, AuthConfig::Oauth(_)) {
                 output::login_hint(&status);

@@ -74,6 +74,7 @@ impl Agent {
         url: Option<String>,
         auth: Option<AuthConfig>,
         discover: bool,
+        client_secret: Option<String>,
     ) -> Result<RegistryStatus, AgentError> {
         self.check_name(name, Kind::Registry)?;
         if let Some(u) = &url {
@@ -90,6 +91,18 @@ impl Agent {
             }
             (auth, _) => {
                 if let Some(m) = self.check_auth(name, auth.as_ref()).await? {
+                    if let (Some(AuthConfig::Oauth(o)), Some(secret)) = (&auth, client_secret) {
+                        let method = super::setup::secret_method(&m);
+                        self.keep_credential(
+                            name,
+                            &o.issuer,
+                            &o.client_id,
+                            method,
+                            Some(secret),
+                            None,
+                        )
+                        .await?;
+                    }
                     self.ctx.issuers.put(m);
                 }
                 auth

@@ -393,6 +393,24 @@ impl Agent {
                 }
                 return Err(self.own_grant(&res, &others).await);
             }
+            Some(Err(TokenError::Idp { code, description })) => {
+                // The likely fix, where the IdP's code tells it.
+                let fix = res.auth.oauth().and_then(|o| {
+                    crate::oauth::explain::fix(
+                        &code,
+                        crate::oauth::explain::Step::Refresh,
+                        &o.config.client_id,
+                    )
+                });
+                let description = match (description, fix) {
+                    (Some(d), Some(f)) => Some(format!("{d}; {f}")),
+                    (d, f) => d.or(f),
+                };
+                return Err(AgentError::Token {
+                    resource: res.name.clone(),
+                    err: TokenError::Idp { code, description },
+                });
+            }
             Some(Err(err)) => {
                 return Err(AgentError::Token {
                     resource: res.name.clone(),

@@ -324,7 +324,7 @@ impl Agent {
     }
 
     /// Keeps a client's credential in the store (nothing for a public client).
-    async fn keep_credential(
+    pub(super) async fn keep_credential(
         &self,
         name: &str,
         issuer: &str,

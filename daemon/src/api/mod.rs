@@ -129,7 +129,13 @@ async fn put_registry(
 ) -> ApiResult<Json<RegistryStatus>> {
     Ok(Json(
         agent
-            .put_registry(&name, Some(body.url), body.auth, body.discover)
+            .put_registry(
+                &name,
+                Some(body.url),
+                body.auth,
+                body.discover,
+                body.client_secret,
+            )
             .await?,
     ))
 }
@@ -145,12 +151,14 @@ async fn put_auth(
     JsonBody(auth): JsonBody<AuthConfig>,
 ) -> ApiResult<Json<RegistryStatus>> {
     Ok(Json(
-        agent.put_registry(&name, None, Some(auth), false).await?,
+        agent
+            .put_registry(&name, None, Some(auth), false, None)
+            .await?,
     ))
 }
 
 async fn delete_auth(State(agent): Shared, Segment(name): Segment) -> ApiResult<StatusCode> {
-    agent.put_registry(&name, None, None, false).await?;
+    agent.put_registry(&name, None, None, false, None).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -4,6 +4,7 @@
 use super::page::Page;
 use super::{Ended, Entry, Flow, LoginError, Prepared};
 use crate::oauth::code::{self, Authorization};
+use crate::oauth::explain::{self, Step};
 use crate::oauth::{OAuthError, Tokens};
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
@@ -222,19 +223,32 @@ async fn outcome(cb: &Callback, query: &str, verifier: PkceCodeVerifier) -> Resu
             )))
         }
         None if meta.authorization_response_iss_parameter_supported => {
-            return Err(Ended::Failed(
-                "the authorization response has no iss parameter, which this IdP promises (RFC 9207): refused".into(),
-            ))
+            // What it says cannot be trusted, but may help: shown as unverified text.
+            let said = param(query, "error")
+                .map(|e| {
+                    format!(
+                        "; it said (unverified): {}",
+                        crate::oauth::grant::shorten(&e)
+                    )
+                })
+                .unwrap_or_default();
+            return Err(Ended::Failed(format!(
+                "the authorization response has no iss parameter, which this IdP promises (RFC 9207): refused{said}"
+            )));
         }
         _ => {}
     }
     if let Some(error) = param(query, "error") {
-        let desc = param(query, "error_description")
-            .map(|d| format!(": {}", crate::oauth::grant::shorten(&d)))
-            .unwrap_or_default();
-        return Err(Ended::Failed(format!(
-            "{}{desc}",
-            crate::oauth::grant::shorten(&error)
+        let e = OAuthError::Protocol {
+            code: crate::oauth::grant::shorten(&error),
+            description: param(query, "error_description")
+                .map(|d| crate::oauth::grant::shorten(&d)),
+        };
+        return Err(Ended::Failed(explain::describe(
+            &e,
+            Step::Authorize,
+            &cb.resource,
+            &cb.flow.client.id,
         )));
     }
     let Some(code) = param(query, "code") else {
@@ -258,7 +272,7 @@ async fn outcome(cb: &Callback, query: &str, verifier: PkceCodeVerifier) -> Resu
             OAuthError::InvalidGrant(why) => {
                 format!("the IdP refused the authorization code ({why})")
             }
-            other => other.to_string(),
+            other => explain::describe(&other, Step::CodeExchange, &cb.resource, &flow.client.id),
         })
     })
 }

@@ -51,6 +51,12 @@ pub async fn prepare(flow: Flow) -> Result<Prepared, LoginError> {
                 .map_err(|e| match e {
                     DeviceEnd::Expired => Ended::Expired,
                     DeviceEnd::Failed(why) => Ended::Failed(why),
+                    DeviceEnd::Refused(e) => Ended::Failed(crate::oauth::explain::describe(
+                        &e,
+                        crate::oauth::explain::Step::DevicePoll,
+                        &flow.resource,
+                        &flow.client.id,
+                    )),
                 })
             }
             .boxed()

@@ -45,6 +45,14 @@ pub enum LoginError {
     /// The IdP refused or could not be reached.
     #[error("{0}")]
     Idp(#[from] OAuthError),
+    /// The IdP refused the login's start, explained (resource, client, fix).
+    #[error("{message}")]
+    Refused {
+        /// What the IdP said.
+        error: OAuthError,
+        /// It, with the resource, the client id and the likely fix.
+        message: String,
+    },
 }
 
 /// What a login is for.
@@ -260,14 +268,27 @@ pub async fn start(
     let scopes = crate::oauth::requested_scopes(&spec.scopes, &meta, spec.rule);
     let how = Flow {
         ctx: ctx.clone(),
+        resource: subject.resource.clone(),
         client: spec.client(ctx).await,
         meta,
         scopes,
         target: subject.target.clone(),
         also: subject.also.clone(),
     };
+    let client_id = how.client.id.clone();
     let started = match flow {
-        LoginFlow::Device => device::prepare(how).await?,
+        LoginFlow::Device => device::prepare(how).await.map_err(|e| match e {
+            LoginError::Idp(error) => LoginError::Refused {
+                message: crate::oauth::explain::describe(
+                    &error,
+                    crate::oauth::explain::Step::DeviceStart,
+                    &subject.resource,
+                    &client_id,
+                ),
+                error,
+            },
+            other => other,
+        })?,
         LoginFlow::Browser => {
             browser::prepare(how, &subject.resource, subject.callback_port).await?
         }
@@ -320,6 +341,8 @@ pub async fn start(
 /// What a flow needs to talk to the IdP.
 pub struct Flow {
     ctx: Arc<Ctx>,
+    /// The resource being logged in to (for messages).
+    resource: String,
     client: crate::oauth::ClientAuth,
     meta: Arc<crate::oauth::Metadata>,
     scopes: Vec<String>,

@@ -39,8 +39,10 @@ pub async fn start(
 /// How a device login ended without tokens.
 #[derive(Debug)]
 pub enum DeviceEnd {
-    /// The user said no, or the IdP refused (reason given).
+    /// The user said no, or the IdP could not be used (reason given).
     Failed(String),
+    /// The IdP refused with an OAuth error (the caller explains it).
+    Refused(super::OAuthError),
     /// The device code expired before the user approved it.
     Expired,
 }
@@ -74,9 +76,9 @@ pub async fn wait(
                     .map(|d| super::grant::shorten(d))
                     .unwrap_or_else(|| "the login was refused at the IdP".into())
             ))),
-            _ => Err(DeviceEnd::Failed(
-                classify(RequestTokenError::ServerResponse(r)).to_string(),
-            )),
+            _ => Err(DeviceEnd::Refused(classify(
+                RequestTokenError::ServerResponse(r),
+            ))),
         },
         Err(e) => Err(DeviceEnd::Failed(classify(e).to_string())),
     }

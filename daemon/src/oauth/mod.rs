@@ -8,6 +8,7 @@ pub mod code;
 pub mod device;
 pub mod discovery;
 pub mod exchange;
+pub mod explain;
 pub mod grant;
 pub mod http;
 pub mod register;
