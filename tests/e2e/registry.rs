@@ -366,3 +366,24 @@ async fn serve_refuses_foreign_hosts_and_wildcard_listening() {
     let (s, _) = get(&format!("{}/api/v1/registries", serve.url)).await;
     assert_eq!(s, 200);
 }
+
+/// Host names are resolved in-process (the static CLI loads no NSS module):
+/// `localhost` comes from /etc/hosts.
+#[tokio::test]
+async fn a_registry_named_by_host_name_is_reached() {
+    let a = Agent::start(AgentOptions::default()).await;
+    let reg = Registry::start(RegistryOptions {
+        public: true,
+        ..Default::default()
+    });
+    let url = reg.url.replace("127.0.0.1", "localhost");
+    assert_eq!(
+        a.regent(&["registry", "add", "loc", &url, "--no-auth"])
+            .code,
+        0
+    );
+    let out = a.regent(&["servers", "loc", "--json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(names(&v).len(), 7);
+}

@@ -23,6 +23,8 @@
 //   regent-secret    an "installed app" client with a secret that is not confidential
 //                    (Google): client_secret_post, secret "installed-app-secret"
 //   regent-exact     public, redirect URI matched exactly (IDP_EXACT_PORT)
+//   regent-basic     confidential (client_secret_basic, secret "basic-secret"): for
+//                    oidc-agent, which the benchmark compares `regent token` with
 //
 // Prints one JSON line on stdout once listening:
 //   {"issuer": "http://127.0.0.1:PORT", "port": PORT, "pid": PID}
@@ -128,6 +130,14 @@ const provider = new Provider(issuer, {
       grant_types: ['authorization_code', 'refresh_token', 'urn:ietf:params:oauth:grant-type:device_code'],
       response_types: ['code'],
       redirect_uris: ['http://127.0.0.1/callback'],
+    },
+    {
+      client_id: 'regent-basic',
+      client_secret: 'basic-secret',
+      token_endpoint_auth_method: 'client_secret_basic',
+      grant_types: ['authorization_code', 'refresh_token', 'urn:ietf:params:oauth:grant-type:device_code'],
+      response_types: ['code'],
+      redirect_uris: ['http://localhost:4242/'],
     },
     ...(EXACT_PORT ? [{
       client_id: 'regent-exact',

@@ -88,6 +88,8 @@ impl IdpClient {
     /// The production client.
     pub fn new() -> IdpClient {
         let client = reqwest::Client::builder()
+            // The system's resolver (nsswitch, mDNS, ...): the agent is dynamically linked.
+            .hickory_dns(false)
             .redirect(reqwest::redirect::Policy::none())
             // No idle connections kept: a pooled connection the IdP (or a load balancer
             // before it) has just closed fails the next request, and a token request

@@ -82,21 +82,164 @@ async fn token_throughput(socket: &Path, conns: usize, secs: f64) {
     );
 }
 
-/// Mean wall time of running `cmd` `n` times, in microseconds (after 20 warm-up runs).
-fn process_time(mut cmd: impl FnMut() -> Command, n: usize) -> (f64, u128) {
-    for _ in 0..20 {
-        cmd().output().unwrap();
+/// Rounds of item 2.
+const ROUNDS: usize = 400;
+
+/// A command of item 2: its label, and how to make it.
+type Candidate = (String, Box<dyn Fn() -> Command>);
+
+/// Runs every command once per round, `rounds` times (after 20 warm-up
+/// rounds), the order turning each round so no command always runs after the
+/// same one: a noisy machine then disturbs all alike. Sorted wall times, in
+/// microseconds, per command.
+fn paired(commands: &[Candidate], rounds: usize) -> Vec<Vec<u128>> {
+    let mut times = vec![Vec::with_capacity(rounds); commands.len()];
+    for round in 0..rounds + 20 {
+        for k in 0..commands.len() {
+            let i = (round + k) % commands.len();
+            let mut cmd = (commands[i].1)();
+            cmd.stdout(std::process::Stdio::null());
+            let t = Instant::now();
+            let status = cmd.status().unwrap();
+            let us = t.elapsed().as_micros();
+            assert!(status.success(), "{} failed", commands[i].0);
+            if round >= 20 {
+                times[i].push(us);
+            }
+        }
     }
-    let mut times = Vec::with_capacity(n);
-    for _ in 0..n {
-        let t = Instant::now();
-        let out = cmd().output().unwrap();
-        times.push(t.elapsed().as_micros());
-        assert!(out.status.success());
+    for t in &mut times {
+        t.sort_unstable();
     }
-    times.sort_unstable();
-    let mean = times.iter().sum::<u128>() as f64 / n as f64;
-    (mean, times[n / 2])
+    times
+}
+
+/// The static-pie regent scripts/bench builds (`target/static/...`), if there.
+fn static_regent() -> Option<std::path::PathBuf> {
+    let p = regent_tests::target_dir().parent()?.join(format!(
+        "static/{}/release/regent",
+        std::env::consts::ARCH.to_owned() + "-unknown-linux-gnu"
+    ));
+    p.exists().then_some(p)
+}
+
+/// oidc-agent (Debian's oidc-agent-cli) with an account at the test IdP, so
+/// `oidc-token` can be timed beside `regent token`: its own login (a device
+/// grant approved on the IdP's forms), handed to `oidc-gen` as a refresh token.
+#[derive(Clone)]
+struct OidcAgent {
+    home: std::sync::Arc<tempfile::TempDir>,
+    sock: String,
+    pid: u32,
+}
+
+impl OidcAgent {
+    async fn start(idp: &Idp) -> Option<OidcAgent> {
+        for tool in ["oidc-agent", "oidc-gen", "oidc-token"] {
+            if !std::process::Command::new("sh")
+                .args(["-c", &format!("command -v {tool}")])
+                .stdout(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+            {
+                return None;
+            }
+        }
+        let home = tempfile::tempdir().unwrap();
+        let http = reqwest::Client::new();
+        let basic = ("regent-basic", Some("basic-secret"));
+        let auth: serde_json::Value = http
+            .post(format!("{}/device/auth", idp.issuer))
+            .basic_auth(basic.0, basic.1)
+            .form(&[("scope", "openid offline_access")])
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        regent_tests::forms::approve_device(
+            auth["verification_uri"].as_str()?,
+            auth["user_code"].as_str()?,
+            "alice",
+        )
+        .await
+        .ok()?;
+        let tokens: serde_json::Value = http
+            .post(format!("{}/token", idp.issuer))
+            .basic_auth(basic.0, basic.1)
+            .form(&[
+                ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+                ("device_code", auth["device_code"].as_str()?),
+            ])
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        let rt = tokens["refresh_token"].as_str()?.to_string();
+        let out = std::process::Command::new("oidc-agent")
+            .env("HOME", home.path())
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let var = |name: &str| {
+            text.split(';').find_map(|p| {
+                p.trim()
+                    .strip_prefix(&format!("{name}="))
+                    .map(str::to_string)
+            })
+        };
+        let (sock, pid) = (var("OIDC_SOCK")?, var("OIDCD_PID")?.parse().ok()?);
+        let agent = OidcAgent {
+            home: std::sync::Arc::new(home),
+            sock,
+            pid,
+        };
+        let gen = std::process::Command::new("oidc-gen")
+            .args([
+                "bench",
+                &format!("--iss={}", idp.issuer),
+                "--client-id=regent-basic",
+                "--client-secret=basic-secret",
+                &format!("--rt={rt}"),
+                "--scope=openid offline_access",
+                "--pw-env",
+                "--confirm-default",
+                "--prompt=none",
+            ])
+            .env("HOME", agent.home.path())
+            .env("OIDC_SOCK", &agent.sock)
+            .env("OIDC_ENCRYPTION_PW", "bench")
+            .output()
+            .ok()?;
+        let ok = agent.token_command().output().ok()?.status.success();
+        if !ok {
+            println!(
+                "  (oidc-gen did not set up an account: {})",
+                String::from_utf8_lossy(&gen.stderr).trim()
+            );
+            return None;
+        }
+        Some(agent)
+    }
+
+    fn token_command(&self) -> Command {
+        let mut c = Command::new("oidc-token");
+        c.arg("bench")
+            .env("HOME", self.home.path())
+            .env("OIDC_SOCK", &self.sock);
+        c
+    }
+}
+
+impl Drop for OidcAgent {
+    fn drop(&mut self) {
+        if std::sync::Arc::strong_count(&self.home) == 1 {
+            regent_tests::idp::signal(self.pid, libc::SIGTERM);
+        }
+    }
 }
 
 fn status_kb(pid: u32, field: &str) -> u64 {
@@ -295,23 +438,60 @@ async fn main() {
     );
 
     println!(
-        "\n2. `regent token` as a whole process (cached token) against /bin/true (300 runs each)"
+        "\n2. a token as a whole process (cached token), {ROUNDS} paired rounds: each round runs every command once, in turn"
     );
-    let regent = regent_tests::bin("regent");
     let env = stored.env();
-    let (tok_mean, tok_median) = process_time(
-        || {
-            let mut c = Command::new(&regent);
-            c.args(["token", "reg0"]).envs(env.clone());
-            c
-        },
-        300,
-    );
-    let (true_mean, true_median) = process_time(|| Command::new("/bin/true"), 300);
-    println!(
-        "  regent token: mean {:.0} us, median {} us;  /bin/true: mean {:.0} us, median {} us;  ratio (mean) {:.2}x",
-        tok_mean, tok_median, true_mean, true_median, tok_mean / true_mean
-    );
+    let oidc = OidcAgent::start(&idp).await;
+    let mut commands: Vec<(String, Box<dyn Fn() -> Command>)> =
+        vec![("/bin/true".into(), Box::new(|| Command::new("/bin/true")))];
+    let dynamic = regent_tests::bin("regent");
+    let static_pie = static_regent();
+    for (label, path) in [
+        ("regent token (dynamic)", Some(dynamic)),
+        ("regent token (static-pie)", static_pie.clone()),
+    ] {
+        let Some(path) = path else { continue };
+        let env = env.clone();
+        commands.push((
+            label.into(),
+            Box::new(move || {
+                let mut c = Command::new(&path);
+                c.args(["token", "reg0"]).envs(env.clone());
+                c
+            }),
+        ));
+    }
+    if static_pie.is_none() {
+        println!("  (no static-pie regent: scripts/bench builds it into target/static)");
+    }
+    match &oidc {
+        Some(o) => {
+            let o = o.clone();
+            commands.push((
+                "oidc-token (oidc-agent 4)".into(),
+                Box::new(move || o.token_command()),
+            ));
+        }
+        None => println!("  (no oidc-agent: apt-get install oidc-agent-cli for the comparison)"),
+    }
+    let times = paired(&commands, ROUNDS);
+    let mean = |i: usize| times[i].iter().sum::<u128>() as f64 / times[i].len() as f64;
+    let median = |i: usize| times[i][times[i].len() / 2];
+    for (i, (label, _)) in commands.iter().enumerate() {
+        print!(
+            "  {label:28} mean {:5.0} us, median {:5} us;  / true {:.2}x",
+            mean(i),
+            median(i),
+            mean(i) / mean(0)
+        );
+        if let Some(j) = commands
+            .iter()
+            .position(|(l, _)| l.starts_with("oidc-token"))
+        {
+            print!(";  / oidc-token {:.2}x", mean(i) / mean(j));
+        }
+        println!();
+    }
     drop(stored);
 
     println!("\n4. one refresh with rotation, end to end (IdP + store write), 50 rounds");
