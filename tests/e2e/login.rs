@@ -279,3 +279,36 @@ async fn a_browser_command_that_fails_is_not_reported_as_opened() {
         assert!(!seen.contains("Opened your browser"), "{browser}: {seen}");
     }
 }
+
+/// `regent status` shows the logins waiting for the user, and `regent` alone
+/// prints the short usage (exit 2) rather than every command's help.
+#[tokio::test]
+async fn status_shows_waiting_logins_and_bare_regent_is_short() {
+    let w = World::default().await;
+    let login = w
+        .agent
+        .client()
+        .login(&LoginRequest {
+            registry: Some("corp".into()),
+            flow: LoginFlow::Device,
+        })
+        .await
+        .unwrap();
+    let out = w.agent.regent(&["status"]);
+    assert!(
+        out.stdout.contains("logins waiting for you: corp"),
+        "{}",
+        out.stdout
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&w.agent.regent(&["status", "--json"]).stdout).unwrap();
+    assert_eq!(v["agent"]["pending_logins"][0]["registry"], "corp");
+    w.agent.client().cancel_login(&login.id).await.unwrap();
+    let out = w.agent.regent(&["status"]);
+    assert!(!out.stdout.contains("logins waiting"), "{}", out.stdout);
+
+    let out = w.agent.regent(&[]);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("regent login NAME"), "{}", out.stderr);
+    assert!(out.stderr.lines().count() < 20, "{}", out.stderr);
+}
