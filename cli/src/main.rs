@@ -42,7 +42,10 @@ fn main() {
     let code = match runtime.block_on(cli::run(cli)) {
         Ok(()) => 0,
         Err(f) => {
-            eprintln!("regent: {}", f.message());
+            let message = f.message();
+            if !message.is_empty() {
+                eprintln!("regent: {message}");
+            }
             f.exit_code()
         }
     };

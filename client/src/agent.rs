@@ -7,10 +7,10 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use hyperlocal::{UnixConnector, Uri};
 use regent_proto::{
-    AuthConfig, ChallengeAnswer, ChallengeRequest, ErrorBody, ErrorCode, ErrorDetail, Health,
-    IdTokenRequest, IdpList, InvalidateRequest, Login, LoginRequest, LoginStatus, LogoutRequest,
-    LogoutResponse, McpList, PutIdp, PutMcp, PutRegistry, RegistryList, RegistryStatus,
-    ReloadResponse, TokenRequest, TokenResponse,
+    AuthConfig, ChallengeAnswer, ChallengeRequest, ErrorBody, ErrorCode, ErrorDetail, ForwardList,
+    ForwardSession, Health, IdTokenRequest, IdpList, InvalidateRequest, Login, LoginRequest,
+    LoginStatus, LogoutRequest, LogoutResponse, McpList, PutForward, PutIdp, PutMcp, PutRegistry,
+    RegistryList, RegistryStatus, ReloadResponse, TokenRequest, TokenResponse,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -108,6 +108,41 @@ impl AgentClient {
     /// `GET /v1/health`.
     pub async fn health(&self) -> Result<Health, ClientError> {
         self.call(Method::GET, "/v1/health", None::<&()>).await
+    }
+
+    /// `GET /v1/forward`: the forwardable resources and the `regent ssh` sessions.
+    pub async fn forwards(&self) -> Result<ForwardList, ClientError> {
+        self.call(Method::GET, "/v1/forward", None::<&()>).await
+    }
+
+    /// `PUT /v1/forward/{name}`: make a resource forwardable, or not.
+    pub async fn put_forward(
+        &self,
+        name: &str,
+        body: &PutForward,
+    ) -> Result<RegistryStatus, ClientError> {
+        self.call(
+            Method::PUT,
+            &format!("/v1/forward/{}", seg(name)),
+            Some(body),
+        )
+        .await
+    }
+
+    /// `POST /v1/forward/sessions`: a `regent ssh` session begins.
+    pub async fn open_session(&self, body: &ForwardSession) -> Result<(), ClientError> {
+        self.call_empty(Method::POST, "/v1/forward/sessions", Some(body))
+            .await
+    }
+
+    /// `DELETE /v1/forward/sessions/{pid}`: it ended.
+    pub async fn close_session(&self, ssh_pid: u32) -> Result<(), ClientError> {
+        self.call_empty(
+            Method::DELETE,
+            &format!("/v1/forward/sessions/{ssh_pid}"),
+            None::<&()>,
+        )
+        .await
     }
 
     /// `POST /v1/reload`: read the config file again.
@@ -408,13 +443,22 @@ impl AgentClient {
 
 /// Refuses a socket whose directory is a symlink or is not ours, or that is
 /// not ours itself: someone else's listener must not get our requests (in a
-/// shared directory such as /tmp, a planted socket or symlink could).
+/// shared directory such as /tmp, a planted socket or symlink could). One
+/// exception: a sticky directory (/tmp, where sshd puts a forwarded agent)
+/// need not be ours, since nobody else can replace or rename our socket
+/// there; the socket itself must still be ours.
 pub(crate) fn check_socket(socket: &Path) -> Result<(), String> {
     use std::os::unix::fs::MetadataExt;
     let uid = regent_proto::paths::current_uid();
     let dir = socket.parent().filter(|d| !d.as_os_str().is_empty());
+    let sticky = dir
+        .and_then(|d| std::fs::symlink_metadata(d).ok())
+        .is_some_and(|d| d.is_dir() && d.mode() & 0o1000 != 0);
     for (what, p) in [("directory", dir), ("socket", Some(socket))] {
         let Some(p) = p else { continue };
+        if what == "directory" && sticky {
+            continue;
+        }
         match std::fs::symlink_metadata(p) {
             Ok(m) if m.file_type().is_symlink() && what == "directory" => {
                 return Err(format!(

@@ -3,7 +3,10 @@
 //! `/tmp/regent-$UID/agent.sock`), and, where nothing answers there, the
 //! socket the running agent recorded in its lock file. A CLI run from cron,
 //! `sudo -u` or an ssh session without `XDG_RUNTIME_DIR` so reaches the agent
-//! the user already has, instead of starting a second one.
+//! the user already has, instead of starting a second one. Last, before any
+//! agent is started here: an agent forwarded from another machine
+//! (`regent ssh` puts it at `/tmp/regent-fwd-*.sock`, which sshd creates as
+//! this user, 0600).
 
 use regent_proto::AgentRecord;
 use std::os::unix::io::AsRawFd;
@@ -53,7 +56,7 @@ pub fn answers(socket: &Path) -> bool {
 
 /// The socket to talk to. An explicit `--socket` or `$REGENT_SOCKET` is
 /// used as given; otherwise the usual path, unless nothing answers there and
-/// the running agent recorded another.
+/// the running agent recorded another, or an agent was forwarded here.
 pub fn socket(explicit: Option<&Path>) -> PathBuf {
     let usual = regent_proto::paths::socket_path(explicit);
     let named = explicit.is_some()
@@ -61,5 +64,50 @@ pub fn socket(explicit: Option<&Path>) -> PathBuf {
     if named || answers(&usual) {
         return usual;
     }
-    recorded_socket().unwrap_or(usual)
+    recorded_socket()
+        .or_else(|| forwarded(Path::new(FORWARD_DIR)))
+        .unwrap_or(usual)
+}
+
+/// Where `regent ssh` has sshd put a forwarded agent.
+pub const FORWARD_DIR: &str = "/tmp";
+/// The file names of forwarded agents: `regent-fwd-<random>.sock`.
+pub const FORWARD_PREFIX: &str = "regent-fwd-";
+
+/// Whether `socket` is (named as) a forwarded agent.
+pub fn is_forwarded(socket: &Path) -> bool {
+    socket
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with(FORWARD_PREFIX) && n.ends_with(".sock"))
+}
+
+/// The newest forwarded agent in `dir` that is ours (0600) and answers. A
+/// forward whose session is gone is the dead socket sshd left (it never
+/// removes it): one of ours is removed; the newest dead one is returned when
+/// none answers, so the error can name it.
+pub fn forwarded(dir: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let uid = regent_proto::paths::current_uid();
+    let mut found: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| is_forwarded(p))
+        .filter_map(|p| {
+            let m = std::fs::symlink_metadata(&p).ok()?;
+            let ours = m.file_type().is_socket() && m.uid() == uid && m.mode() & 0o077 == 0;
+            ours.then(|| (m.modified().unwrap_or(std::time::UNIX_EPOCH), p))
+        })
+        .collect();
+    found.sort();
+    let mut dead = None;
+    for (_, p) in found.into_iter().rev() {
+        if answers(&p) {
+            return Some(p);
+        }
+        let _ = std::fs::remove_file(&p);
+        dead.get_or_insert(p);
+    }
+    dead
 }

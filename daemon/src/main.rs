@@ -268,6 +268,39 @@ async fn async_main(
         .context("cannot handle SIGHUP")?;
     tokio::spawn(reload_on_sighup(agent.clone(), hup));
     let stop = shutdown_signal()?;
+    // The forwarding socket, beside ours, from the first forwardable resource on.
+    let forward_stop = tokio_util::sync::CancellationToken::new();
+    let forward_task = {
+        let (agent, stop) = (agent.clone(), forward_stop.clone());
+        let path = serving_on.with_file_name(regentd::forward::SOCKET_NAME);
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = agent.forwarding().wanted() => {}
+                _ = stop.cancelled() => return,
+            }
+            match socket::bind(&path) {
+                Ok((listener, _lock)) => {
+                    let ours = socket::identity(&path);
+                    agent.forwarding().serving(path.clone());
+                    tracing::info!(socket = %path.display(), "serving the forwarding socket (tokens only)");
+                    server::serve_with(
+                        listener,
+                        regentd::forward::router(agent.clone()),
+                        stop.cancelled(),
+                        true,
+                    )
+                    .await;
+                    if socket::identity(&path) == ours {
+                        let _ = std::fs::remove_file(&path);
+                    }
+                }
+                Err(e) => tracing::error!(
+                    "cannot serve the forwarding socket {}: {e:#}",
+                    path.display()
+                ),
+            }
+        })
+    };
     let registries = agent.all(regentd::resource::Kind::Registry).len();
     let servers = agent.all(regentd::resource::Kind::Mcp).len();
     systemd::ready(&format!(
@@ -285,6 +318,8 @@ async fn async_main(
         systemd::stopping();
     })
     .await;
+    forward_stop.cancel();
+    let _ = forward_task.await;
     ctx.tasks.close();
     if tokio::time::timeout(server::DRAIN_TIMEOUT, ctx.tasks.wait())
         .await

@@ -22,6 +22,17 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves `app` on `listener` until `shutdown` resolves, then drains.
 pub async fn serve(listener: UnixListener, app: Router, shutdown: impl Future<Output = ()>) {
+    serve_with(listener, app, shutdown, false).await
+}
+
+/// [`serve`], each request carrying its connection's [`crate::forward::Peer`]
+/// (the forwarding socket tells sessions apart by it).
+pub async fn serve_with(
+    listener: UnixListener,
+    app: Router,
+    shutdown: impl Future<Output = ()>,
+    with_peer: bool,
+) {
     let uid = regent_proto::paths::current_uid();
     let forbidden = crate::api::forbidden_router();
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
@@ -43,8 +54,15 @@ pub async fn serve(listener: UnixListener, app: Router, shutdown: impl Future<Ou
             },
             _ = &mut shutdown => break,
         };
-        let peer = stream.peer_cred().map(|c| c.uid()).ok();
-        let svc = if peer == Some(uid) {
+        let cred = stream.peer_cred().ok();
+        let peer = cred.map(|c| c.uid());
+        let svc = if peer == Some(uid) && with_peer {
+            let pid = cred
+                .and_then(|c| c.pid())
+                .and_then(|p| u32::try_from(p).ok());
+            app.clone()
+                .layer(axum::Extension(crate::forward::Peer { pid }))
+        } else if peer == Some(uid) {
             app.clone()
         } else {
             tracing::warn!(peer_uid = ?peer, "refusing a connection from another user");

@@ -36,6 +36,13 @@ pub struct Health {
     /// Logins waiting for the user.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pending_logins: Vec<LoginStatus>,
+    /// The forwarding socket (`regent ssh`), while one is served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward_socket: Option<PathBuf>,
+    /// Answered over a forwarded socket: this agent runs on another machine,
+    /// and lends tokens only.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub forwarded: bool,
 }
 
 /// `POST /v1/reload`: the config file was read again and applies.
@@ -263,6 +270,68 @@ pub struct RegistryStatus {
     pub url: String,
     /// Auth config and status, or null when the registry is public.
     pub auth: Option<AuthStatus>,
+    /// Its tokens may be borrowed over agent forwarding (`regent ssh`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward: Option<ForwardInfo>,
+}
+
+/// How a resource is served over agent forwarding.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct ForwardInfo {
+    /// A forwarded token needs a yes on this machine for each session (`regent ssh` asks).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub confirm: bool,
+    /// The last token served over forwarding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_use: Option<ForwardUse>,
+}
+
+/// A token served over forwarding.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct ForwardUse {
+    /// When.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// Through which session: the host `regent ssh` went to, or `ssh -R` for a
+    /// forward made by hand.
+    pub via: String,
+}
+
+/// `PUT /v1/forward/{name}`: whether a resource is forwardable.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PutForward {
+    /// Served over the forwarding socket.
+    pub forwardable: bool,
+    /// Only in sessions where the user said yes (`regent ssh` asks).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub confirm: bool,
+}
+
+/// `POST /v1/forward/sessions`: a `regent ssh` session, so forwarded requests
+/// are told apart (by the peer pid of the local `ssh` that relays them).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardSession {
+    /// The pid of the `ssh` process `regent ssh` started.
+    pub ssh_pid: u32,
+    /// Where it went, for status.
+    pub host: String,
+    /// Resources needing confirmation that the user said yes to for it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approved: Vec<String>,
+}
+
+/// `GET /v1/forward`.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct ForwardList {
+    /// The forwarding socket, while one is served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub socket: Option<PathBuf>,
+    /// The forwardable resources.
+    pub resources: Vec<RegistryStatus>,
+    /// The `regent ssh` sessions open now.
+    pub sessions: Vec<ForwardSession>,
 }
 
 /// `GET /v1/registries`.
@@ -758,6 +827,7 @@ mod tests {
                 account: Some("alice".into()),
                 shared_with: vec![],
             }),
+            forward: None,
         };
         let v = serde_json::to_value(&s).unwrap();
         assert_eq!(v["auth"]["type"], "oauth");

@@ -6,6 +6,7 @@ mod api;
 mod browser;
 mod config;
 mod conformance;
+mod forward;
 mod idps;
 mod instance;
 mod keyrings;

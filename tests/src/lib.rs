@@ -9,6 +9,7 @@ pub mod idp;
 pub mod keyring;
 pub mod mcp;
 pub mod registry;
+pub mod ssh;
 pub mod systemd;
 
 pub use agent::{Agent, AgentOptions, CmdOut};

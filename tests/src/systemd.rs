@@ -205,7 +205,7 @@ impl Drop for UserManager {
     }
 }
 
-fn id_of(user: &str) -> Result<u32, String> {
+pub(crate) fn id_of(user: &str) -> Result<u32, String> {
     let out = Command::new("id")
         .args(["-u", user])
         .output()
@@ -238,7 +238,7 @@ fn remove_cgroup(dir: &Path) {
 }
 
 /// Runs `f` holding a lock that every test creating users shares.
-fn with_passwd_lock<T>(f: impl FnOnce() -> T) -> T {
+pub(crate) fn with_passwd_lock<T>(f: impl FnOnce() -> T) -> T {
     use std::os::unix::io::AsRawFd;
     let lock = std::fs::OpenOptions::new()
         .create(true)

@@ -114,6 +114,23 @@ pub enum Command {
     #[command(subcommand)]
     Service(ServiceCommand),
 
+    /// Which resources a machine you ssh to may borrow tokens of (agent forwarding).
+    #[command(subcommand)]
+    Forward(ForwardCommand),
+
+    /// ssh with the agent forwarded: regent token, servers and mcp proxy work on the other side, no login there.
+    #[command(after_help = SSH_HELP)]
+    Ssh {
+        /// ssh's options and the destination, then -- and a command to run there (default: a login shell).
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            required = true,
+            value_name = "SSH_ARGS"
+        )]
+        args: Vec<String>,
+    },
+
     /// The running agent, whoever started it (systemd or regent): status, stop, restart, reload, logs.
     #[command(subcommand)]
     Agent(AgentCommand),
@@ -320,6 +337,49 @@ pub enum IdpCommand {
         /// The IdP.
         #[arg(add = ArgValueCandidates::new(complete::idps))]
         name: String,
+    },
+}
+
+const SSH_HELP: &str = "\
+Examples:
+  regent forward allow corp           # once: corp's tokens may be lent
+  regent ssh build-box                # a shell there; regent token corp works
+  regent ssh -p 2222 me@build-box -- regent servers corp
+
+The agent's forwarding socket goes to /tmp/regent-fwd-<random>.sock there
+(sshd makes it yours, 0600), and is removed when the session ends. Only
+tokens are lent: logins, logouts and changes stay here. Root on the other
+machine can use the socket while the session lasts, as with ssh-agent.
+
+By hand: ssh -R /tmp/regent-fwd-$(openssl rand -hex 8).sock:\\
+  $XDG_RUNTIME_DIR/regent/agent.forward.sock HOST";
+
+/// `regent forward`.
+#[derive(Subcommand, Debug, Clone)]
+pub enum ForwardCommand {
+    /// What is forwardable, when each was last lent, the sessions open now.
+    List {
+        /// Print JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Let machines you ssh to (regent ssh) borrow these resources' tokens.
+    #[command(
+        after_help = "Examples:\n  regent forward allow corp\n  regent forward allow github --confirm   # regent ssh asks each time"
+    )]
+    Allow {
+        /// Registries or MCP servers.
+        #[arg(required = true, add = ArgValueCandidates::new(complete::resources))]
+        names: Vec<String>,
+        /// Lend them only in sessions you say yes to when regent ssh starts.
+        #[arg(long)]
+        confirm: bool,
+    },
+    /// Lend them no more.
+    Deny {
+        /// Registries or MCP servers.
+        #[arg(required = true, add = ArgValueCandidates::new(complete::resources))]
+        names: Vec<String>,
     },
 }
 

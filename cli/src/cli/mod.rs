@@ -12,6 +12,7 @@ mod output;
 mod proxy;
 mod serve;
 mod service;
+mod ssh;
 
 use args::{AuthArgs, Cli, Command, ConfigCommand, RegistryCommand, ServiceCommand, TokenArgs};
 use regent_client::{AgentClient, ClientError, RegistryClient, RegistryError};
@@ -31,6 +32,8 @@ pub enum Failure {
     Usage(String),
     /// Reading a registry failed.
     Registry(RegistryError),
+    /// A program regent ran (ssh) ended with this status, and said why itself.
+    Exit(i32),
     /// Stopped by a signal (exit 128 + its number: 130 for Ctrl-C).
     Signal {
         /// What was stopped, and how.
@@ -64,6 +67,7 @@ impl Failure {
             Failure::Usage(_) => 2,
             Failure::Registry(e) if e.code() == ErrorCode::RegistryAuthRequired => 4,
             Failure::Signal { signal, .. } => 128 + signal,
+            Failure::Exit(code) => *code,
             _ => 1,
         }
     }
@@ -71,6 +75,16 @@ impl Failure {
     /// One readable line.
     pub fn message(&self) -> String {
         match self {
+            Failure::Client(ClientError::Unreachable { socket, .. })
+                if regent_client::locate::is_forwarded(socket) =>
+            {
+                format!(
+                    "the agent forwarded to this machine ({}) does not answer: the regent ssh session \
+                     that forwarded it has ended, or the agent on that machine is not running; \
+                     reconnect with regent ssh",
+                    socket.display()
+                )
+            }
             Failure::Client(e @ ClientError::Unreachable { .. }) => {
                 format!("{e} (is regentd running? start it with `regentd &`)")
             }
@@ -79,6 +93,7 @@ impl Failure {
             Failure::Usage(m) => format!("{m} (see --help)"),
             Failure::Registry(e) => e.to_string(),
             Failure::Signal { message, .. } => message.clone(),
+            Failure::Exit(_) => String::new(),
         }
     }
 }
@@ -109,6 +124,8 @@ pub async fn run(cli: Cli) -> Result {
         // an agent, so nothing was done twice.
         Err(Failure::Client(ClientError::Unreachable { .. }))
             if autostart::enabled()
+                // A forwarded agent that is gone is said so; no local one replaces it.
+                && !regent_client::locate::is_forwarded(agent.socket())
                 && (autostart::nobody_listens(agent.socket())
                     || regent_client::locate::answers(agent.socket())) =>
         {
@@ -158,6 +175,8 @@ async fn run_with_agent(agent: &AgentClient, cli: Cli) -> Result {
             Ok(())
         }
         Command::Mcp(cmd) => mcp::run(&agent, cmd).await,
+        Command::Forward(cmd) => ssh::forward(&agent, cmd).await,
+        Command::Ssh { args } => ssh::ssh(&agent, args).await,
         Command::Idp(cmd) => mcp::run_idp(&agent, cmd).await,
         Command::Registry(RegistryCommand::Remove { name }) => {
             let sharing = shared_with(&agent, &name).await?;

@@ -209,6 +209,25 @@ fn row(r: &RegistryStatus) -> [String; 5] {
             (kind, status.to_string(), details.join(", "))
         }
     };
+    let details = match &r.forward {
+        None => details,
+        Some(f) => {
+            let mut d = String::from(if f.confirm {
+                "forwardable (asks per session)"
+            } else {
+                "forwardable"
+            });
+            if let Some(u) = &f.last_use {
+                let ago = (OffsetDateTime::now_utc() - u.at).whole_seconds().max(0) as u64;
+                d.push_str(&format!(", lent {} ago to {}", human(ago), u.via));
+            }
+            if details.is_empty() {
+                d
+            } else {
+                format!("{details}, {d}")
+            }
+        }
+    };
     [r.name.clone(), r.url.clone(), auth, status, details]
 }
 

@@ -110,7 +110,8 @@ impl Agent {
         };
         resource::check_cleartext(name, &url, auth.is_some()).map_err(AgentError::Invalid)?;
         self.change(|file| {
-            file.put(Section::Registries, name, &RegistryConfig { url, auth })
+            let entry = entry(file, Section::Registries, name, url, auth);
+            file.put(Section::Registries, name, &entry)
                 .map_err(AgentError::Config)
         })
         .await?;
@@ -126,7 +127,8 @@ impl Agent {
         resource::check_cleartext(name, &req.url, auth.is_some()).map_err(AgentError::Invalid)?;
         let url = req.url;
         self.change(|file| {
-            file.put(Section::Mcp, name, &RegistryConfig { url, auth })
+            let entry = entry(file, Section::Mcp, name, url, auth);
+            file.put(Section::Mcp, name, &entry)
                 .map_err(AgentError::Config)
         })
         .await?;
@@ -148,10 +150,42 @@ impl Agent {
         };
         let url = self.resolve_kind(name, kind)?.url.clone();
         self.change(|file| {
-            file.put(section, name, &RegistryConfig { url, auth })
-                .map_err(AgentError::Config)
+            let entry = entry(file, section, name, url, auth);
+            file.put(section, name, &entry).map_err(AgentError::Config)
         })
         .await
+    }
+
+    /// Makes a registry or MCP server forwardable over `regent ssh`, or not.
+    pub async fn set_forward(
+        &self,
+        name: &str,
+        req: regent_proto::PutForward,
+    ) -> Result<RegistryStatus, AgentError> {
+        let res = self.resolve(Some(name))?;
+        let section = match res.kind {
+            Kind::Registry => Section::Registries,
+            Kind::Mcp => Section::Mcp,
+            Kind::Idp => {
+                return Err(AgentError::Invalid(format!(
+                    "{name} is an IdP: forward the MCP servers that use it instead"
+                )))
+            }
+        };
+        self.change(|file| {
+            let c = file.config();
+            let mut entry = match section {
+                Section::Registries => c.registries.get(name),
+                _ => c.mcp.get(name),
+            }
+            .cloned()
+            .ok_or_else(|| AgentError::Unknown(name.to_string()))?;
+            entry.forwardable = req.forwardable;
+            entry.forward_confirm = req.forwardable && req.confirm;
+            file.put(section, name, &entry).map_err(AgentError::Config)
+        })
+        .await?;
+        Ok(self.status(&self.resolve(Some(name))?))
     }
 
     /// Gives `res` a login of its own: the AS refused to mint its token from
@@ -262,5 +296,28 @@ impl Agent {
             Err(e) => Err(AgentError::Config(e)),
         })
         .await
+    }
+}
+
+/// The entry `name` gets: `url` and `auth`, and the forwarding choices it had
+/// (a re-add, a step-up or a rediscovery keeps them).
+fn entry(
+    file: &ConfigFile,
+    section: Section,
+    name: &str,
+    url: String,
+    auth: Option<AuthConfig>,
+) -> RegistryConfig {
+    let c = file.config();
+    let old = match section {
+        Section::Registries => c.registries.get(name),
+        Section::Mcp => c.mcp.get(name),
+        Section::Idps => None,
+    };
+    RegistryConfig {
+        url,
+        auth,
+        forwardable: old.is_some_and(|o| o.forwardable),
+        forward_confirm: old.is_some_and(|o| o.forward_confirm),
     }
 }

@@ -48,6 +48,8 @@ pub struct Agent {
     /// The client metadata document URL in force (flag, else config).
     client_metadata_url: RwLock<Option<String>>,
     logins: Logins,
+    /// Agent forwarding: which resources, the sessions, the socket.
+    forward: crate::forward::Forwarding,
 }
 
 impl Agent {
@@ -61,6 +63,7 @@ impl Agent {
             grants: Mutex::default(),
             client_metadata_url: RwLock::default(),
             logins: Logins::default(),
+            forward: crate::forward::Forwarding::default(),
         });
         let _changing = agent.config.lock().await;
         agent.apply(&initial).await;
@@ -79,6 +82,11 @@ impl Agent {
     /// What refreshes and logins run with.
     pub fn ctx(&self) -> &Arc<Ctx> {
         &self.ctx
+    }
+
+    /// Agent forwarding.
+    pub fn forwarding(&self) -> &crate::forward::Forwarding {
+        &self.forward
     }
 
     /// The logins in progress.
@@ -161,6 +169,15 @@ impl Agent {
             .client_metadata_url
             .clone()
             .or_else(|| config.client_metadata_url.clone());
+        self.forward.set_rules(
+            config
+                .registries
+                .iter()
+                .chain(config.mcp.iter())
+                .filter(|(_, rc)| rc.forwardable)
+                .map(|(n, rc)| (n.clone(), rc.forward_confirm))
+                .collect(),
+        );
         let old = self.resources.read().unwrap().clone();
         let mut next = BTreeMap::new();
         let mut fresh = Vec::new();
@@ -360,6 +377,7 @@ impl Agent {
             name: res.name.clone(),
             url: res.url.clone(),
             auth,
+            forward: self.forward.info(&res.name),
         }
     }
 

@@ -62,6 +62,8 @@ impl RequestBody for regent_proto::PutMcp {}
 impl RequestBody for regent_proto::PutIdp {}
 impl RequestBody for regent_proto::IdTokenRequest {}
 impl RequestBody for regent_proto::ChallengeRequest {}
+impl RequestBody for regent_proto::PutForward {}
+impl RequestBody for regent_proto::ForwardSession {}
 
 /// Decodes a request body as the extractor does: JSON, strict (no unknown
 /// field, at any depth), errors in the contract's shape with quoted values redacted.

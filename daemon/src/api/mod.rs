@@ -14,13 +14,14 @@ use axum::extract::{RawQuery, State};
 use axum::http::{Method, StatusCode, Uri};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use body::JsonBody;
+pub use body::JsonBody;
 use path::Segment;
 use regent_proto::{
-    AuthConfig, ChallengeAnswer, ChallengeRequest, Health, IdTokenRequest, IdpList,
-    InvalidateRequest, Login, LoginRequest, LoginStatus, LogoutRequest, LogoutResponse, McpList,
-    PutIdp, PutMcp, PutRegistry, RegistryList, RegistryStatus, ReloadResponse, TokenRequest,
-    TokenResponse, API_VERSION, DEFAULT_MIN_VALID_SECS, MAX_LOGIN_WAIT_SECS,
+    AuthConfig, ChallengeAnswer, ChallengeRequest, ForwardList, ForwardSession, Health,
+    IdTokenRequest, IdpList, InvalidateRequest, Login, LoginRequest, LoginStatus, LogoutRequest,
+    LogoutResponse, McpList, PutForward, PutIdp, PutMcp, PutRegistry, RegistryList, RegistryStatus,
+    ReloadResponse, TokenRequest, TokenResponse, API_VERSION, DEFAULT_MIN_VALID_SECS,
+    MAX_LOGIN_WAIT_SECS,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,6 +43,13 @@ fn routes() -> Router<Arc<Agent>> {
     Router::new()
         .route("/v1/health", get(health))
         .route("/v1/reload", post(reload))
+        .route("/v1/forward", get(forward_list))
+        .route("/v1/forward/{name}", put(put_forward))
+        .route("/v1/forward/sessions", post(open_session))
+        .route(
+            "/v1/forward/sessions/{pid}",
+            axum::routing::delete(close_session),
+        )
         .route("/v1/registries", get(list))
         .route(
             "/v1/registries/{name}",
@@ -103,7 +111,53 @@ async fn health(State(agent): Shared) -> Json<Health> {
         started_at: Some(ctx.started_at),
         systemd: ctx.settings.systemd,
         pending_logins: agent.logins().pending(),
+        forward_socket: agent.forwarding().socket(),
+        forwarded: false,
     })
+}
+
+/// `GET /v1/forward`: what is forwardable, and the sessions.
+async fn forward_list(State(agent): Shared) -> Json<ForwardList> {
+    let f = agent.forwarding();
+    let mut resources: Vec<RegistryStatus> = [Kind::Registry, Kind::Mcp]
+        .iter()
+        .flat_map(|k| agent.all(*k))
+        .map(|r| agent.status(&r))
+        .filter(|s| s.forward.is_some())
+        .collect();
+    resources.sort_by(|a, b| a.name.cmp(&b.name));
+    Json(ForwardList {
+        socket: f.socket(),
+        resources,
+        sessions: f.sessions(),
+    })
+}
+
+/// `PUT /v1/forward/{name}`.
+async fn put_forward(
+    State(agent): Shared,
+    Segment(name): Segment,
+    JsonBody(body): JsonBody<PutForward>,
+) -> ApiResult<Json<RegistryStatus>> {
+    Ok(Json(agent.set_forward(&name, body).await?))
+}
+
+/// `POST /v1/forward/sessions`.
+async fn open_session(
+    State(agent): Shared,
+    JsonBody(body): JsonBody<ForwardSession>,
+) -> StatusCode {
+    agent.forwarding().open(body);
+    StatusCode::NO_CONTENT
+}
+
+/// `DELETE /v1/forward/sessions/{pid}`.
+async fn close_session(State(agent): Shared, Segment(pid): Segment) -> ApiResult<StatusCode> {
+    let pid: u32 = pid
+        .parse()
+        .map_err(|_| ApiError::invalid(format!("{pid:?} is not a pid")))?;
+    agent.forwarding().close(pid);
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// `POST /v1/reload`: what SIGHUP does, with the outcome in the answer.

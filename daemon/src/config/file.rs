@@ -273,6 +273,8 @@ mod tests {
 
     fn oauth(scopes: &[&str]) -> RegistryConfig {
         RegistryConfig {
+            forwardable: false,
+            forward_confirm: false,
             url: "https://r.example".into(),
             auth: Some(AuthConfig::Oauth(OAuthConfig {
                 issuer: "https://idp.example".into(),
@@ -299,6 +301,8 @@ mod tests {
         f.put(Section::Registries, "corp", &oauth(&["openid"]))
             .unwrap();
         let bearer = RegistryConfig {
+            forwardable: false,
+            forward_confirm: false,
             url: "https://ci.example".into(),
             auth: Some(AuthConfig::Bearer(BearerConfig {
                 token_file: "/t".into(),

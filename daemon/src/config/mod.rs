@@ -76,6 +76,16 @@ pub struct RegistryConfig {
     /// How to authenticate, if at all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<AuthConfig>,
+    /// Its tokens are lent over agent forwarding (`regent ssh`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub forwardable: bool,
+    /// ... only in sessions the user said yes to (`regent ssh` asks).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub forward_confirm: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// An enterprise IdP: one login there reaches every MCP server that trusts it.

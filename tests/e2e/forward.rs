@@ -1,0 +1,320 @@
+//! Agent forwarding: the restricted socket (tokens only, forwardable
+//! resources only, confirmation per session), and `regent ssh` to a real
+//! sshd in a network namespace of the test's own, with a second user as the
+//! remote side.
+
+use crate::World;
+use regent_client::{AgentClient, ClientError};
+use regent_proto::{ErrorCode, ForwardSession, LoginFlow, LoginRequest, PutRegistry, TokenRequest};
+use regent_tests::ssh::{text, Sshd, SshdOptions};
+use std::time::Duration;
+
+fn token_req(name: &str) -> TokenRequest {
+    TokenRequest {
+        registry: Some(name.into()),
+        min_valid_secs: None,
+    }
+}
+
+fn code(e: &ClientError) -> Option<ErrorCode> {
+    e.code()
+}
+
+/// The forwarding socket's path, once the agent serves it.
+async fn forward_socket(w: &World) -> std::path::PathBuf {
+    let client = w.agent.client();
+    regent_tests::eventually("the forwarding socket", Duration::from_secs(10), || async {
+        client.health().await.ok().and_then(|h| h.forward_socket)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn the_forwarding_socket_lends_tokens_of_forwardable_resources_only() {
+    let w = World::default().await;
+    w.login("alice").await;
+    let tok = w.agent.home().join("static-token");
+    std::fs::write(&tok, "static-secret\n").unwrap();
+    let out = w.agent.regent(&[
+        "registry",
+        "add",
+        "other",
+        "https://other.example",
+        "--token-file",
+        tok.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    // Off by default: no socket until something is forwardable.
+    assert!(w
+        .agent
+        .client()
+        .health()
+        .await
+        .unwrap()
+        .forward_socket
+        .is_none());
+    let out = w.agent.regent(&["forward", "allow", "corp"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let path = forward_socket(&w).await;
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    let fwd = AgentClient::new(path.clone());
+    assert!(fwd.health().await.unwrap().forwarded);
+    let t = fwd.token(&token_req("corp")).await.unwrap();
+    assert!(w.idp.is_active(&t.access_token).await);
+    let e = fwd.token(&token_req("other")).await.unwrap_err();
+    assert_eq!(code(&e), Some(ErrorCode::Forbidden), "{e}");
+    assert!(e.to_string().contains("regent forward allow other"), "{e}");
+    let listed = fwd.registries().await.unwrap();
+    assert_eq!(
+        listed.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+        ["corp"]
+    );
+    // Nothing but tokens: no change, no login, no logout.
+    let e = fwd
+        .put_registry(
+            "x",
+            &PutRegistry {
+                url: "https://x.example".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), Some(ErrorCode::Forbidden), "{e}");
+    let e = fwd
+        .login(&LoginRequest {
+            registry: Some("corp".into()),
+            flow: LoginFlow::Device,
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("machine where the agent runs"),
+        "{e}"
+    );
+    assert_eq!(w.agent.client().registries().await.unwrap().len(), 2);
+    // The CLI over it: a token, and a login refused with where to do it.
+    let socket = path.to_str().unwrap();
+    let out = w.agent.regent(&["token", "corp", "--socket", socket]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = w
+        .agent
+        .regent(&["login", "corp", "--force", "--socket", socket]);
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("machine where the agent runs"),
+        "{}",
+        out.stderr
+    );
+    // What was lent shows at home.
+    let out = w.agent.regent(&["forward", "list"]);
+    assert!(
+        out.stdout.contains("corp") && out.stdout.contains("to ssh -R"),
+        "{}",
+        out.stdout
+    );
+    let out = w.agent.regent(&["status"]);
+    assert!(out.stdout.contains("forwardable, lent"), "{}", out.stdout);
+
+    // With --confirm, only a session the user said yes to gets it.
+    assert_eq!(
+        w.agent
+            .regent(&["forward", "allow", "corp", "--confirm"])
+            .code,
+        0
+    );
+    let e = fwd.token(&token_req("corp")).await.unwrap_err();
+    assert!(e.to_string().contains("sessions you said yes to"), "{e}");
+    // This test process is the forwarded connection's peer here.
+    w.agent
+        .client()
+        .open_session(&ForwardSession {
+            ssh_pid: std::process::id(),
+            host: "box".into(),
+            approved: vec!["corp".into()],
+        })
+        .await
+        .unwrap();
+    assert!(fwd.token(&token_req("corp")).await.is_ok());
+    w.agent
+        .client()
+        .close_session(std::process::id())
+        .await
+        .unwrap();
+    assert!(fwd.token(&token_req("corp")).await.is_err());
+
+    assert_eq!(w.agent.regent(&["forward", "deny", "corp"]).code, 0);
+    let e = fwd.token(&token_req("corp")).await.unwrap_err();
+    assert!(e.to_string().contains("not forwardable"), "{e}");
+}
+
+fn sshd(opts: SshdOptions) -> Option<Sshd> {
+    match Sshd::start(opts) {
+        Ok(s) => Some(s),
+        Err(why) => {
+            eprintln!("SKIPPED: no sshd in a network namespace here: {why}");
+            None
+        }
+    }
+}
+
+/// `regent ssh` to a real sshd: the remote side (another user, no agent, no
+/// keyring, no login) gets tokens through the forward; a change or a login
+/// there is refused; the socket goes with the session; a gone forward is
+/// exit 3 naming it, and starts no agent there.
+#[tokio::test]
+async fn regent_ssh_lends_tokens_to_a_real_sshd_session() {
+    let Some(s) = sshd(SshdOptions::default()) else {
+        return;
+    };
+    let w = World::default().await;
+    w.login("alice").await;
+    assert_eq!(w.agent.regent(&["forward", "allow", "corp"]).code, 0);
+    forward_socket(&w).await;
+    let regent = regent_tests::bin("regent").display().to_string();
+    let over_ssh = |remote: &[&str]| {
+        let mut args = vec!["ssh".to_string()];
+        args.extend(s.ssh_args());
+        args.push("--".into());
+        args.extend(remote.iter().map(|a| a.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = w.agent.regent_command(&args).output().unwrap();
+        text(&out)
+    };
+    let (code, out, err) = over_ssh(&[&regent, "token", "corp"]);
+    assert_eq!(code, 0, "{err}\nsshd: {}", s.log());
+    assert!(
+        w.idp.is_active(out.trim()).await,
+        "the remote token is live at the IdP"
+    );
+    assert!(
+        s.forwarded_sockets().is_empty(),
+        "the session's socket is removed"
+    );
+
+    let (code, _, err) = over_ssh(&[
+        &regent,
+        "registry",
+        "add",
+        "x",
+        "https://x.example",
+        "--no-auth",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("only tokens are lent"), "{err}");
+    let (code, _, err) = over_ssh(&[&regent, "login", "corp", "--force"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("machine where the agent runs"), "{err}");
+    assert!(s.forwarded_sockets().is_empty());
+    let out = w.agent.regent(&["forward", "list"]);
+    assert!(
+        out.stdout.contains(&format!("to {}@{}", s.user, s.addr)),
+        "{}",
+        out.stdout
+    );
+
+    // A forward whose session is gone: the socket sshd would have left behind.
+    let dead = format!(
+        "/tmp/{}dead{}.sock",
+        regent_client::locate::FORWARD_PREFIX,
+        s.uid
+    );
+    let (code, _, err) = text(
+        &s.as_user("python3")
+            .args([
+                "-c",
+                &format!("import os, socket; x=socket.socket(socket.AF_UNIX); x.bind({dead:?}); os.chmod({dead:?}, 0o600)"),
+            ])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = text(&s.as_user(&regent).args(["token", "corp"]).output().unwrap());
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("the agent forwarded to this machine"), "{err}");
+    let local = std::process::Command::new("pgrep")
+        .args(["-u", &s.user, "regentd"])
+        .output()
+        .unwrap();
+    assert!(!local.status.success(), "a local agent was started instead");
+}
+
+/// A server that refuses stream-local forwarding: said so, naming the setting.
+#[tokio::test]
+async fn a_refused_forward_is_explained() {
+    let Some(s) = sshd(SshdOptions {
+        allow_forwarding: false,
+    }) else {
+        return;
+    };
+    let w = World::default().await;
+    assert_eq!(w.agent.regent(&["forward", "allow", "corp"]).code, 0);
+    forward_socket(&w).await;
+    let mut args = vec!["ssh".to_string()];
+    args.extend(s.ssh_args());
+    args.extend(["--".into(), "true".into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, _, err) = text(&w.agent.regent_command(&args).output().unwrap());
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("refused to forward the agent") && err.contains("AllowStreamLocalForwarding"),
+        "{err}"
+    );
+}
+
+/// Over the forwarding socket, `regent servers` reads a registry and
+/// `regent mcp proxy` reaches an MCP server, with the lent tokens.
+#[tokio::test]
+async fn servers_and_mcp_proxy_work_over_the_forwarding_socket() {
+    use regent_tests::registry::{Registry, RegistryOptions};
+    let idp = regent_tests::Idp::start(regent_tests::IdpOptions::default());
+    let reg = Registry::start(RegistryOptions {
+        issuer: Some(idp.issuer.clone()),
+        prm: true,
+        ..Default::default()
+    });
+    let mcp = regent_tests::mcp::McpServers::start(&idp.issuer, &["s1"]);
+    let agent = regent_tests::Agent::start(regent_tests::AgentOptions::default()).await;
+    assert_eq!(agent.regent(&["registry", "add", "reg", &reg.url]).code, 0);
+    assert_eq!(agent.regent(&["mcp", "add", "s1", mcp.url("s1")]).code, 0);
+    for name in ["reg", "s1"] {
+        let out = agent
+            .regent_command(&["login", name])
+            .env("BROWSER", regent_tests::bin("browser"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(agent.regent(&["forward", "allow", "reg", "s1"]).code, 0);
+    let client = agent.client();
+    let fwd =
+        regent_tests::eventually("the forwarding socket", Duration::from_secs(10), || async {
+            client.health().await.ok().and_then(|h| h.forward_socket)
+        })
+        .await;
+    let socket = fwd.display().to_string();
+    let out = agent.regent(&["servers", "reg", "--json", "--socket", &socket]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["servers"].as_array().unwrap().len(), 7);
+    let mut p = regent_tests::mcp::Proxy::start(
+        &agent,
+        &["s1", "--no-login"],
+        &[("REGENT_SOCKET", socket.clone())],
+    );
+    p.initialize().await;
+    let who: serde_json::Value =
+        serde_json::from_str(&p.call("whoami", serde_json::json!({})).await.unwrap()).unwrap();
+    assert_eq!(who["aud"], mcp.url("s1"));
+    let (code, err) = p.close().await;
+    assert_eq!(code, Some(0), "{err}");
+}
