@@ -182,4 +182,20 @@ async fn under_systemd_reload_stop_and_kill_9_keep_the_login() {
         1,
         "one login in all"
     );
+
+    // The forwarding socket can be made under the unit's sandbox too.
+    let (code, _, err) = run(&m, &["forward", "allow", "corp"]);
+    assert_eq!(code, 0, "{err}");
+    let m3 = &m;
+    regent_tests::eventually(
+        "the forwarding socket under systemd",
+        std::time::Duration::from_secs(10),
+        || async move {
+            let (_, out, _) = run(m3, &["status", "--json"]);
+            let v: serde_json::Value = serde_json::from_str(&out).ok()?;
+            v["agent"]["forward_socket"].is_string().then_some(())
+        },
+    )
+    .await;
+    assert!(m.runtime.join("regent/agent.forward.sock").exists());
 }

@@ -545,4 +545,73 @@ async fn main() {
         p50 as f64 / 1000.0,
         p90 as f64 / 1000.0
     );
+
+    drop(secret);
+
+    println!("\n6. `regent token` on a machine the agent is forwarded to (regent ssh to a real sshd in a network namespace)");
+    forwarded_token(&idp).await;
+}
+
+/// Item 6: the same `regent token`, on the laptop and on the remote side of
+/// `regent ssh`, as loops of N runs timed from inside each side (the ssh
+/// session's own start is measured apart and left out).
+async fn forwarded_token(idp: &Idp) {
+    const N: usize = 200;
+    let sshd = match regent_tests::ssh::Sshd::start(Default::default()) {
+        Ok(s) => s,
+        Err(why) => {
+            println!("  skipped: {why}");
+            return;
+        }
+    };
+    let agent = agent_with_registries(idp, AgentOptions::default(), 1).await;
+    assert_eq!(agent.regent(&["forward", "allow", "reg0"]).code, 0);
+    let client = agent.client();
+    regent_tests::eventually("the forwarding socket", Duration::from_secs(10), || async {
+        client.health().await.ok().and_then(|h| h.forward_socket)
+    })
+    .await;
+    let regent = regent_tests::bin("regent").display().to_string();
+    // The loop prints its own elapsed time, in microseconds.
+    let script = format!(
+        "s=$(date +%s%N); i=0; while [ $i -lt {N} ]; do {regent} token reg0 >/dev/null || exit 1; i=$((i+1)); done; \
+         e=$(date +%s%N); echo $(( (e - s) / 1000 ))"
+    );
+    let local = agent
+        .regent_command(&[])
+        .get_envs()
+        .map(|(k, v)| (k.to_owned(), v.map(|v| v.to_owned())))
+        .collect::<Vec<_>>();
+    let mut sh = Command::new("sh");
+    sh.args(["-c", &script]);
+    for (k, v) in &local {
+        match v {
+            Some(v) => sh.env(k, v),
+            None => sh.env_remove(k),
+        };
+    }
+    let out = sh.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let local_us: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    let mut args = vec!["ssh".to_string()];
+    args.extend(sshd.ssh_args());
+    args.extend(["--".to_string(), script.clone()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = agent.regent_command(&args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let remote_us: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    let (l, r) = (local_us / N as f64, remote_us / N as f64);
+    println!("  laptop side:  {l:.0} us per regent token ({N} runs)");
+    println!(
+        "  remote side:  {r:.0} us per regent token, through sshd and ssh ({N} runs); ratio {:.2}x",
+        r / l
+    );
 }
