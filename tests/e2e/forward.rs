@@ -20,15 +20,6 @@ fn code(e: &ClientError) -> Option<ErrorCode> {
     e.code()
 }
 
-/// The forwarding socket's path, once the agent serves it.
-async fn forward_socket(w: &World) -> std::path::PathBuf {
-    let client = w.agent.client();
-    regent_tests::eventually("the forwarding socket", Duration::from_secs(10), || async {
-        client.health().await.ok().and_then(|h| h.forward_socket)
-    })
-    .await
-}
-
 #[tokio::test]
 async fn the_forwarding_socket_lends_tokens_of_forwardable_resources_only() {
     let w = World::default().await;
@@ -55,7 +46,7 @@ async fn the_forwarding_socket_lends_tokens_of_forwardable_resources_only() {
         .is_none());
     let out = w.agent.regent(&["forward", "allow", "corp"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let path = forward_socket(&w).await;
+    let path = w.agent.forward_socket().await;
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(
         std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
@@ -175,7 +166,7 @@ async fn regent_ssh_lends_tokens_to_a_real_sshd_session() {
     let w = World::default().await;
     w.login("alice").await;
     assert_eq!(w.agent.regent(&["forward", "allow", "corp"]).code, 0);
-    forward_socket(&w).await;
+    w.agent.forward_socket().await;
     let regent = regent_tests::bin("regent").display().to_string();
     let over_ssh = |remote: &[&str]| {
         let mut args = vec!["ssh".to_string()];
@@ -254,7 +245,7 @@ async fn a_refused_forward_is_explained() {
     };
     let w = World::default().await;
     assert_eq!(w.agent.regent(&["forward", "allow", "corp"]).code, 0);
-    forward_socket(&w).await;
+    w.agent.forward_socket().await;
     let mut args = vec!["ssh".to_string()];
     args.extend(s.ssh_args());
     args.extend(["--".into(), "true".into()]);

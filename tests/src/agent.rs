@@ -226,6 +226,15 @@ impl Agent {
         self.spawn().await;
     }
 
+    /// The forwarding socket, once the agent serves it (a resource was made forwardable).
+    pub async fn forward_socket(&self) -> PathBuf {
+        let client = self.client();
+        crate::eventually("the forwarding socket", Duration::from_secs(10), || async {
+            client.health().await.ok().and_then(|h| h.forward_socket)
+        })
+        .await
+    }
+
     /// An API client.
     pub fn client(&self) -> AgentClient {
         AgentClient::new(&self.socket)

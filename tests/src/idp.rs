@@ -131,14 +131,7 @@ impl Idp {
 
     /// Token endpoint requests so far, by grant type.
     pub async fn counts(&self) -> Value {
-        self.http
-            .get(format!("{}/__test/counts", self.issuer))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        crate::get_json(&self.http, format!("{}/__test/counts", self.issuer)).await
     }
 
     /// Refresh-token grants so far.
@@ -150,14 +143,7 @@ impl Idp {
 
     /// Every token value the IdP has issued (access, refresh, ID tokens).
     pub async fn issued(&self) -> Vec<String> {
-        self.http
-            .get(format!("{}/__test/issued", self.issuer))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        crate::get_json(&self.http, format!("{}/__test/issued", self.issuer)).await
     }
 
     /// [`Idp::issued`] for places that cannot await (a `Drop`): plain blocking HTTP.
@@ -182,40 +168,19 @@ impl Idp {
 
     /// The refresh tokens issued so far, oldest first.
     pub async fn refresh_tokens(&self) -> Vec<String> {
-        self.http
-            .get(format!("{}/__test/refresh-tokens", self.issuer))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        crate::get_json(&self.http, format!("{}/__test/refresh-tokens", self.issuer)).await
     }
 
     /// Whether the IdP rotated `refresh_token` away (it answered a refresh with it).
     pub async fn rotated_away(&self, refresh_token: &str) -> bool {
-        let rotations: Vec<Value> = self
-            .http
-            .get(format!("{}/__test/rotations", self.issuer))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let rotations: Vec<Value> =
+            crate::get_json(&self.http, format!("{}/__test/rotations", self.issuer)).await;
         rotations.iter().any(|r| r["from"] == refresh_token)
     }
 
     /// The refresh tokens presented again after their rotation (each revoked its grant).
     pub async fn replays(&self) -> Vec<String> {
-        self.http
-            .get(format!("{}/__test/replays", self.issuer))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        crate::get_json(&self.http, format!("{}/__test/replays", self.issuer)).await
     }
 
     /// Holds the next `times` token requests until [`Idp::release`].

@@ -11,6 +11,7 @@ pub mod mcp;
 pub mod registry;
 pub mod ssh;
 pub mod systemd;
+pub mod users;
 
 pub use agent::{Agent, AgentOptions, CmdOut};
 pub use idp::{Idp, IdpOptions};
@@ -39,6 +40,18 @@ pub fn bin(name: &str) -> PathBuf {
         p.display()
     );
     p
+}
+
+/// GETs `url` and decodes its JSON answer; panics (the test fails) otherwise.
+pub async fn get_json<T: serde::de::DeserializeOwned>(http: &reqwest::Client, url: String) -> T {
+    let r = http
+        .get(&url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    r.json()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: not the JSON expected: {e}"))
 }
 
 /// Polls `f` every 20 ms until it returns `Some`, or panics after `timeout`.

@@ -58,14 +58,11 @@ impl McpServers {
 
     /// What the servers saw: `{"requests", "deletes", "gets"}`.
     pub async fn log(&self) -> Value {
-        self.http
-            .get(format!("http://127.0.0.1:{}/__test/log", self.port))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        crate::get_json(
+            &self.http,
+            format!("http://127.0.0.1:{}/__test/log", self.port),
+        )
+        .await
     }
 
     /// Sends a server-initiated notification on every open session of `name`.

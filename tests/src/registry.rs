@@ -74,14 +74,7 @@ impl Registry {
 
     /// What it has received.
     pub async fn seen(&self) -> Value {
-        self.http
-            .get(format!("{}/__test/seen", self.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        crate::get_json(&self.http, format!("{}/__test/seen", self.url)).await
     }
 
     /// Zeroes its counters.

@@ -121,31 +121,9 @@ impl Sshd {
         run(&mut inside(&["link", "set", &peer, "up"]))?;
         run(&mut inside(&["link", "set", "lo", "up"]))?;
 
-        let created = crate::systemd::with_passwd_lock(|| {
-            // Password "*": none that works, but not a locked account (sshd refuses those).
-            Command::new("useradd")
-                .args([
-                    "--no-create-home",
-                    "--shell",
-                    "/bin/sh",
-                    "--password",
-                    "*",
-                    "--home-dir",
-                ])
-                .arg(&home)
-                .arg(&user)
-                .output()
-        })
-        .map_err(|e| format!("useradd: {e}"))?;
-        if !created.status.success() {
-            return Err(format!(
-                "useradd: {}",
-                String::from_utf8_lossy(&created.stderr)
-            ));
-        }
-        sshd.uid = crate::systemd::id_of(&user)?;
-        std::fs::create_dir(&home).map_err(|e| e.to_string())?;
-        std::os::unix::fs::chown(&home, Some(sshd.uid), Some(sshd.uid))
+        sshd.uid = crate::users::create(&user, &home)?;
+        // sshd wants a home it can read as the user.
+        std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .map_err(|e| e.to_string())?;
 
         let d = sshd.dir.path();
@@ -261,8 +239,7 @@ impl Drop for Sshd {
         let _ = Command::new("ip")
             .args(["netns", "del", &self.netns])
             .output();
-        let _ =
-            crate::systemd::with_passwd_lock(|| Command::new("userdel").arg(&self.user).output());
+        crate::users::remove(&self.user);
     }
 }
 

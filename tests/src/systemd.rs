@@ -60,29 +60,9 @@ impl UserManager {
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let user = format!("rgsd{}x{n}", std::process::id());
         let home = dir.path().join("home");
-        // useradd takes /etc/passwd's lock; parallel tests queue on a lock of their own.
-        let created = with_passwd_lock(|| {
-            Command::new("useradd")
-                .args(["--no-create-home", "--shell", "/bin/sh", "--home-dir"])
-                .arg(&home)
-                .arg(&user)
-                .output()
-        })
-        .map_err(|e| format!("useradd: {e}"))?;
-        if !created.status.success() {
-            return Err(format!(
-                "useradd: {}",
-                String::from_utf8_lossy(&created.stderr)
-            ));
-        }
-        let uid = id_of(&user)?;
+        let uid = crate::users::create(&user, &home)?;
         let runtime = dir.path().join("run");
-        for d in [&home, &runtime] {
-            std::fs::create_dir(d).map_err(|e| e.to_string())?;
-            std::os::unix::fs::chown(d, Some(uid), Some(uid)).map_err(|e| e.to_string())?;
-            std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o700))
-                .map_err(|e| e.to_string())?;
-        }
+        crate::users::private_dir(&runtime, uid)?;
         let mut um = UserManager {
             user,
             uid,
@@ -198,22 +178,11 @@ impl Drop for UserManager {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        let _ = with_passwd_lock(|| Command::new("userdel").arg(&self.user).output());
+        crate::users::remove(&self.user);
         for h in HIERARCHIES {
             remove_cgroup(&Path::new(h).join(&self.user));
         }
     }
-}
-
-pub(crate) fn id_of(user: &str) -> Result<u32, String> {
-    let out = Command::new("id")
-        .args(["-u", user])
-        .output()
-        .map_err(|e| e.to_string())?;
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .map_err(|_| format!("no uid for {user}"))
 }
 
 fn chown_tree(dir: &Path, uid: u32) -> Result<(), String> {
@@ -235,20 +204,4 @@ fn remove_cgroup(dir: &Path) {
         }
     }
     let _ = std::fs::remove_dir(dir);
-}
-
-/// Runs `f` holding a lock that every test creating users shares.
-pub(crate) fn with_passwd_lock<T>(f: impl FnOnce() -> T) -> T {
-    use std::os::unix::io::AsRawFd;
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open("/tmp/regent-tests-useradd.lock")
-        .expect("the useradd lock opens");
-    // SAFETY: flock on a descriptor we own; released when it is closed.
-    unsafe {
-        libc::flock(lock.as_raw_fd(), libc::LOCK_EX);
-    }
-    f()
 }

@@ -121,26 +121,14 @@ async fn status(agent: &AgentClient, running: Option<&AgentRecord>, json: bool) 
         }
     );
     println!("  socket        {}", agent.socket().display());
-    println!(
-        "  store         {}{}",
-        h.store,
-        h.durability
-            .as_deref()
-            .map(|d| format!(" — {d}"))
-            .unwrap_or_default()
-    );
+    println!("  store         {}", output::store_line(&h));
     if h.systemd {
         println!("  log           journalctl --user -u regentd (or: regent agent logs)");
     } else {
         println!("  log           {}", log_file().display());
     }
-    if !h.pending_logins.is_empty() {
-        let names: Vec<&str> = h
-            .pending_logins
-            .iter()
-            .map(|l| l.registry.as_str())
-            .collect();
-        println!("  waiting       logins of {}", names.join(", "));
+    if let Some(names) = output::waiting_logins(&h) {
+        println!("  waiting       logins of {names}");
     }
     Ok(())
 }

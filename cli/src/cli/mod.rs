@@ -303,22 +303,9 @@ async fn run_with_agent(agent: &AgentClient, cli: Cli) -> Result {
                     if health.systemd { ", systemd" } else { "" },
                     agent.socket().display()
                 );
-                println!(
-                    "store: {}{}",
-                    health.store,
-                    health
-                        .durability
-                        .as_deref()
-                        .map(|d| format!(" — {d}"))
-                        .unwrap_or_default()
-                );
-                if !health.pending_logins.is_empty() {
-                    let names: Vec<&str> = health
-                        .pending_logins
-                        .iter()
-                        .map(|l| l.registry.as_str())
-                        .collect();
-                    println!("logins waiting for you: {}", names.join(", "));
+                println!("store: {}", output::store_line(&health));
+                if let Some(names) = output::waiting_logins(&health) {
+                    println!("logins waiting for you: {names}");
                 }
                 output::print_registries(&regs);
                 if !servers.is_empty() {

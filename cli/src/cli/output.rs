@@ -231,6 +231,24 @@ fn row(r: &RegistryStatus) -> [String; 5] {
     [r.name.clone(), r.url.clone(), auth, status, details]
 }
 
+/// "keyutils — the kernel keyring: ...": the store and how long it keeps tokens.
+pub fn store_line(h: &regent_proto::Health) -> String {
+    match &h.durability {
+        Some(d) => format!("{} — {d}", h.store),
+        None => h.store.clone(),
+    }
+}
+
+/// The resources whose logins wait for the user, if any.
+pub fn waiting_logins(h: &regent_proto::Health) -> Option<String> {
+    let names: Vec<&str> = h
+        .pending_logins
+        .iter()
+        .map(|l| l.registry.as_str())
+        .collect();
+    (!names.is_empty()).then(|| names.join(", "))
+}
+
 /// "expires in 4m 10s" / "expired 3m ago".
 pub fn relative(t: OffsetDateTime) -> String {
     let secs = (t - OffsetDateTime::now_utc()).whole_seconds();

@@ -566,11 +566,7 @@ async fn forwarded_token(idp: &Idp) {
     };
     let agent = agent_with_registries(idp, AgentOptions::default(), 1).await;
     assert_eq!(agent.regent(&["forward", "allow", "reg0"]).code, 0);
-    let client = agent.client();
-    regent_tests::eventually("the forwarding socket", Duration::from_secs(10), || async {
-        client.health().await.ok().and_then(|h| h.forward_socket)
-    })
-    .await;
+    agent.forward_socket().await;
     let regent = regent_tests::bin("regent").display().to_string();
     // The loop prints its own elapsed time, in microseconds.
     let script = format!(
