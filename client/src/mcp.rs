@@ -21,6 +21,45 @@ use std::sync::Mutex;
 use std::time::Duration;
 use url::Url;
 
+/// What one request has tried against refusals: a retry with a new token
+/// once, then at most [`MAX_AUTH_ATTEMPTS`] logins.
+#[derive(Default)]
+struct Attempts {
+    retried: bool,
+    logins: usize,
+}
+
+impl Attempts {
+    /// A 401 or 403 for `token`: reported to the authorizer, and `Ok` when the
+    /// request should be sent again (after a login, where it said so).
+    async fn refused(
+        &mut self,
+        t: &Transport,
+        resp: &reqwest::Response,
+        token: Option<&str>,
+    ) -> Result<(), McpError> {
+        let challenge = header(resp.headers(), WWW_AUTHENTICATE);
+        let (next, why) = t
+            .auth
+            .refused(resp.status().as_u16(), challenge.as_deref(), token)
+            .await?;
+        match next {
+            Next::Retry if !self.retried => {
+                self.retried = true;
+                Ok(())
+            }
+            Next::Retry | Next::Login if self.logins < MAX_AUTH_ATTEMPTS => {
+                self.logins += 1;
+                t.auth.login().await
+            }
+            Next::Retry | Next::Login => Err(McpError::Auth(format!(
+                "the server still refuses after {MAX_AUTH_ATTEMPTS} logins: {why}"
+            ))),
+            Next::Fail | Next::Unknown => Err(McpError::Auth(why)),
+        }
+    }
+}
+
 /// Largest single message read from the server.
 const MAX_MESSAGE: usize = 16 * 1024 * 1024;
 /// Most authorization attempts (logins) for one request.
@@ -153,8 +192,7 @@ impl Transport {
             // A new initialize is a new session.
             *self.session.lock().unwrap() = None;
         }
-        let mut logins = 0;
-        let mut retried = false;
+        let mut attempts = Attempts::default();
         let mut reinitialized = false;
         loop {
             let token = self.auth.token().await?;
@@ -174,24 +212,7 @@ impl Transport {
             }
             match status {
                 StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                    let challenge = header(resp.headers(), WWW_AUTHENTICATE);
-                    let (next, why) = self
-                        .auth
-                        .refused(status.as_u16(), challenge.as_deref(), token.as_deref())
-                        .await?;
-                    match next {
-                        Next::Retry if !retried => retried = true,
-                        Next::Retry | Next::Login if logins < MAX_AUTH_ATTEMPTS => {
-                            logins += 1;
-                            self.auth.login().await?;
-                        }
-                        Next::Retry | Next::Login => {
-                            return Err(McpError::Auth(format!(
-                                "the server still refuses after {MAX_AUTH_ATTEMPTS} logins: {why}"
-                            )))
-                        }
-                        Next::Fail | Next::Unknown => return Err(McpError::Auth(why)),
-                    }
+                    attempts.refused(self, &resp, token.as_deref()).await?
                 }
                 StatusCode::NOT_FOUND if had_session && !is_initialize && !reinitialized => {
                     // The server forgot the session: start a new one, then send again.
@@ -245,8 +266,7 @@ impl Transport {
         &self,
         last_event_id: Option<&str>,
     ) -> Result<Option<EventStream>, McpError> {
-        let mut logins = 0;
-        let mut retried = false;
+        let mut attempts = Attempts::default();
         loop {
             let token = self.auth.token().await?;
             let mut req = self
@@ -261,19 +281,7 @@ impl Transport {
             match status {
                 StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_FOUND => return Ok(None),
                 StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                    let challenge = header(resp.headers(), WWW_AUTHENTICATE);
-                    let (next, why) = self
-                        .auth
-                        .refused(status.as_u16(), challenge.as_deref(), token.as_deref())
-                        .await?;
-                    match next {
-                        Next::Retry if !retried => retried = true,
-                        Next::Retry | Next::Login if logins < MAX_AUTH_ATTEMPTS => {
-                            logins += 1;
-                            self.auth.login().await?;
-                        }
-                        _ => return Err(McpError::Auth(why)),
-                    }
+                    attempts.refused(self, &resp, token.as_deref()).await?
                 }
                 s if s.is_success()
                     && header(resp.headers(), CONTENT_TYPE)

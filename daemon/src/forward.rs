@@ -57,11 +57,11 @@ impl Forwarding {
     /// Takes the config's forwardable resources (name, confirm).
     pub fn set_rules(&self, rules: BTreeMap<String, bool>) {
         let any = !rules.is_empty();
-        *self.rules.write().unwrap() = rules;
         self.uses
             .lock()
             .unwrap()
-            .retain(|name, _| self.rules.read().unwrap().contains_key(name));
+            .retain(|name, _| rules.contains_key(name));
+        *self.rules.write().unwrap() = rules;
         self.wanted.send_if_modified(|w| {
             let changed = *w != any;
             *w = any;

@@ -42,6 +42,29 @@ pub fn bin(name: &str) -> PathBuf {
     p
 }
 
+/// Starts a Node fixture (`cmd`, stdout and stderr taken here) and reads the
+/// one JSON line it prints once listening; `what` names it if it does not.
+pub fn start_fixture(
+    cmd: &mut std::process::Command,
+    what: &str,
+) -> (std::process::Child, serde_json::Value) {
+    use std::io::BufRead;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("node starts (is Node.js installed?)");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("piped"))
+        .read_line(&mut line)
+        .unwrap();
+    let ready = serde_json::from_str(&line)
+        .unwrap_or_else(|_| panic!("the {what} fixture did not start: {line:?}"));
+    (child, ready)
+}
+
 /// GETs `url` and decodes its JSON answer; panics (the test fails) otherwise.
 pub async fn get_json<T: serde::de::DeserializeOwned>(http: &reqwest::Client, url: String) -> T {
     let r = http

@@ -5,7 +5,6 @@
 use crate::agent::Agent;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
@@ -28,21 +27,12 @@ impl McpServers {
             std::path::Path::new(dir).join("node_modules").exists(),
             "the MCP fixture's packages are missing: run `npm ci --prefix tests/mcp` (scripts/setup does)"
         );
-        let mut child = Command::new("node")
-            .arg(format!("{dir}/server.mjs"))
+        let mut cmd = Command::new("node");
+        cmd.arg(format!("{dir}/server.mjs"))
             .env("MCP_ISSUER", issuer)
             .env("MCP_SERVERS", names.join(","))
-            .env("MCP_PORT", "0")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("node starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let ready: Value = serde_json::from_str(&line).expect("the MCP fixture started");
+            .env("MCP_PORT", "0");
+        let (child, ready) = crate::start_fixture(&mut cmd, "MCP");
         McpServers {
             child,
             port: ready["port"].as_u64().unwrap() as u16,
@@ -97,6 +87,48 @@ impl Drop for McpServers {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// One POST of the streamable HTTP transport, as an MCP client sends it (with
+/// `token` as Bearer, and `session`): the status, the session id the answer
+/// gives, and the JSON-RPC message (of a JSON answer, or an SSE answer's
+/// first `data:`; an error body as it is).
+pub async fn post(
+    http: &reqwest::Client,
+    url: &str,
+    token: Option<&str>,
+    session: Option<&str>,
+    body: &Value,
+) -> (u16, Option<String>, Value) {
+    let mut req = http
+        .post(url)
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .header("mcp-protocol-version", "2025-11-25")
+        .body(body.to_string());
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(s) = session {
+        req = req.header("mcp-session-id", s);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    let session = r
+        .headers()
+        .get("mcp-session-id")
+        .map(|v| v.to_str().unwrap().to_string());
+    let text = r.text().await.unwrap();
+    let json = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .find(|d| !d.trim().is_empty())
+        .unwrap_or(&text);
+    (
+        status,
+        session,
+        serde_json::from_str(json).unwrap_or(Value::Null),
+    )
 }
 
 /// `regent mcp proxy TARGET` with its stdio in the test's hands.

@@ -34,25 +34,16 @@ impl Registry {
     /// Starts the fixture and waits for its ready line.
     pub fn start(opts: RegistryOptions) -> Registry {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/registry/registry.mjs");
-        let mut child = Command::new("node")
-            .arg(script)
+        let mut cmd = Command::new("node");
+        cmd.arg(script)
             .env("REGISTRY_PORT", "0")
             .env("REGISTRY_ISSUER", opts.issuer.unwrap_or_default())
             .env("REGISTRY_STATIC_TOKENS", opts.static_tokens.join(","))
             .env("REGISTRY_PUBLIC", if opts.public { "1" } else { "" })
             .env("REGISTRY_V0_ONLY", if opts.v0_only { "1" } else { "" })
             .env("REGISTRY_PRM", if opts.prm { "1" } else { "" })
-            .env("REGISTRY_REMOTE", opts.remote.unwrap_or_default())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("node starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let ready: Value = serde_json::from_str(&line).expect("the registry fixture started");
+            .env("REGISTRY_REMOTE", opts.remote.unwrap_or_default());
+        let (child, ready) = crate::start_fixture(&mut cmd, "registry");
         Registry {
             child,
             url: ready["url"].as_str().unwrap().to_string(),

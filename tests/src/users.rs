@@ -31,8 +31,26 @@ pub fn create(name: &str, home: &Path) -> Result<u32, String> {
         ));
     }
     let uid = id_of(name)?;
+    clear_keys(uid);
     private_dir(home, uid)?;
     Ok(uid)
+}
+
+/// Empties the kernel's persistent keyring of `uid`. It outlives the user
+/// (the kernel keeps it for days), and a uid is reused by the next test
+/// user: what an earlier one's agent stored would count against the new
+/// user's key quota (200 keys, 20,000 bytes) until its store fails.
+fn clear_keys(uid: u32) {
+    let _ = Command::new("setpriv")
+        .arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={uid}"))
+        .arg("--clear-groups")
+        .args([
+            "sh",
+            "-c",
+            "id=$(keyctl get_persistent @u) && keyctl clear \"$id\" && keyctl unlink \"$id\" @u",
+        ])
+        .output();
 }
 
 /// Makes `dir`, owned by `uid`, mode 0700.
@@ -43,9 +61,12 @@ pub fn private_dir(dir: &Path, uid: u32) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-/// Removes `name` (its processes first).
+/// Removes `name` (its processes first, and what it left in the kernel's keyrings).
 pub fn remove(name: &str) {
     let _ = Command::new("pkill").args(["-KILL", "-u", name]).status();
+    if let Ok(uid) = id_of(name) {
+        clear_keys(uid);
+    }
     let _ = with_passwd_lock(|| Command::new("userdel").arg(name).output());
 }
 

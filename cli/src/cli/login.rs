@@ -171,15 +171,16 @@ pub(super) fn clear_progress() {
 }
 
 /// The signals that end a waiting login: Ctrl-C, SIGTERM (a service
-/// manager, a closed terminal's shell) and SIGHUP (a closed terminal).
-struct Stop {
+/// manager, a closed terminal's shell) and SIGHUP (a closed terminal); they
+/// end `regent mcp proxy` too.
+pub(super) struct Stop {
     int: tokio::signal::unix::Signal,
     term: tokio::signal::unix::Signal,
     hup: tokio::signal::unix::Signal,
 }
 
 impl Stop {
-    fn install() -> Result<Stop> {
+    pub(super) fn install() -> Result<Stop> {
         use tokio::signal::unix::{signal, SignalKind};
         let handler = |kind: SignalKind| {
             signal(kind).map_err(|e| Failure::Other(format!("cannot handle signals: {e}")))
@@ -192,7 +193,7 @@ impl Stop {
     }
 
     /// The first signal: its number and what to call it.
-    async fn recv(&mut self) -> (i32, &'static str) {
+    pub(super) async fn recv(&mut self) -> (i32, &'static str) {
         tokio::select! {
             _ = self.int.recv() => (libc::SIGINT, "Ctrl-C"),
             _ = self.term.recv() => (libc::SIGTERM, "SIGTERM"),

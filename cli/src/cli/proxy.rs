@@ -59,7 +59,8 @@ pub async fn run(agent: &AgentClient, target: &str, device: bool, no_login: bool
             }
         }
     });
-    let mut stop = Stop::install()?;
+    // SIGTERM, SIGINT and SIGHUP end the proxy cleanly.
+    let mut stop = login::Stop::install()?;
     let mut stdin = tokio::io::BufReader::new(tokio::io::stdin());
     let mut tasks = tokio::task::JoinSet::new();
     let mut listener: Option<tokio::task::JoinHandle<()>> = None;
@@ -529,33 +530,6 @@ async fn read_line(
         r.consume(n);
         if buf.len() > MAX_LINE {
             return Err(std::io::Error::other("a message longer than 16 MiB"));
-        }
-    }
-}
-
-/// SIGTERM, SIGINT and SIGHUP end the proxy cleanly.
-struct Stop {
-    term: tokio::signal::unix::Signal,
-    int: tokio::signal::unix::Signal,
-    hup: tokio::signal::unix::Signal,
-}
-
-impl Stop {
-    fn install() -> Result<Stop> {
-        use tokio::signal::unix::{signal, SignalKind};
-        let on = |k| signal(k).map_err(|e| Failure::Other(format!("cannot handle signals: {e}")));
-        Ok(Stop {
-            term: on(SignalKind::terminate())?,
-            int: on(SignalKind::interrupt())?,
-            hup: on(SignalKind::hangup())?,
-        })
-    }
-
-    async fn recv(&mut self) {
-        tokio::select! {
-            _ = self.term.recv() => {}
-            _ = self.int.recv() => {}
-            _ = self.hup.recv() => {}
         }
     }
 }

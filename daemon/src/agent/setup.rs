@@ -393,12 +393,7 @@ impl Agent {
     /// Checks an enterprise IdP's issuer (no PKCE needed: it may be used only
     /// for token exchange; a browser login there checks S256 when it starts).
     pub(super) async fn check_idp(&self, name: &str, issuer: &str) -> Result<Metadata, AgentError> {
-        let issuer = Issuer {
-            issuer: issuer.to_string(),
-            metadata_url: None,
-            endpoints: None,
-            pkce: Pkce::NotNeeded,
-        };
+        let issuer = Issuer::without_code_flow(issuer, None);
         discovery::discover(&self.ctx.idp, &issuer)
             .await
             .map_err(|e| invalid(name, format!("cannot use issuer {}: {e}", issuer.issuer)))

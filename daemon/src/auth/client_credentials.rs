@@ -6,7 +6,7 @@
 use super::Standing;
 use crate::ctx::Ctx;
 use crate::grant::from_oauth;
-use crate::oauth::{exchange, Issuer, Pkce, Target};
+use crate::oauth::{exchange, Issuer, Target};
 use crate::token::{AccessToken, Cell, TokenError, Want};
 use futures::FutureExt;
 use regent_proto::{AuthState, ClientCredentialsConfig};
@@ -31,12 +31,7 @@ impl ClientCredentials {
 
     /// Where the AS is (no authorization code flow runs there).
     pub fn issuer(config: &ClientCredentialsConfig) -> Issuer {
-        Issuer {
-            issuer: config.issuer.clone(),
-            metadata_url: config.metadata_url.clone(),
-            endpoints: None,
-            pkce: Pkce::NotNeeded,
-        }
+        Issuer::without_code_flow(&config.issuer, config.metadata_url.as_deref())
     }
 
     /// A token valid for `min_valid`.

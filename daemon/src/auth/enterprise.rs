@@ -6,7 +6,7 @@
 use super::Standing;
 use crate::ctx::Ctx;
 use crate::grant::{from_oauth, Grant};
-use crate::oauth::{exchange, Issuer, Pkce};
+use crate::oauth::{exchange, Issuer};
 use crate::token::{AccessToken, Cell, TokenError, Want};
 use futures::FutureExt;
 use regent_proto::{AuthState, EnterpriseConfig};
@@ -46,12 +46,7 @@ impl Enterprise {
 
     /// The server's AS (no authorization code flow runs there).
     pub fn issuer(config: &EnterpriseConfig) -> Issuer {
-        Issuer {
-            issuer: config.issuer.clone(),
-            metadata_url: config.metadata_url.clone(),
-            endpoints: None,
-            pkce: Pkce::NotNeeded,
-        }
+        Issuer::without_code_flow(&config.issuer, config.metadata_url.as_deref())
     }
 
     /// A token valid for `min_valid`.

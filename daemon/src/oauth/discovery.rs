@@ -60,6 +60,19 @@ pub struct Issuer {
     pub pkce: Pkce,
 }
 
+impl Issuer {
+    /// An AS where no authorization code flow runs (client credentials, token
+    /// exchange, jwt-bearer): its metadata need not offer PKCE.
+    pub fn without_code_flow(issuer: &str, metadata_url: Option<&str>) -> Issuer {
+        Issuer {
+            issuer: issuer.to_string(),
+            metadata_url: metadata_url.map(str::to_string),
+            endpoints: None,
+            pkce: Pkce::NotNeeded,
+        }
+    }
+}
+
 /// What the metadata must say about PKCE.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Pkce {

@@ -141,29 +141,10 @@ struct Direct {
 
 impl Direct {
     async fn post(&self, body: Value, session: bool) -> (Option<String>, Value) {
-        let mut req = self
-            .http
-            .post(&self.url)
-            .bearer_auth(&self.token)
-            .header("accept", "application/json, text/event-stream")
-            .header("content-type", "application/json")
-            .header("mcp-protocol-version", "2025-11-25")
-            .body(body.to_string());
-        if session {
-            req = req.header("mcp-session-id", &self.session);
-        }
-        let r = req.send().await.unwrap();
-        let sid = r
-            .headers()
-            .get("mcp-session-id")
-            .map(|v| v.to_str().unwrap().to_string());
-        let text = r.text().await.unwrap();
-        let data = text
-            .lines()
-            .filter_map(|l| l.strip_prefix("data:"))
-            .find(|d| !d.trim().is_empty())
-            .unwrap_or("null");
-        (sid, serde_json::from_str(data).unwrap_or(Value::Null))
+        let session = session.then_some(self.session.as_str());
+        let (_, sid, v) =
+            regent_tests::mcp::post(&self.http, &self.url, Some(&self.token), session, &body).await;
+        (sid, v)
     }
 
     async fn start(url: &str, token: String) -> Direct {
