@@ -199,6 +199,20 @@ mod tests {
     }
 
     #[test]
+    fn an_explicit_false_is_accepted_where_the_field_exists() {
+        let text = "[mcp.a]\nurl = \"https://m\"\nforwardable = false\nforward_confirm = false\n\
+                    [mcp.a.auth]\ntype = \"oauth\"\nissuer = \"https://i\"\nclient_id = \"c\"\n\
+                    discovered = false\nown_grant = false\n";
+        let config = parse(text).unwrap();
+        assert!(!config.mcp["a"].forwardable);
+        let typo = text.replace("own_grant", "own_grnat");
+        assert_eq!(
+            parse(&typo).unwrap_err(),
+            "line 10: unknown field `mcp.a.auth.own_grnat`"
+        );
+    }
+
+    #[test]
     fn an_unknown_key_inside_auth_is_an_error_with_its_line() {
         let text = "[registries.corp]\nurl = \"https://r\"\n[registries.corp.auth]\ntype = \"oauth\"\nissuer = \"https://i\"\nclient_id = \"c\"\nclient_secret = \"x\"\n";
         let err = parse(text).unwrap_err();

@@ -89,7 +89,7 @@ mod tests {
     fn token(life_secs: i64) -> AccessToken {
         let t0 = datetime!(2026-01-01 00:00:00 UTC);
         AccessToken {
-            token: SecretString::from("at"),
+            token: SecretString::from("tok-3f9a1c"),
             expires_at: Some(t0 + time::Duration::seconds(life_secs)),
             obtained_at: t0,
             scope: None,
@@ -129,6 +129,6 @@ mod tests {
     #[test]
     fn debug_hides_the_token() {
         let s = token(60);
-        assert!(!format!("{s:?}").contains("\"at\""));
+        assert!(!format!("{s:?}").contains("tok-3f9a1c"));
     }
 }

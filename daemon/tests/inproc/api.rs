@@ -1,6 +1,6 @@
 //! The API's edges in process: panics, the config file kept as people wrote it.
 
-use crate::fake_idp::Options;
+use crate::fake_idp::{Options, ISSUER};
 use crate::World;
 use axum::routing::get;
 use serde_json::json;
@@ -116,5 +116,38 @@ async fn a_cancelled_device_login_stops_polling_the_idp() {
     assert_eq!(
         w.idp.count("urn:ietf:params:oauth:grant-type:device_code"),
         polls
+    );
+}
+
+/// An explicit `false` (or another default) is accepted wherever the field
+/// exists; a field that does not exist is refused, whatever its value.
+#[tokio::test]
+async fn an_explicit_false_is_accepted_and_an_unknown_field_is_not() {
+    let w = World::new(Options::default()).await;
+    let auth = json!({"type": "oauth", "issuer": ISSUER, "client_id": "cli",
+                      "discovered": false, "own_grant": false, "assume_pkce_s256": false});
+    let (s, v) = w
+        .call(
+            "PUT",
+            "/v1/registries/corp",
+            Some(json!({"url": "https://corp.example", "discover": false, "auth": auth})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = w
+        .call("PUT", "/v1/registries/corp/auth", Some(auth.clone()))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let mut typo = auth;
+    typo["own_grnat"] = json!(false);
+    let (s, v) = w.call("PUT", "/v1/registries/corp/auth", Some(typo)).await;
+    assert_eq!(s, 400, "{v}");
+    assert_eq!(v["error"]["code"], "invalid_request");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field `own_grnat`"),
+        "{v}"
     );
 }
