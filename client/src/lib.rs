@@ -41,6 +41,8 @@ pub mod http;
 pub mod locate;
 pub mod mcp;
 mod registry;
+pub mod resource;
+pub mod sse;
 
 pub use agent::{AgentClient, ApiFailure, ClientError};
 pub use regent_proto as proto;

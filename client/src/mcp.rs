@@ -2,92 +2,40 @@
 //! / Transports"), with the agent's tokens: every JSON-RPC message is POSTed
 //! with both `Accept` types; JSON and SSE answers come back message by
 //! message; `Mcp-Session-Id` and `MCP-Protocol-Version` are carried; a GET
-//! stream brings server-initiated messages and resumes with `Last-Event-ID`
-//! after the server's `retry`; DELETE ends the session. Messages pass through
-//! as bytes: nothing the client and server say to each other is reparsed
-//! into types that could drop a field.
+//! stream brings server-initiated messages; DELETE ends the session.
 //!
-//! Auth is the [`Authorizer`]'s: the transport sends the Bearer token it
-//! gives, and reports every 401 and 403 to it (the agent then decides:
-//! retry, log in, or give up).
+//! The transport owns its streams: an answer stream cut before it answered
+//! is resumed (GET with `Last-Event-ID`, after the server's `retry`) until
+//! the answer comes, and the GET stream is reopened the same way, with a
+//! floor and a backoff so a server that ends it at once is not hammered.
+//! Messages pass through as bytes, each parsed once for what the transport
+//! needs (ids, `initialize`, the protocol version): nothing the client and
+//! server say to each other is reparsed into types that could drop a field.
+//!
+//! Auth is [`ResourceAuth`]'s: the one refusal path, where the agent decides.
 
+use crate::resource::{AuthError, ResourceAuth};
+use crate::sse::{self, Parser};
 use bytes::Bytes;
-use regent_proto::Next;
-use reqwest::header::{
-    HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE,
-};
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::StatusCode;
-use std::sync::Mutex;
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+use serde_json::Value;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use url::Url;
 
-/// What one request has tried against refusals: a retry with a new token
-/// once, then at most [`MAX_AUTH_ATTEMPTS`] logins.
-#[derive(Default)]
-struct Attempts {
-    retried: bool,
-    logins: usize,
-}
-
-impl Attempts {
-    /// A 401 or 403 for `token`: reported to the authorizer, and `Ok` when the
-    /// request should be sent again (after a login, where it said so).
-    async fn refused(
-        &mut self,
-        t: &Transport,
-        resp: &reqwest::Response,
-        token: Option<&str>,
-    ) -> Result<(), McpError> {
-        let challenge = header(resp.headers(), WWW_AUTHENTICATE);
-        let (next, why) = t
-            .auth
-            .refused(resp.status().as_u16(), challenge.as_deref(), token)
-            .await?;
-        match next {
-            Next::Retry if !self.retried => {
-                self.retried = true;
-                Ok(())
-            }
-            Next::Retry | Next::Login if self.logins < MAX_AUTH_ATTEMPTS => {
-                self.logins += 1;
-                t.auth.login().await
-            }
-            Next::Retry | Next::Login => Err(McpError::Auth(format!(
-                "the server still refuses after {MAX_AUTH_ATTEMPTS} logins: {why}"
-            ))),
-            Next::Fail | Next::Unknown => Err(McpError::Auth(why)),
-        }
-    }
-}
-
-/// Largest single message read from the server.
-const MAX_MESSAGE: usize = 16 * 1024 * 1024;
-/// Most authorization attempts (logins) for one request.
-const MAX_AUTH_ATTEMPTS: usize = 3;
+/// Largest single message (or SSE event) read from the server.
+pub const MAX_MESSAGE: usize = 16 * 1024 * 1024;
 /// How long to wait before resuming a stream when the server says nothing.
 const DEFAULT_RETRY: Duration = Duration::from_secs(1);
-
-/// Where tokens come from, and what a refusal leads to.
-pub trait Authorizer: Send + Sync {
-    /// The token to send, if the resource has auth (`None`: none).
-    fn token(&self) -> futures_lite::BoxFuture<'_, Result<Option<String>, McpError>>;
-    /// A 401 or 403 for `token`: what now.
-    fn refused<'a>(
-        &'a self,
-        status: u16,
-        www_authenticate: Option<&'a str>,
-        token: Option<&'a str>,
-    ) -> futures_lite::BoxFuture<'a, Result<(Next, String), McpError>>;
-    /// Runs a login (and returns once it succeeded).
-    fn login(&self) -> futures_lite::BoxFuture<'_, Result<(), McpError>>;
-}
-
-/// A tiny local stand-in for `futures::future::BoxFuture`, so the library
-/// needs no `futures` dependency.
-pub mod futures_lite {
-    /// A boxed, sendable future.
-    pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
-}
+/// The least wait before reopening a stream, whatever `retry` says.
+const MIN_RETRY: Duration = Duration::from_millis(250);
+/// The longest wait between reopenings of a stream that keeps ending at once.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Resumptions of an answer stream in a row that bring nothing, before giving up.
+const MAX_EMPTY_RESUMES: u32 = 5;
 
 /// Why a message could not be delivered.
 #[derive(Debug, thiserror::Error)]
@@ -108,10 +56,10 @@ pub enum McpError {
         /// The start of its body.
         body: String,
     },
-    /// Auth failed and regent cannot help (the message says why).
+    /// The server refuses, and no token or login would help (the agent's reason).
     #[error("{0}")]
     Auth(String),
-    /// A login is needed and not allowed here (`--no-login`), or failed.
+    /// A login is needed and not run here (`--no-login`), or it failed.
     #[error("{0}")]
     LoginNeeded(String),
     /// The agent could not be asked.
@@ -122,21 +70,131 @@ pub enum McpError {
     Protocol(String),
 }
 
-/// What a POST came back with.
-pub enum Reply {
-    /// Accepted (a notification or a response): nothing to deliver.
-    Accepted,
-    /// One JSON-RPC message or batch.
-    Json(Bytes),
-    /// An SSE stream of messages.
-    Stream(Box<EventStream>),
+impl From<AuthError<McpError>> for McpError {
+    fn from(e: AuthError<McpError>) -> Self {
+        match e {
+            AuthError::Agent(e) => McpError::Agent(e.to_string()),
+            AuthError::LoginNeeded { message, .. } => McpError::LoginNeeded(message),
+            AuthError::Refused { message, .. } => McpError::Auth(message),
+            AuthError::Send(e) => e,
+        }
+    }
+}
+
+/// A message from the client, read once for what the transport needs.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    bytes: Bytes,
+    ids: Vec<Value>,
+    is_initialize: bool,
+}
+
+impl Outgoing {
+    /// Reads a JSON-RPC message (or batch) as the client wrote it. Something
+    /// that is not JSON is sent as it is (the server answers it).
+    pub fn parse(bytes: Bytes) -> Outgoing {
+        #[derive(Deserialize)]
+        struct One {
+            #[serde(default)]
+            id: Option<Value>,
+            #[serde(default)]
+            method: Option<String>,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Shape {
+            Batch(Vec<One>),
+            One(One),
+        }
+        let all = match serde_json::from_slice::<Shape>(&bytes) {
+            Ok(Shape::Batch(v)) => v,
+            Ok(Shape::One(o)) => vec![o],
+            Err(_) => Vec::new(),
+        };
+        Outgoing {
+            is_initialize: all
+                .iter()
+                .any(|m| m.method.as_deref() == Some("initialize")),
+            // Requests have an id and a method; responses (to server requests) need no answer.
+            ids: all
+                .into_iter()
+                .filter(|m| m.method.is_some())
+                .filter_map(|m| m.id)
+                .collect(),
+            bytes,
+        }
+    }
+
+    /// The ids of the requests in it (answers are owed to these).
+    pub fn ids(&self) -> &[Value] {
+        &self.ids
+    }
+
+    /// Whether it is (or has) an `initialize`.
+    pub fn is_initialize(&self) -> bool {
+        self.is_initialize
+    }
+}
+
+/// A message from the server, read once: which requests it answers, and the
+/// protocol version if it is an `initialize` result.
+struct Incoming {
+    answers: Vec<Value>,
+    version: Option<String>,
+}
+
+impl Incoming {
+    fn read(data: &[u8]) -> Incoming {
+        #[derive(Deserialize)]
+        struct Init {
+            #[serde(rename = "protocolVersion")]
+            protocol_version: Option<String>,
+            #[serde(rename = "serverInfo")]
+            server_info: Option<IgnoredAny>,
+            capabilities: Option<IgnoredAny>,
+        }
+        #[derive(Deserialize)]
+        struct One {
+            #[serde(default)]
+            id: Option<Value>,
+            #[serde(default)]
+            method: Option<IgnoredAny>,
+            #[serde(default)]
+            result: Option<Init>,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Shape {
+            Batch(Vec<One>),
+            One(One),
+        }
+        let all = match serde_json::from_slice::<Shape>(data) {
+            Ok(Shape::Batch(v)) => v,
+            Ok(Shape::One(o)) => vec![o],
+            Err(_) => Vec::new(),
+        };
+        let mut version = None;
+        let mut answers = Vec::new();
+        for m in all {
+            if m.method.is_some() {
+                continue; // a request or notification of the server's
+            }
+            if let Some(r) = m.result {
+                if r.server_info.is_some() || r.capabilities.is_some() {
+                    version = r.protocol_version.or(version);
+                }
+            }
+            answers.extend(m.id);
+        }
+        Incoming { answers, version }
+    }
 }
 
 /// The transport for one server.
 pub struct Transport {
     http: reqwest::Client,
     url: Url,
-    auth: Box<dyn Authorizer>,
+    auth: ResourceAuth,
     session: Mutex<Option<HeaderValue>>,
     version: Mutex<Option<HeaderValue>>,
     /// The client's `initialize`, replayed when the server forgets the session.
@@ -144,28 +202,41 @@ pub struct Transport {
 }
 
 impl Transport {
-    /// A transport to the server at `url`.
-    pub fn new(url: Url, auth: Box<dyn Authorizer>) -> Transport {
-        Transport {
+    /// A transport to the server at `url`, with `auth`'s tokens.
+    pub fn new(url: Url, auth: ResourceAuth) -> Arc<Transport> {
+        Arc::new(Transport {
             http: crate::http::mcp_client(),
             url,
             auth,
             session: Mutex::default(),
             version: Mutex::default(),
             init: Mutex::default(),
-        }
+        })
     }
 
-    /// The negotiated protocol version, once known (`MCP-Protocol-Version`).
-    pub fn set_protocol_version(&self, v: &str) {
-        if let Ok(h) = HeaderValue::from_str(v) {
-            *self.version.lock().unwrap() = Some(h);
-        }
-    }
-
-    /// Whether a session id was given.
+    /// Whether the server gave a session id.
     pub fn has_session(&self) -> bool {
         self.session.lock().unwrap().is_some()
+    }
+
+    /// The protocol version negotiated, once an `initialize` result said it.
+    pub fn protocol_version(&self) -> Option<String> {
+        self.version
+            .lock()
+            .unwrap()
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    }
+
+    fn observe(&self, m: &Incoming) {
+        if let Some(v) = m
+            .version
+            .as_deref()
+            .and_then(|v| HeaderValue::from_str(v).ok())
+        {
+            *self.version.lock().unwrap() = Some(v);
+        }
     }
 
     fn headers(&self, token: Option<&str>, accept: &'static str) -> HeaderMap {
@@ -185,52 +256,72 @@ impl Transport {
         h
     }
 
-    /// Sends one JSON-RPC message (or batch), `message` as the client wrote it.
-    pub async fn post(&self, message: Bytes, is_initialize: bool) -> Result<Reply, McpError> {
-        if is_initialize {
-            *self.init.lock().unwrap() = Some(message.clone());
+    /// One request with the agent's token, through the one refusal path.
+    async fn send(
+        &self,
+        build: impl Fn(Option<&str>) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, McpError> {
+        let resp = self
+            .auth
+            .send(|token| {
+                let req = build(token.as_deref());
+                async move { req.send().await.map_err(|e| self.unreachable(&e)) }
+            })
+            .await?;
+        if let Some(s) = resp.headers().get("mcp-session-id") {
+            *self.session.lock().unwrap() = Some(s.clone());
+        }
+        Ok(resp)
+    }
+
+    /// Sends one message; its answers (none for a notification) follow.
+    pub async fn post(self: &Arc<Self>, msg: &Outgoing) -> Result<Answers, McpError> {
+        if msg.is_initialize {
+            *self.init.lock().unwrap() = Some(msg.bytes.clone());
             // A new initialize is a new session.
             *self.session.lock().unwrap() = None;
         }
-        let mut attempts = Attempts::default();
         let mut reinitialized = false;
         loop {
-            let token = self.auth.token().await?;
             let had_session = self.has_session();
             let resp = self
-                .http
-                .post(self.url.clone())
-                .headers(self.headers(token.as_deref(), "application/json, text/event-stream"))
-                .header(CONTENT_TYPE, "application/json")
-                .body(message.clone())
-                .send()
-                .await
-                .map_err(|e| self.unreachable(&e))?;
+                .send(|token| {
+                    self.http
+                        .post(self.url.clone())
+                        .headers(self.headers(token, "application/json, text/event-stream"))
+                        .header(CONTENT_TYPE, "application/json")
+                        .body(msg.bytes.clone())
+                })
+                .await?;
             let status = resp.status();
-            if let Some(s) = resp.headers().get("mcp-session-id") {
-                *self.session.lock().unwrap() = Some(s.clone());
+            if status == StatusCode::NOT_FOUND
+                && had_session
+                && !msg.is_initialize
+                && !reinitialized
+            {
+                // The server forgot the session: start a new one, then send again.
+                reinitialized = true;
+                self.reinitialize().await?;
+                continue;
             }
-            match status {
-                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                    attempts.refused(self, &resp, token.as_deref()).await?
-                }
-                StatusCode::NOT_FOUND if had_session && !is_initialize && !reinitialized => {
-                    // The server forgot the session: start a new one, then send again.
-                    reinitialized = true;
-                    self.reinitialize().await?;
-                }
-                s if s == StatusCode::ACCEPTED || s == StatusCode::NO_CONTENT => {
-                    return Ok(Reply::Accepted)
-                }
-                s if s.is_success() => return self.reply(resp).await,
+            let source = match status {
+                StatusCode::ACCEPTED | StatusCode::NO_CONTENT => Source::Done,
+                s if s.is_success() => self.source(resp).await?,
                 s => return Err(status_error(s, resp).await),
-            }
+            };
+            return Ok(Answers {
+                transport: self.clone(),
+                source,
+                pending: msg.ids.clone(),
+                listening: false,
+                resume: Resume::default(),
+            });
         }
     }
 
     /// Sends the cached `initialize` and `notifications/initialized` again;
     /// the answer to the first is not forwarded (the client has one).
-    async fn reinitialize(&self) -> Result<(), McpError> {
+    async fn reinitialize(self: &Arc<Self>) -> Result<(), McpError> {
         let Some(init) = self.init.lock().unwrap().clone() else {
             return Err(McpError::Protocol(
                 "the server lost the session, and there is no initialize to replay".into(),
@@ -238,60 +329,68 @@ impl Transport {
         };
         note("the server lost the session; initializing a new one");
         *self.session.lock().unwrap() = None;
-        match Box::pin(self.post(init, true)).await? {
-            Reply::Stream(mut s) => while s.next().await?.is_some() {},
-            Reply::Json(_) | Reply::Accepted => {}
-        }
-        let initialized =
-            Bytes::from_static(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
-        Box::pin(self.post(initialized, false)).await?;
+        let mut answers = Box::pin(self.post(&Outgoing::parse(init))).await?;
+        while answers.next().await?.is_some() {}
+        let initialized = Outgoing::parse(Bytes::from_static(
+            br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+        ));
+        let mut answers = Box::pin(self.post(&initialized)).await?;
+        while answers.next().await?.is_some() {}
         Ok(())
     }
 
-    async fn reply(&self, resp: reqwest::Response) -> Result<Reply, McpError> {
+    async fn source(&self, resp: reqwest::Response) -> Result<Source, McpError> {
         let kind = header(resp.headers(), CONTENT_TYPE).unwrap_or_default();
         if kind.starts_with("text/event-stream") {
-            return Ok(Reply::Stream(Box::new(EventStream::new(resp))));
+            return Ok(Source::Stream(Box::new(EventStream::new(resp))));
         }
         let body = read(resp).await?;
         if body.iter().all(u8::is_ascii_whitespace) {
-            return Ok(Reply::Accepted);
+            return Ok(Source::Done);
         }
-        Ok(Reply::Json(body))
+        Ok(Source::Json(Some(body)))
     }
 
-    /// Opens (or resumes, after `last_event_id`) the GET stream of
-    /// server-initiated messages. `Ok(None)`: the server offers none.
-    pub async fn listen(
+    /// The GET stream of server-initiated messages; it reopens itself
+    /// (resuming after the last event) until the server says it offers none.
+    /// `Ok(None)`: it offers none.
+    pub async fn listen(self: &Arc<Self>) -> Result<Option<Answers>, McpError> {
+        Ok(self.open_stream(None).await?.map(|s| Answers {
+            transport: self.clone(),
+            source: Source::Stream(Box::new(s)),
+            pending: Vec::new(),
+            listening: true,
+            resume: Resume::default(),
+        }))
+    }
+
+    /// A GET stream, resumed after `last_event_id`; `Ok(None)`: none offered.
+    async fn open_stream(
         &self,
         last_event_id: Option<&str>,
     ) -> Result<Option<EventStream>, McpError> {
-        let mut attempts = Attempts::default();
-        loop {
-            let token = self.auth.token().await?;
-            let mut req = self
-                .http
-                .get(self.url.clone())
-                .headers(self.headers(token.as_deref(), "text/event-stream"));
-            if let Some(id) = last_event_id {
-                req = req.header("last-event-id", id);
-            }
-            let resp = req.send().await.map_err(|e| self.unreachable(&e))?;
-            let status = resp.status();
-            match status {
-                StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_FOUND => return Ok(None),
-                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                    attempts.refused(self, &resp, token.as_deref()).await?
+        let resp = self
+            .send(|token| {
+                let mut req = self
+                    .http
+                    .get(self.url.clone())
+                    .headers(self.headers(token, "text/event-stream"));
+                if let Some(id) = last_event_id.and_then(|i| HeaderValue::from_str(i).ok()) {
+                    req = req.header("last-event-id", id);
                 }
-                s if s.is_success()
-                    && header(resp.headers(), CONTENT_TYPE)
-                        .is_some_and(|c| c.starts_with("text/event-stream")) =>
-                {
-                    return Ok(Some(EventStream::new(resp)))
-                }
-                s if s.is_success() => return Ok(None),
-                s => return Err(status_error(s, resp).await),
+                req
+            })
+            .await?;
+        match resp.status() {
+            StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_FOUND => Ok(None),
+            s if s.is_success()
+                && header(resp.headers(), CONTENT_TYPE)
+                    .is_some_and(|c| c.starts_with("text/event-stream")) =>
+            {
+                Ok(Some(EventStream::new(resp)))
             }
+            s if s.is_success() => Ok(None),
+            s => Err(status_error(s, resp).await),
         }
     }
 
@@ -325,6 +424,147 @@ impl Transport {
             url: self.url.as_str().to_string(),
             reason,
         }
+    }
+}
+
+/// Where answers come from now.
+enum Source {
+    Done,
+    Json(Option<Bytes>),
+    Stream(Box<EventStream>),
+    /// The stream ended; it is opened again (after the last event).
+    Reopen,
+}
+
+/// How a stream is reopened: after the last event dispatched, not before
+/// the server's `retry` (nor [`MIN_RETRY`]), backing off while reopenings
+/// bring nothing.
+#[derive(Default)]
+struct Resume {
+    last_id: Option<String>,
+    retry: Option<Duration>,
+    /// Reopenings in a row that brought no event.
+    empty: u32,
+}
+
+impl Resume {
+    fn wait(&self) -> Duration {
+        let base = self.retry.unwrap_or(DEFAULT_RETRY).max(MIN_RETRY);
+        base.saturating_mul(1 << self.empty.min(7))
+            .min(MAX_BACKOFF.max(base))
+    }
+}
+
+/// The messages that answer one POST (or arrive on the GET stream), one line
+/// of JSON each, in order.
+pub struct Answers {
+    transport: Arc<Transport>,
+    source: Source,
+    /// Requests not answered yet.
+    pending: Vec<Value>,
+    /// The GET stream: reopened for as long as the session lasts.
+    listening: bool,
+    resume: Resume,
+}
+
+impl Answers {
+    /// The ids of the requests still owed an answer.
+    pub fn unanswered(&self) -> &[Value] {
+        &self.pending
+    }
+
+    /// The next message, as one line of JSON; `None` when all is answered
+    /// (or, for the GET stream, when the server offers it no more).
+    pub async fn next(&mut self) -> Result<Option<String>, McpError> {
+        loop {
+            match &mut self.source {
+                Source::Done => {
+                    if self.pending.is_empty() {
+                        return Ok(None);
+                    }
+                    return Err(McpError::Protocol(
+                        "the server ended its answer without answering".into(),
+                    ));
+                }
+                Source::Json(body) => {
+                    let Some(body) = body.take() else {
+                        self.source = Source::Done;
+                        continue;
+                    };
+                    self.deliver(&body);
+                    self.pending.clear(); // a JSON answer is the whole answer
+                    return Ok(Some(one_line(&String::from_utf8_lossy(&body))));
+                }
+                Source::Stream(s) => {
+                    if let Some(ev) = s.next().await? {
+                        self.resume.empty = 0;
+                        if ev.data.trim().is_empty() {
+                            continue;
+                        }
+                        self.deliver(ev.data.as_bytes());
+                        return Ok(Some(one_line(&ev.data)));
+                    }
+                    // The stream ended (or broke off): resume it if something is owed.
+                    if let Some(id) = s.parser.last_id() {
+                        self.resume.last_id = Some(id.to_string());
+                    }
+                    self.resume.retry = s.parser.retry().or(self.resume.retry);
+                    if !s.delivered {
+                        self.resume.empty += 1;
+                    }
+                    if !self.listening {
+                        if self.pending.is_empty() {
+                            self.source = Source::Done;
+                            continue;
+                        }
+                        if self.resume.last_id.is_none() {
+                            return Err(McpError::Protocol(
+                                "the stream ended without an answer, and had no event id to resume from"
+                                    .into(),
+                            ));
+                        }
+                        if self.resume.empty > MAX_EMPTY_RESUMES {
+                            return Err(McpError::Protocol(format!(
+                                "the stream was resumed {MAX_EMPTY_RESUMES} times without an answer"
+                            )));
+                        }
+                    }
+                    self.source = Source::Reopen;
+                }
+                Source::Reopen => {
+                    tokio::time::sleep(self.resume.wait()).await;
+                    match self
+                        .transport
+                        .open_stream(self.resume.last_id.as_deref())
+                        .await
+                    {
+                        Ok(Some(s)) => self.source = Source::Stream(Box::new(s)),
+                        Ok(None) if self.listening => return Ok(None),
+                        Ok(None) => return Err(McpError::Protocol(
+                            "the stream ended without an answer, and the server does not resume it"
+                                .into(),
+                        )),
+                        Err(e @ (McpError::Unreachable { .. } | McpError::Status { .. }))
+                            if self.listening =>
+                        {
+                            self.resume.empty += 1;
+                            note(&format!(
+                                "the server's event stream: {e}; trying again in {:.1} s",
+                                self.resume.wait().as_secs_f32()
+                            ));
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes note of a message on its way to the client.
+    fn deliver(&mut self, data: &[u8]) {
+        let m = Incoming::read(data);
+        self.transport.observe(&m);
+        self.pending.retain(|id| !m.answers.contains(id));
     }
 }
 
@@ -370,145 +610,48 @@ async fn status_error(status: StatusCode, resp: reqwest::Response) -> McpError {
     }
 }
 
-/// One server-sent event.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Event {
-    /// Its `id`, if it had one.
-    pub id: Option<String>,
-    /// Its `event` type (`message` when not said).
-    pub event: Option<String>,
-    /// Its `data` lines, joined by newlines.
-    pub data: String,
-}
-
-/// The events of a `text/event-stream` answer.
-pub struct EventStream {
+/// The events of a `text/event-stream` answer; a cut ends it (the
+/// unfinished event is dropped, and the last id is the last one dispatched).
+struct EventStream {
     resp: reqwest::Response,
     parser: Parser,
     done: bool,
+    /// Whether it brought any event.
+    delivered: bool,
 }
 
 impl EventStream {
     fn new(resp: reqwest::Response) -> EventStream {
         EventStream {
             resp,
-            parser: Parser::default(),
+            parser: Parser::new(MAX_MESSAGE),
             done: false,
+            delivered: false,
         }
     }
 
-    /// The last event id seen (to resume with).
-    pub fn last_id(&self) -> Option<&str> {
-        self.parser.last_id.as_deref()
-    }
-
-    /// How long to wait before resuming: the server's `retry`, else a second.
-    pub fn retry_after(&self) -> Duration {
-        self.parser.retry.unwrap_or(DEFAULT_RETRY)
-    }
-
-    /// The next event with data; `None` at the end of the stream.
-    pub async fn next(&mut self) -> Result<Option<Event>, McpError> {
+    /// The next event with data; `None` at the end (or a cut) of the stream.
+    async fn next(&mut self) -> Result<Option<sse::Event>, McpError> {
         loop {
             if let Some(ev) = self.parser.next_event() {
+                self.delivered = true;
                 return Ok(Some(ev));
             }
             if self.done {
                 return Ok(None);
             }
             match self.resp.chunk().await {
-                Ok(Some(chunk)) => self.parser.feed(&chunk)?,
-                Ok(None) => {
-                    self.done = true;
-                    self.parser.finish();
-                }
+                Ok(Some(chunk)) => self
+                    .parser
+                    .feed(&chunk)
+                    .map_err(|e| McpError::Protocol(e.to_string()))?,
+                Ok(None) => self.done = true,
                 Err(e) => {
-                    // A cut stream ends here; the caller may resume after `last_id`.
                     note(&format!("the event stream broke off: {e}"));
                     self.done = true;
-                    self.parser.finish();
                 }
             }
         }
-    }
-}
-
-/// The WHATWG event stream format, fed in chunks.
-#[derive(Default)]
-struct Parser {
-    buf: Vec<u8>,
-    current: Event,
-    has_data: bool,
-    last_id: Option<String>,
-    retry: Option<Duration>,
-}
-
-impl Parser {
-    fn feed(&mut self, chunk: &[u8]) -> Result<(), McpError> {
-        if self.buf.len() + chunk.len() > MAX_MESSAGE {
-            return Err(McpError::Protocol("an event larger than 16 MiB".into()));
-        }
-        self.buf.extend_from_slice(chunk);
-        Ok(())
-    }
-
-    /// The end of the stream: a last line without its newline still counts.
-    fn finish(&mut self) {
-        if !self.buf.is_empty() {
-            self.buf.push(b'\n');
-        }
-        self.buf.push(b'\n');
-    }
-
-    fn next_event(&mut self) -> Option<Event> {
-        while let Some(pos) = self.buf.iter().position(|b| *b == b'\n') {
-            let mut line: Vec<u8> = self.buf.drain(..=pos).collect();
-            line.pop();
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
-            if let Some(ev) = self.line(&line) {
-                return Some(ev);
-            }
-        }
-        None
-    }
-
-    /// One line; an event when it ends one.
-    fn line(&mut self, line: &[u8]) -> Option<Event> {
-        if line.is_empty() {
-            let ev = std::mem::take(&mut self.current);
-            return std::mem::replace(&mut self.has_data, false).then_some(ev);
-        }
-        if line.starts_with(b":") {
-            return None; // a comment (keep-alive)
-        }
-        let text = String::from_utf8_lossy(line);
-        let (field, value) = match text.split_once(':') {
-            Some((f, v)) => (f.to_string(), v.strip_prefix(' ').unwrap_or(v).to_string()),
-            None => (text.to_string(), String::new()),
-        };
-        match field.as_str() {
-            "data" => {
-                if self.has_data {
-                    self.current.data.push('\n');
-                }
-                self.current.data.push_str(&value);
-                self.has_data = true;
-            }
-            "event" => self.current.event = Some(value),
-            "id" if !value.contains('\0') => {
-                self.current.id = Some(value.clone());
-                self.last_id = Some(value);
-            }
-            "retry" => {
-                if let Ok(ms) = value.parse::<u64>() {
-                    self.retry = Some(Duration::from_millis(ms));
-                }
-            }
-            _ => {}
-        }
-        None
     }
 }
 
@@ -522,39 +665,51 @@ pub fn one_line(data: &str) -> String {
 mod tests {
     use super::*;
 
-    fn events(chunks: &[&str]) -> (Vec<Event>, Parser) {
-        let mut p = Parser::default();
-        let mut out = Vec::new();
-        for c in chunks {
-            p.feed(c.as_bytes()).unwrap();
-            while let Some(e) = p.next_event() {
-                out.push(e);
-            }
-        }
-        p.finish();
-        while let Some(e) = p.next_event() {
-            out.push(e);
-        }
-        (out, p)
+    #[test]
+    fn outgoing_messages_are_read_for_ids_and_initialize() {
+        let m = Outgoing::parse(Bytes::from_static(
+            br#"{"jsonrpc":"2.0","id":7,"method":"initialize","params":{}}"#,
+        ));
+        assert!(m.is_initialize());
+        assert_eq!(m.ids(), [serde_json::json!(7)]);
+        let m = Outgoing::parse(Bytes::from_static(
+            br#"[{"jsonrpc":"2.0","id":"a","method":"tools/list"},{"jsonrpc":"2.0","method":"notifications/x"},{"jsonrpc":"2.0","id":3,"result":{}}]"#,
+        ));
+        assert!(!m.is_initialize());
+        assert_eq!(m.ids(), [serde_json::json!("a")]);
+        assert!(Outgoing::parse(Bytes::from_static(b"not json"))
+            .ids()
+            .is_empty());
     }
 
     #[test]
-    fn events_across_chunks_with_ids_retry_and_comments() {
-        let (ev, p) = events(&[
-            ": keep-alive\n\nid: 1\nretry: 2500\ndata:\n\n",
-            "event: message\nid: 2\ndata: {\"a\":",
-            "1}\n\nid: 3\r\ndata: {\"b\":\r\ndata: 2}\r\n\r\n",
-            "data: {\"last\":true}",
-        ]);
-        // The priming event (id, empty data) is an event with empty data.
-        assert_eq!(ev[0].data, "");
-        assert_eq!(ev[1].data, "{\"a\":1}");
-        assert_eq!(ev[1].event.as_deref(), Some("message"));
-        assert_eq!(ev[2].data, "{\"b\":\n2}");
-        assert_eq!(one_line(&ev[2].data), "{\"b\": 2}");
-        assert_eq!(ev[3].data, "{\"last\":true}");
-        assert_eq!(ev.len(), 4);
-        assert_eq!(p.last_id.as_deref(), Some("3"));
-        assert_eq!(p.retry, Some(Duration::from_millis(2500)));
+    fn incoming_messages_are_read_for_answers_and_the_version() {
+        let m = Incoming::read(
+            br#"{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-11-25","capabilities":{},"serverInfo":{"name":"s","version":"1"}}}"#,
+        );
+        assert_eq!(m.answers, [serde_json::json!(1)]);
+        assert_eq!(m.version.as_deref(), Some("2025-11-25"));
+        // A request of the server's answers nothing, whatever its id.
+        let m = Incoming::read(br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#);
+        assert!(m.answers.is_empty());
+        // A tool's result that happens to have a protocolVersion field is not an initialize.
+        let m = Incoming::read(br#"{"jsonrpc":"2.0","id":2,"result":{"protocolVersion":"x"}}"#);
+        assert_eq!(m.version, None);
+        assert_eq!(m.answers, [serde_json::json!(2)]);
+    }
+
+    #[test]
+    fn reopening_waits_for_retry_with_a_floor_and_backs_off() {
+        let mut r = Resume {
+            retry: Some(Duration::ZERO),
+            ..Resume::default()
+        };
+        assert_eq!(r.wait(), MIN_RETRY);
+        r.empty = 3;
+        assert_eq!(r.wait(), MIN_RETRY * 8);
+        r.empty = 50;
+        assert_eq!(r.wait(), MAX_BACKOFF);
+        r.retry = Some(Duration::from_secs(60));
+        assert_eq!(r.wait(), Duration::from_secs(60));
     }
 }

@@ -3,15 +3,17 @@
 //!
 //! - The token goes to the registry's own origin only: a redirect elsewhere
 //!   is followed without `Authorization`.
-//! - A 401 invalidates that token at the agent, gets a fresh one, and retries
-//!   once; a second 401 is `registry_auth_required`.
-//! - A 403 is `registry_forbidden`, with the `WWW-Authenticate` error and scope.
+//! - A 401 or 403 goes the one refusal path ([`ResourceAuth`]): the agent
+//!   decides whether a new token, a login (run here only where the caller
+//!   gave a way to run one) or nothing would help, and says why.
 
 use crate::agent::{AgentClient, ClientError};
-use regent_proto::{ErrorCode, InvalidateRequest, RegistryStatus, TokenRequest};
-use reqwest::header::{AUTHORIZATION, LOCATION, WWW_AUTHENTICATE};
+use crate::resource::{self, AuthError, Login, ResourceAuth, WithoutLogin};
+use regent_proto::{ErrorCode, RegistryStatus};
+use reqwest::header::{AUTHORIZATION, LOCATION};
 use reqwest::StatusCode;
 use serde_json::Value;
+use std::sync::Arc;
 use std::time::Duration;
 use url::Url;
 
@@ -30,21 +32,22 @@ pub enum RegistryError {
     /// The agent refused or could not give a token (its error, as is).
     #[error("{0}")]
     Agent(#[from] ClientError),
-    /// The registry refused the token twice (after a refresh).
-    #[error("registry {registry} refused the token even after a refresh; log in again with: regent login {registry}")]
+    /// The registry wants a login (a first one, another, or one with more
+    /// scope); the agent's message names the command.
+    #[error("{message}")]
     AuthRequired {
         /// The registry.
         registry: String,
+        /// Why, and what to run.
+        message: String,
     },
-    /// The registry answered 403.
-    #[error("registry {registry} refused access ({}){}", error.as_deref().unwrap_or("forbidden"), scope.as_deref().map(|s| format!("; it wants scope {s}")).unwrap_or_default())]
+    /// The registry refuses, and no new token or login would help.
+    #[error("{message}")]
     Forbidden {
         /// The registry.
         registry: String,
-        /// `error` of its `WWW-Authenticate` header.
-        error: Option<String>,
-        /// `scope` of its `WWW-Authenticate` header.
-        scope: Option<String>,
+        /// Why (the agent's reading of the refusal).
+        message: String,
     },
     /// The registry is unreachable or answered something unusable.
     #[error("registry {registry}: {message}")]
@@ -97,6 +100,23 @@ pub struct Page {
 pub struct RegistryClient {
     agent: AgentClient,
     http: reqwest::Client,
+    login: Option<Arc<dyn Login>>,
+}
+
+/// One answer of a registry, after the redirects.
+struct Fetched {
+    status: StatusCode,
+    headers: reqwest::header::HeaderMap,
+    body: Vec<u8>,
+}
+
+impl resource::Answer for Fetched {
+    fn status(&self) -> u16 {
+        self.status.as_u16()
+    }
+    fn challenges(&self) -> Vec<String> {
+        resource::challenges(&self.headers)
+    }
 }
 
 impl RegistryClient {
@@ -107,7 +127,17 @@ impl RegistryClient {
             .timeout(Duration::from_secs(60))
             .build()
             .expect("the TLS backend initialises");
-        RegistryClient { agent, http }
+        RegistryClient {
+            agent,
+            http,
+            login: None,
+        }
+    }
+
+    /// Runs `login` where the agent says a login would help (interactive callers).
+    pub fn with_login(mut self, login: Arc<dyn Login>) -> Self {
+        self.login = Some(login);
+        self
     }
 
     /// The agent this client asks.
@@ -121,54 +151,36 @@ impl RegistryClient {
         reg: &RegistryStatus,
         url: Url,
     ) -> Result<(StatusCode, Value), RegistryError> {
-        let token = self.token(reg).await?;
-        let (status, headers, body, sent) = self.send(reg, url.clone(), token.as_deref()).await?;
-        if !sent && matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
-            // Refused by another origin, which never saw the token: not the token's fault.
-            return Err(RegistryError::Unavailable {
-                registry: reg.name.clone(),
-                message: format!(
-                    "HTTP {} from a server it redirected to (the token is sent to the registry's own origin only)",
-                    status.as_u16()
-                ),
-            });
+        let mut auth = ResourceAuth::new(self.agent.clone(), &reg.name, WithoutLogin::Fail);
+        if let Some(l) = &self.login {
+            auth = auth.with_login(l.clone());
         }
-        let (status, headers, body) = if status == StatusCode::UNAUTHORIZED && token.is_some() {
-            // The registry says the token is bad: drop it at the agent, get a fresh one, once.
-            let old = token.unwrap_or_default();
-            self.agent
-                .invalidate(&InvalidateRequest {
-                    registry: Some(reg.name.clone()),
-                    access_token: old,
-                })
-                .await?;
-            let fresh = self.token(reg).await?;
-            let (status, headers, body, _) = self.send(reg, url.clone(), fresh.as_deref()).await?;
-            if status == StatusCode::UNAUTHORIZED {
-                return Err(RegistryError::AuthRequired {
-                    registry: reg.name.clone(),
-                });
-            }
-            (status, headers, body)
-        } else {
-            (status, headers, body)
-        };
-        if status == StatusCode::UNAUTHORIZED {
-            return Err(RegistryError::AuthRequired {
-                registry: reg.name.clone(),
-            });
-        }
-        if status == StatusCode::FORBIDDEN {
-            let challenge = headers
-                .get(WWW_AUTHENTICATE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
-            return Err(RegistryError::Forbidden {
-                registry: reg.name.clone(),
-                error: auth_param(challenge, "error"),
-                scope: auth_param(challenge, "scope"),
-            });
-        }
+        let Fetched { status, body, .. } = auth
+            .send(|token| self.send(reg, url.clone(), token))
+            .await
+            .map_err(|e| match e {
+                AuthError::Agent(c) => RegistryError::Agent(c),
+                AuthError::LoginNeeded { resource, message } => RegistryError::AuthRequired {
+                    registry: resource,
+                    message,
+                },
+                // A 401 no token or login would cure is still about auth (a static token).
+                AuthError::Refused {
+                    resource,
+                    status: 401,
+                    message,
+                } => RegistryError::AuthRequired {
+                    registry: resource,
+                    message,
+                },
+                AuthError::Refused {
+                    resource, message, ..
+                } => RegistryError::Forbidden {
+                    registry: resource,
+                    message,
+                },
+                AuthError::Send(e) => e,
+            })?;
         let value = if status.is_success() || status == StatusCode::NOT_FOUND {
             serde_json::from_slice(&body).unwrap_or(Value::Null)
         } else {
@@ -287,41 +299,24 @@ impl RegistryClient {
         })
     }
 
-    async fn token(&self, reg: &RegistryStatus) -> Result<Option<String>, RegistryError> {
-        if reg.auth.is_none() {
-            return Ok(None);
-        }
-        let t = self
-            .agent
-            .token(&TokenRequest {
-                registry: Some(reg.name.clone()),
-                min_valid_secs: None,
-            })
-            .await?;
-        Ok(Some(t.access_token))
-    }
-
     /// Sends a GET, following redirects by hand: `Authorization` only to the
-    /// registry's origin. Also says whether the final request carried the token.
+    /// registry's origin. A refusal from another origin, which never saw the
+    /// token, is not the token's fault: it is not reported as a refusal.
     async fn send(
         &self,
         reg: &RegistryStatus,
         mut url: Url,
-        token: Option<&str>,
-    ) -> Result<(StatusCode, reqwest::header::HeaderMap, Vec<u8>, bool), RegistryError> {
+        token: Option<String>,
+    ) -> Result<Fetched, RegistryError> {
         let origin = base(reg)?.origin();
         for _ in 0..=MAX_REDIRECTS {
             let mut req = self
                 .http
                 .get(url.clone())
                 .header("accept", "application/json");
-            let sent = match token.filter(|_| url.origin() == origin) {
-                Some(t) => {
-                    req = req.header(AUTHORIZATION, format!("Bearer {t}"));
-                    true
-                }
-                None => false,
-            };
+            if let Some(t) = token.as_deref().filter(|_| url.origin() == origin) {
+                req = req.header(AUTHORIZATION, format!("Bearer {t}"));
+            }
             let again = req.try_clone();
             let resp = match req.send().await {
                 Ok(r) => Ok(r),
@@ -357,7 +352,20 @@ impl RegistryClient {
                     registry: reg.name.clone(),
                     message: m,
                 })?;
-            return Ok((status, headers, body, sent));
+            if url.origin() != origin && matches!(status.as_u16(), 401 | 403) {
+                return Err(RegistryError::Unavailable {
+                    registry: reg.name.clone(),
+                    message: format!(
+                        "HTTP {} from a server it redirected to (the token is sent to the registry's own origin only)",
+                        status.as_u16()
+                    ),
+                });
+            }
+            return Ok(Fetched {
+                status,
+                headers,
+                body,
+            });
         }
         Err(RegistryError::Unavailable {
             registry: reg.name.clone(),
@@ -414,35 +422,4 @@ async fn read_limited(mut resp: reqwest::Response) -> Result<Vec<u8>, String> {
         body.extend_from_slice(&chunk);
     }
     Ok(body)
-}
-
-/// A parameter of a `WWW-Authenticate: Bearer k="v", ...` challenge.
-fn auth_param(challenge: &str, name: &str) -> Option<String> {
-    let rest = challenge.trim();
-    let rest = rest.strip_prefix("Bearer").unwrap_or(rest);
-    for part in rest.split(',') {
-        let Some((k, v)) = part.trim().split_once('=') else {
-            continue;
-        };
-        if k.trim().eq_ignore_ascii_case(name) {
-            return Some(v.trim().trim_matches('"').to_string());
-        }
-    }
-    None
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn challenge_parameters() {
-        let c = r#"Bearer realm="registry", error="insufficient_scope", scope="registry:write""#;
-        assert_eq!(
-            auth_param(c, "error").as_deref(),
-            Some("insufficient_scope")
-        );
-        assert_eq!(auth_param(c, "scope").as_deref(), Some("registry:write"));
-        assert_eq!(auth_param("Bearer", "error"), None);
-    }
 }

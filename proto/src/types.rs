@@ -531,12 +531,49 @@ pub struct ChallengeRequest {
     pub registry: String,
     /// The status it answered (401 or 403).
     pub status: u16,
-    /// Its `WWW-Authenticate` header, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub www_authenticate: Option<String>,
+    /// Its `WWW-Authenticate` values, in order: a string for one, a list for
+    /// several (a server may send `Basic` first and `Bearer` second).
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "one_or_many")]
+    pub www_authenticate: Vec<String>,
     /// The token it refused, if one was sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_token: Option<String>,
+    /// Which refusal of the same request this is: 1 for the first, 2 after
+    /// the agent's first answer was followed, ... (absent or 0: the first).
+    /// The agent decides what a repeated refusal means.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub attempt: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// A list that is written as a plain string when it has one element (what
+/// older agents and clients read and write), and read from either form.
+mod one_or_many {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[String], s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            [one] => one.serialize(s),
+            many => many.serialize(s),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            One(String),
+            Many(Vec<String>),
+        }
+        Ok(match Option::<Either>::deserialize(d)? {
+            None => Vec::new(),
+            Some(Either::One(s)) => vec![s],
+            Some(Either::Many(v)) => v,
+        })
+    }
 }
 
 impl fmt::Debug for ChallengeRequest {
@@ -545,6 +582,7 @@ impl fmt::Debug for ChallengeRequest {
             .field("registry", &self.registry)
             .field("status", &self.status)
             .field("www_authenticate", &self.www_authenticate)
+            .field("attempt", &self.attempt)
             .finish_non_exhaustive()
     }
 }
@@ -840,6 +878,32 @@ mod tests {
         newer["auth"]["pkce_method"] = "S256".into();
         newer["auth"]["refresh_at"] = "2026-01-02T03:00:00Z".into();
         assert_eq!(serde_json::from_value::<RegistryStatus>(newer).unwrap(), s);
+    }
+
+    #[test]
+    fn challenge_headers_are_one_string_or_a_list() {
+        let one: ChallengeRequest =
+            serde_json::from_str(r#"{"registry":"r","status":401,"www_authenticate":"Bearer"}"#)
+                .unwrap();
+        assert_eq!(one.www_authenticate, ["Bearer"]);
+        assert_eq!(one.attempt, 0);
+        assert_eq!(
+            serde_json::to_value(&one).unwrap()["www_authenticate"],
+            "Bearer",
+            "one value is written as older agents read it"
+        );
+        let many: ChallengeRequest = serde_json::from_str(
+            r#"{"registry":"r","status":403,"www_authenticate":["Basic","Bearer x=1"],"attempt":2}"#,
+        )
+        .unwrap();
+        assert_eq!(many.www_authenticate, ["Basic", "Bearer x=1"]);
+        assert_eq!(many.attempt, 2);
+        let back: ChallengeRequest =
+            serde_json::from_value(serde_json::to_value(&many).unwrap()).unwrap();
+        assert_eq!(back, many);
+        let none: ChallengeRequest =
+            serde_json::from_str(r#"{"registry":"r","status":401}"#).unwrap();
+        assert!(none.www_authenticate.is_empty());
     }
 
     #[test]

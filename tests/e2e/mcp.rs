@@ -277,6 +277,56 @@ async fn closing_stdin_or_sigterm_ends_the_session_and_leaves_nothing_behind() {
     assert!(deletes.iter().all(|d| d["session"].is_string()));
 }
 
+/// An answer whose event is cut halfway by a dropped connection arrives
+/// whole, once: nothing of the half event reaches the client, and the
+/// stream is resumed after the last event dispatched (which replays it).
+#[tokio::test]
+async fn an_answer_cut_in_the_middle_of_its_event_arrives_whole_once() {
+    let m = Mcp::new(&["s1"]).await;
+    m.add("s1");
+    m.login("s1");
+    let mut p = m.proxy("s1", &["--no-login"]);
+    p.initialize().await;
+    assert_eq!(
+        p.call("echo", json!({"text": "cut-in-the-middle"})).await,
+        Ok("cut-in-the-middle".to_string())
+    );
+    // Another request after it: had a truncated line or a second copy gone
+    // out, it would be read here instead of this answer.
+    assert_eq!(
+        p.call("echo", json!({"text": "next"})).await.unwrap(),
+        "next"
+    );
+    assert!(p.notifications.is_empty(), "{:?}", p.notifications);
+    let log = m.servers.log().await;
+    assert_eq!(log["cuts"], 1, "the fixture cut the answer");
+    assert!(
+        log["gets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["last_event_id"].is_string()),
+        "resumed with Last-Event-ID: {log}"
+    );
+    let (code, err) = p.close().await;
+    assert_eq!(code, Some(0), "{err}");
+}
+
+/// stdin closing while a message waits on a login ends the proxy (after a
+/// bounded drain), and the login is cancelled at the agent.
+#[tokio::test]
+async fn the_end_of_stdin_ends_a_proxy_whose_login_waits() {
+    let m = Mcp::new(&["s1"]).await;
+    m.add("s1");
+    let mut p = Proxy::start(&m.agent, &["s1"], &[("BROWSER", "true".to_string())]);
+    p.send(&json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}))
+        .await;
+    m.agent.wait_log("login started", 1).await;
+    let (code, err) = p.close().await;
+    assert_eq!(code, Some(0), "{err}");
+    m.agent.wait_log("login cancelled: by request", 1).await;
+}
+
 #[tokio::test]
 async fn a_pending_login_is_cancelled_at_the_agent_when_the_proxy_stops() {
     let m = Mcp::new(&["s1"]).await;

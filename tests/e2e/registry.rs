@@ -127,18 +127,69 @@ async fn a_revoked_grant_means_login_required() {
     assert!(out.stderr.contains("regent login corp"), "{}", out.stderr);
 }
 
+/// A 403 asking for more scope is a step-up (the agent widens the login to
+/// the union of the scopes), found even behind a `Basic` challenge sent
+/// first; without a terminal to log in on, the command names the login.
 #[tokio::test]
-async fn a_403_is_registry_forbidden_without_a_retry() {
+async fn a_403_for_more_scope_steps_up_even_behind_another_challenge() {
     let (w, reg) = world_with_registry().await;
     w.login("alice").await;
-    reg.mode(serde_json::json!({"forbid": true, "scope": "registry:write"}))
-        .await;
+    reg.mode(serde_json::json!({"forbid": true, "www_authenticate": [
+        "Basic realm=\"registry\"",
+        "Bearer error=\"insufficient_scope\", scope=\"registry:write\""
+    ]}))
+    .await;
+    reg.reset().await;
+    w.idp.reset().await;
+    let out = w.agent.regent(&["servers"]);
+    assert_eq!(out.code, 4, "{out:?}");
+    assert!(
+        out.stderr.contains("registry:write") && out.stderr.contains("regent login corp"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        reg.seen().await["requests"],
+        1,
+        "no retry: a login is needed"
+    );
+    assert_eq!(w.idp.refreshes().await, 0);
+    let scopes = w.status()["registries"][0]["auth"]["scopes"].clone();
+    assert_eq!(
+        scopes,
+        serde_json::json!(["openid", "registry:write"]),
+        "the union"
+    );
+    let serve = Serve::start(&w.agent);
+    let (s, v) = get(&format!("{}/api/v1/registries/corp/servers", serve.url)).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (503, Some("registry_auth_required")),
+        "{v}"
+    );
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("regent login corp") && msg.contains("/api/v1/registries/corp/login"),
+        "{msg}"
+    );
+}
+
+/// A 403 that asks for nothing a login could give is `registry_forbidden`,
+/// with no retry and no refresh.
+#[tokio::test]
+async fn a_plain_403_is_registry_forbidden_without_a_retry() {
+    let (w, reg) = world_with_registry().await;
+    w.login("alice").await;
+    reg.mode(
+        serde_json::json!({"forbid": true, "www_authenticate": "Bearer error=\"access_denied\""}),
+    )
+    .await;
     reg.reset().await;
     w.idp.reset().await;
     let out = w.agent.regent(&["servers"]);
     assert_eq!(out.code, 1, "{out:?}");
     assert!(
-        out.stderr.contains("insufficient_scope") && out.stderr.contains("registry:write"),
+        out.stderr.contains("refused access") && out.stderr.contains("access_denied"),
         "{}",
         out.stderr
     );
@@ -254,10 +305,12 @@ async fn a_static_token_file_is_sent_and_reread() {
         &file.display().to_string(),
     ]);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    // The registry does not take token 1: two 401s (the retry re-reads the file), then exit 4.
+    // The registry does not take token 1, and the file still holds it: one
+    // 401 (another request would only be refused again), then exit 4 naming the file.
     let out = a.regent(&["servers"]);
     assert_eq!(out.code, 4, "{out:?}");
-    assert_eq!(reg.seen().await["unauthorized"], 2);
+    assert!(out.stderr.contains("ci-token"), "{}", out.stderr);
+    assert_eq!(reg.seen().await["unauthorized"], 1);
     std::fs::write(&file, "ci-token-2").unwrap();
     let out = a.regent(&["servers", "--json"]);
     assert_eq!(out.code, 0, "{}", out.stderr);

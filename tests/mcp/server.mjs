@@ -13,7 +13,9 @@
 //
 // Tools: "whoami" (the token's audience, subject and scopes, as the server saw
 // them), "echo" {text}, "admin" (needs scope mcp:admin beyond mcp:tools: a 403
-// insufficient_scope otherwise, for step-up).
+// insufficient_scope otherwise, for step-up). An "echo" of the text
+// "cut-in-the-middle" has its answer's event cut halfway by a dropped
+// connection (once per session); the event store still has it, for a resume.
 // Test endpoints (not MCP):
 //   GET  /__test/log                 -> {"requests": [...], "deletes": [...], "gets": [...]}
 //       (a GET is logged when its answer starts, so once it is there a 200 stream is open)
@@ -158,6 +160,21 @@ for (const name of NAMES) {
       };
     }
     if (req.method === 'DELETE') log.deletes.push({ server: name, session: entry.session });
+    const b = req.body;
+    if (req.method === 'POST' && b?.method === 'tools/call' && b?.params?.arguments?.text === 'cut-in-the-middle') {
+      const write = res.write;
+      let cut = false;
+      res.write = function (chunk, ...rest) {
+        const text = typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString();
+        if (!cut && text.includes('"result"') && text.includes('cut-in-the-middle')) {
+          cut = true;
+          log.cuts = (log.cuts ?? 0) + 1;
+          write.call(this, text.slice(0, Math.floor(text.length / 2)), () => res.socket?.destroy());
+          return true;
+        }
+        return write.call(this, chunk, ...rest);
+      };
+    }
     next();
   };
   app.all(`/${name}/mcp`, record, auth, admin, async (req, res) => {

@@ -38,9 +38,11 @@
 //   or answers garbage. Unknown routes and methods: 404 JSON (no auth check).
 //
 // Test-only endpoints (never authenticated, never counted):
-//   POST /__test/mode   {"forbid": bool, "scope": "registry:write", "redirect_to": "http://..." | null}
+//   POST /__test/mode   {"forbid": bool, "scope": "registry:write", "redirect_to": "http://..." | null,
+//                        "www_authenticate": "..." | ["...", ...] | null}
 //       fields optional and sticky. forbid: authenticated API requests get 403
-//       insufficient_scope. redirect_to: the list route answers 302 to
+//       insufficient_scope (scope: its scope; www_authenticate: the challenge
+//       headers instead, a string or a list). redirect_to: the list route answers 302 to
 //       <redirect_to><same path and query>, before any auth check. Answers the mode.
 //   GET  /__test/mode   -> the current mode
 //   GET  /__test/seen   -> {"requests", "with_authorization", "unauthorized", "forbidden",
@@ -117,7 +119,7 @@ const newSeen = () => ({
   authorization_values: [],
 });
 let seen = newSeen();
-const mode = { forbid: false, scope: 'registry:write', redirect_to: null };
+const mode = { forbid: false, scope: 'registry:write', redirect_to: null, www_authenticate: null };
 
 // ---------------------------------------------------------------------------------------
 // Helpers.
@@ -244,10 +246,13 @@ async function testHook(req, res, path) {
     const bad = !body || typeof body !== 'object' || Array.isArray(body)
       || ('forbid' in body && typeof body.forbid !== 'boolean')
       || ('scope' in body && typeof body.scope !== 'string')
-      || ('redirect_to' in body && body.redirect_to !== null && typeof body.redirect_to !== 'string');
+      || ('redirect_to' in body && body.redirect_to !== null && typeof body.redirect_to !== 'string')
+      || ('www_authenticate' in body && body.www_authenticate !== null
+        && typeof body.www_authenticate !== 'string' && !Array.isArray(body.www_authenticate));
     if (bad) return send(res, 400, { error: 'bad mode', example: { forbid: true, scope: 'registry:write', redirect_to: null } });
     if ('forbid' in body) mode.forbid = body.forbid;
     if ('scope' in body) mode.scope = body.scope;
+    if ('www_authenticate' in body) mode.www_authenticate = body.www_authenticate;
     if ('redirect_to' in body) mode.redirect_to = body.redirect_to ? body.redirect_to.replace(/\/+$/, '') : null;
     return send(res, 200, mode);
   }
@@ -291,9 +296,10 @@ async function handle(req, res) {
   }
   if (mode.forbid) {
     seen.forbidden += 1;
-    return send(res, 403, { error: 'insufficient_scope', scope: mode.scope }, {
-      'www-authenticate': `Bearer realm="registry", error="insufficient_scope", scope="${mode.scope}"`,
-    });
+    // www_authenticate: the challenge(s) as given (a list is several headers).
+    const challenge = mode.www_authenticate
+      ?? `Bearer realm="registry", error="insufficient_scope", scope="${mode.scope}"`;
+    return send(res, 403, { error: 'forbidden' }, { 'www-authenticate': challenge });
   }
 
   const status = r.kind === 'list' ? list(res, url.searchParams) : one(res, r);

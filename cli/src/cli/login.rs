@@ -5,9 +5,12 @@ use super::args::LoginArgs;
 use super::browser;
 use super::output::human;
 use super::{Failure, Result};
+use regent_client::resource::{BoxFuture, Login as RunLogin};
 use regent_client::AgentClient;
 use regent_proto::{Login, LoginFlow, LoginRequest, LoginState};
 use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
+use std::time::Duration;
 use time::OffsetDateTime;
 
 pub async fn run(agent: &AgentClient, args: LoginArgs) -> Result {
@@ -231,4 +234,111 @@ async fn already_logged_in(agent: &AgentClient, name: Option<&str>) -> Result<Op
         "Already logged in to {}{who}; nothing to do. Log in again with: regent login {} --force",
         reg.name, reg.name
     )))
+}
+
+/// The logins the agent asks for in the middle of a command (a step-up, a
+/// server's first 401), run by the CLI: one at a time, shown on stderr (the
+/// browser opened, or the device code), cancelled at the agent if the
+/// command stops while one waits. Without `allowed`, it only says which
+/// login is needed.
+pub(super) struct Interactive {
+    agent: AgentClient,
+    flow: LoginFlow,
+    allowed: bool,
+    /// Said after the agent's reason when no login may be run here.
+    why_not: &'static str,
+    one_at_a_time: tokio::sync::Mutex<()>,
+    /// The login in progress, to cancel at the agent if the proxy stops.
+    pending: Mutex<Option<String>>,
+    /// Browser commands still running, reaped at exit.
+    children: Mutex<Vec<std::process::Child>>,
+}
+
+impl Interactive {
+    pub(super) fn new(agent: AgentClient, flow: LoginFlow, allowed: bool) -> Interactive {
+        Interactive {
+            agent,
+            flow,
+            allowed,
+            why_not: "",
+            one_at_a_time: tokio::sync::Mutex::new(()),
+            pending: Mutex::new(None),
+            children: Mutex::new(Vec::new()),
+        }
+    }
+
+    async fn run(&self, name: &str, why: &str) -> std::result::Result<(), String> {
+        if !self.allowed {
+            return Err(format!("{why}{}", self.why_not));
+        }
+        let _one = self.one_at_a_time.lock().await;
+        let login = self
+            .agent
+            .login(&LoginRequest {
+                registry: Some(name.to_string()),
+                flow: self.flow,
+            })
+            .await
+            .map_err(|e| format!("cannot start a login to {name}: {e}"))?;
+        *self.pending.lock().unwrap() = Some(login.id.clone());
+        let child = {
+            let login = login.clone();
+            tokio::task::spawn_blocking(move || show_instructions(&login, true))
+                .await
+                .ok()
+                .flatten()
+        };
+        if let Some(c) = child {
+            self.children.lock().unwrap().push(c);
+        }
+        let status = wait(&self.agent, &login).await;
+        clear_progress();
+        *self.pending.lock().unwrap() = None;
+        let status = status.map_err(|e| e.message())?;
+        match status.status {
+            LoginState::Succeeded => {
+                eprintln!("regent: logged in to {name}");
+                Ok(())
+            }
+            _ => Err(format!(
+                "the login to {name} did not succeed: {}",
+                status.error.unwrap_or_else(|| "no reason given".into())
+            )),
+        }
+    }
+
+    /// Says `note` after the agent's reason when no login may be run here.
+    pub(super) fn why_not(mut self, note: &'static str) -> Interactive {
+        self.why_not = note;
+        self
+    }
+
+    /// Cancels a login still waiting at the agent.
+    pub(super) async fn cancel_pending(&self) {
+        let id = self.pending.lock().unwrap().take();
+        if let Some(id) = id {
+            let _ = self.agent.cancel_login(&id).await;
+        }
+    }
+
+    /// Waits (briefly) for the browser commands it started, so none is left behind.
+    pub(super) fn reap(&self) {
+        let mut children = std::mem::take(&mut *self.children.lock().unwrap());
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        for c in &mut children {
+            while c.try_wait().ok().flatten().is_none() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+impl RunLogin for Interactive {
+    fn login<'a>(
+        &'a self,
+        resource: &'a str,
+        why: &'a str,
+    ) -> BoxFuture<'a, std::result::Result<(), String>> {
+        Box::pin(self.run(resource, why))
+    }
 }

@@ -262,9 +262,23 @@ async fn run_with_agent(agent: &AgentClient, cli: Cli) -> Result {
                         .expect("picked from the list")
                 }
             };
-            let servers = RegistryClient::new(agent.clone())
+            // On a terminal, a login the registry asks for (a step-up) runs here.
+            let interactive = {
+                use std::io::IsTerminal;
+                std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+            };
+            let logins = std::sync::Arc::new(login::Interactive::new(
+                agent.clone(),
+                regent_proto::LoginFlow::Browser,
+                interactive,
+            ));
+            let listed = RegistryClient::new(agent.clone())
+                .with_login(logins.clone())
                 .list_all(&reg, search.as_deref())
-                .await?;
+                .await;
+            logins.cancel_pending().await;
+            logins.reap();
+            let servers = listed?;
             if json {
                 output::print_json(&serde_json::json!({ "servers": servers }));
             } else {

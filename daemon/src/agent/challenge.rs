@@ -1,14 +1,16 @@
 //! What a resource server's refusal leads to. A proxy or client reports the
-//! 401 or 403 it got; the agent invalidates the refused token, rediscovers
+//! 401 or 403 it got (every `WWW-Authenticate` value, and which refusal of
+//! the request it is); the agent invalidates the refused token, rediscovers
 //! where the server now points elsewhere (or first asks for auth), steps up
 //! to the union of the scopes held and those challenged, and says what comes
-//! next: retry, log in, or give up (asking again would not help).
+//! next: retry, log in, or give up (asking again would not help). What a
+//! second refusal means is decided here too, and nowhere else.
 
 use super::setup::Ask;
 use super::{Agent, AgentError};
 use crate::auth::Auth;
 use crate::oauth::challenge::Challenge;
-use crate::resource::Kind;
+use crate::resource::{Kind, Resource};
 use regent_proto::{AuthConfig, ChallengeAnswer, ChallengeRequest, Next};
 
 fn answer(next: Next, message: impl Into<String>) -> ChallengeAnswer {
@@ -18,6 +20,10 @@ fn answer(next: Next, message: impl Into<String>) -> ChallengeAnswer {
     }
 }
 
+/// Refusals of one request answered with anything but `fail`: past this,
+/// another token or login would only loop (MCP asks clients for a limit).
+const MAX_ATTEMPTS: u32 = 3;
+
 impl Agent {
     /// `POST /v1/challenge`.
     pub async fn challenge(&self, req: ChallengeRequest) -> Result<ChallengeAnswer, AgentError> {
@@ -25,26 +31,40 @@ impl Agent {
         if let Some(t) = &req.access_token {
             res.auth.invalidate(t);
         }
-        let challenge = req
-            .www_authenticate
-            .as_deref()
-            .and_then(Challenge::parse)
-            .unwrap_or_default();
+        let challenge = Challenge::find(&req.www_authenticate).unwrap_or_default();
+        let attempt = req.attempt.max(1);
+        let (first, only_fresh) = self
+            .first_refusal(&res, req.status, challenge, req.access_token.as_deref())
+            .await?;
+        Ok(repeated(&res, attempt, first, only_fresh))
+    }
+
+    /// What a refusal leads to, as if it were the request's first; and
+    /// whether a `retry` only means "a fresh token can be minted" (nothing
+    /// else changed, so a second refusal of a fresh token means more).
+    async fn first_refusal(
+        &self,
+        res: &Resource,
+        status: u16,
+        challenge: Challenge,
+        refused: Option<&str>,
+    ) -> Result<(ChallengeAnswer, bool), AgentError> {
         let name = res.name.as_str();
-        match (req.status, &res.auth) {
+        let changed = |a: ChallengeAnswer| Ok((a, false));
+        match (status, &res.auth) {
             (403, _) if challenge.insufficient_scope() => {
                 let wanted = challenge.scope.clone().unwrap_or_default();
                 if wanted.is_empty() {
-                    return Ok(answer(
+                    return changed(answer(
                         Next::Fail,
                         format!(
                             "{name} refused the token for lack of scope but named none it wants"
                         ),
                     ));
                 }
-                self.step_up(name, &res.auth, &wanted).await
+                changed(self.step_up(name, &res.auth, &wanted).await?)
             }
-            (403, _) => Ok(answer(
+            (403, _) => changed(answer(
                 Next::Fail,
                 format!(
                     "{name} refused access (403{}); a new token would not change that",
@@ -57,7 +77,7 @@ impl Agent {
                     .discovered(name, res.kind, &res.url, Ask::default(), Some(challenge))
                     .await?;
                 self.set_auth(name, res.kind, auth).await?;
-                Ok(answer(
+                changed(answer(
                     Next::Login,
                     format!("{name} wants a login; log in with: regent login {name}"),
                 ))
@@ -76,7 +96,7 @@ impl Agent {
                             .discovered(name, res.kind, &res.url, ask, Some(challenge))
                             .await?;
                         self.set_auth(name, res.kind, auth).await?;
-                        return Ok(answer(
+                        return changed(answer(
                             Next::Login,
                             format!("{name} moved to another authorization server; log in with: regent login {name}"),
                         ));
@@ -85,33 +105,48 @@ impl Agent {
                 let wanted = challenge.scope.clone().unwrap_or_default();
                 let held = held_scopes(&res.auth);
                 if wanted.iter().any(|s| !held.contains(s)) {
-                    return self.step_up(name, &res.auth, &wanted).await;
+                    return changed(self.step_up(name, &res.auth, &wanted).await?);
                 }
-                let st = o.grant.status(&o.target);
-                if st.has_refresh_token {
-                    Ok(answer(
-                        Next::Retry,
-                        "the refused token was dropped; a new one can be had",
+                if o.grant.status(&o.target).has_refresh_token {
+                    Ok((
+                        answer(
+                            Next::Retry,
+                            "the refused token was dropped; a new one can be had",
+                        ),
+                        true,
                     ))
                 } else {
-                    Ok(answer(
+                    changed(answer(
                         Next::Login,
                         format!("{name} wants a new login: regent login {name}"),
                     ))
                 }
             }
-            (401, Auth::ClientCredentials(_) | Auth::Enterprise(_)) => Ok(answer(
-                Next::Retry,
-                "the refused token was dropped; a new one is minted without the user",
+            (401, Auth::ClientCredentials(_) | Auth::Enterprise(_)) => Ok((
+                answer(
+                    Next::Retry,
+                    "the refused token was dropped; a new one is minted without the user",
+                ),
+                true,
             )),
-            (401, Auth::Bearer(b)) => Ok(answer(
+            (401, Auth::Bearer(b)) if b.rotated_since(refused) => Ok((
+                answer(
+                    Next::Retry,
+                    format!(
+                        "the token file {} holds another token now; sending that one",
+                        b.config.token_file.display()
+                    ),
+                ),
+                false,
+            )),
+            (401, Auth::Bearer(b)) => changed(answer(
                 Next::Fail,
                 format!(
                     "{name} refused the static token in {}; put a valid one there",
                     b.config.token_file.display()
                 ),
             )),
-            (401, _) => Ok(answer(
+            (401, _) => changed(answer(
                 Next::Fail,
                 format!("{name} refused the request (401)"),
             )),
@@ -155,8 +190,14 @@ impl Agent {
                 ))
             }
         };
-        // The union of the scopes held and those challenged (MCP SEP-2350); what
-        // the AS added on its own (offline_access) is added again by the scope rule.
+        // The union of the scopes held (asked for, and granted: a default login's
+        // `openid` too) and those challenged (MCP SEP-2350); what the AS adds on
+        // its own (offline_access) is added again by the scope rule.
+        for s in held.iter().filter(|s| *s != "offline_access") {
+            if !scopes.contains(s) {
+                scopes.push(s.clone());
+            }
+        }
         for s in wanted {
             if !scopes.contains(s) {
                 scopes.push(s.clone());
@@ -188,6 +229,46 @@ impl Agent {
     }
 }
 
+/// The answer to the `attempt`-th refusal of one request, given what the
+/// first would get: a fresh token refused again is not retried (a user's
+/// login may help; a machine's token would only be refused once more), and
+/// after [`MAX_ATTEMPTS`] nothing more is tried.
+fn repeated(
+    res: &Resource,
+    attempt: u32,
+    first: ChallengeAnswer,
+    only_fresh: bool,
+) -> ChallengeAnswer {
+    let name = &res.name;
+    match first.next {
+        Next::Fail | Next::Unknown => first,
+        _ if attempt > MAX_ATTEMPTS => answer(
+            Next::Fail,
+            format!(
+                "{name} still refuses after {MAX_ATTEMPTS} attempts to authorize; giving up: {}",
+                first.message
+            ),
+        ),
+        Next::Retry if only_fresh && attempt >= 2 => match res.auth {
+            Auth::OAuth(_) => answer(
+                Next::Login,
+                format!(
+                    "{name} refused a freshly minted token too; a new login may help: regent login {name}"
+                ),
+            ),
+            _ => answer(
+                Next::Fail,
+                format!(
+                    "{name} refuses freshly minted tokens too (401 again): it does not accept what its \
+                     authorization server issues for this client; check the server's expected \
+                     audience and issuer, and the client's access at the authorization server"
+                ),
+            ),
+        },
+        _ => first,
+    }
+}
+
 /// The scopes a resource's current token has: those granted (or asked for,
 /// where the AS did not say) and those configured.
 fn held_scopes(auth: &Auth) -> Vec<String> {
@@ -207,4 +288,61 @@ fn held_scopes(auth: &Auth) -> Vec<String> {
         }
     }
     held
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::ClientCredentials;
+    use regent_proto::{ClientCredentialsConfig, TokenAuthMethod};
+
+    fn machine() -> Resource {
+        Resource {
+            name: "svc".into(),
+            kind: Kind::Mcp,
+            url: "https://svc.example/mcp".into(),
+            auth: Auth::ClientCredentials(ClientCredentials::new(ClientCredentialsConfig {
+                issuer: "https://as.example".into(),
+                client_id: "c".into(),
+                method: TokenAuthMethod::ClientSecretBasic,
+                scopes: Vec::new(),
+                resource: None,
+                metadata_url: None,
+            })),
+        }
+    }
+
+    fn retry() -> ChallengeAnswer {
+        answer(Next::Retry, "the refused token was dropped")
+    }
+
+    #[test]
+    fn a_machine_token_refused_fresh_is_not_retried_and_says_why() {
+        let res = machine();
+        assert_eq!(repeated(&res, 1, retry(), true).next, Next::Retry);
+        let second = repeated(&res, 2, retry(), true);
+        assert_eq!(second.next, Next::Fail);
+        assert!(
+            second.message.contains("refuses freshly minted tokens"),
+            "{}",
+            second.message
+        );
+        // A retry that changed something (more scope) may follow a refusal.
+        assert_eq!(repeated(&res, 2, retry(), false).next, Next::Retry);
+    }
+
+    #[test]
+    fn nothing_is_tried_past_the_limit() {
+        let res = machine();
+        let login = answer(Next::Login, "x wants a login");
+        assert_eq!(
+            repeated(&res, MAX_ATTEMPTS, login.clone(), false).next,
+            Next::Login
+        );
+        let past = repeated(&res, MAX_ATTEMPTS + 1, login, false);
+        assert_eq!(past.next, Next::Fail);
+        assert!(past.message.contains("still refuses"), "{}", past.message);
+        let fail = answer(Next::Fail, "no");
+        assert_eq!(repeated(&res, 1, fail.clone(), false), fail);
+    }
 }

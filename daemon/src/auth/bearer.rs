@@ -29,6 +29,15 @@ impl BearerFile {
         })
     }
 
+    /// Whether the file now holds another token than `refused` (it was
+    /// rotated since): then sending again may help.
+    pub fn rotated_since(&self, refused: Option<&str>) -> bool {
+        match (read(&self.config.token_file), refused) {
+            (Ok(now), Some(r)) => now != r,
+            _ => false,
+        }
+    }
+
     /// Authenticated while the file can be read.
     pub fn state(&self) -> Standing {
         Standing {

@@ -17,6 +17,12 @@ pub struct Challenge {
 }
 
 impl Challenge {
+    /// The `Bearer` challenge among every `WWW-Authenticate` value of an
+    /// answer (a server may send others, such as `Basic`, first).
+    pub fn find(values: &[String]) -> Option<Challenge> {
+        values.iter().find_map(|v| Challenge::parse(v))
+    }
+
     /// The `Bearer` challenge of a header, if it has one.
     pub fn parse(header: &str) -> Option<Challenge> {
         let params = bearer_params(header)?;
@@ -122,5 +128,19 @@ mod tests {
         assert_eq!(Challenge::parse("Bearer").unwrap(), Challenge::default());
         assert!(Challenge::parse(r#"Basic realm="x""#).is_none());
         assert!(Challenge::parse("").is_none());
+    }
+
+    #[test]
+    fn the_bearer_challenge_is_found_in_any_header_and_quoted_commas_hold() {
+        let values = vec![
+            r#"Basic realm="a, b""#.to_string(),
+            r#"Bearer error="insufficient_scope", scope="read, write", error_description="x, y""#
+                .to_string(),
+        ];
+        let c = Challenge::find(&values).unwrap();
+        assert!(c.insufficient_scope());
+        assert_eq!(c.scope.unwrap(), vec!["read,", "write"]);
+        assert_eq!(c.error_description.as_deref(), Some("x, y"));
+        assert!(Challenge::find(&values[..1]).is_none());
     }
 }

@@ -12,8 +12,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use regent_client::ClientError;
-use regent_proto::{ChallengeRequest, ErrorCode, Next, RegistryStatus, TokenRequest};
+use regent_client::resource::{AuthError, ResourceAuth, WithoutLogin};
+use regent_proto::{ErrorCode, RegistryStatus};
 use serde_json::{json, Value};
 
 /// Largest request body passed on (one JSON-RPC message or batch).
@@ -57,16 +57,14 @@ async fn server(s: &super::Serve, name: &str) -> Answer<RegistryStatus> {
 fn login_needed(name: &str, why: &str) -> ServeError {
     ServeError::new(
         ErrorCode::RegistryAuthRequired,
-        format!(
-            "{why}; run `regent login {name}`, or start the login with POST /api/v1/mcp/{name}/login"
-        ),
+        format!("{why}; or start the login with POST /api/v1/mcp/{name}/login"),
         Some(name),
     )
 }
 
 /// `/mcp/{name}`: one request of the streamable HTTP transport, passed on
-/// with the agent's token. A refused token is reported to the agent, and the
-/// request sent once more where the agent says a new token can be had.
+/// with the agent's token, through the one refusal path (with no login run
+/// here: where one is needed, the answer names the command).
 pub async fn forward(
     State(s): Shared,
     Path(name): Path<String>,
@@ -75,75 +73,38 @@ pub async fn forward(
     body: Bytes,
 ) -> Answer<Response> {
     let target = server(&s, &name).await?;
-    let agent = s.registries.agent();
-    let mut retried = false;
-    loop {
-        let token = match agent
-            .token(&TokenRequest {
-                registry: Some(name.clone()),
-                min_valid_secs: None,
-            })
-            .await
-        {
-            Ok(t) => Some(t.access_token),
-            // No auth, or no login yet: the server's 401 says what it wants.
-            Err(ClientError::Api(f))
-                if matches!(
-                    f.detail.code,
-                    ErrorCode::AuthNotConfigured | ErrorCode::RegistryAuthRequired
-                ) =>
-            {
-                None
+    let auth = ResourceAuth::new(s.registries.agent().clone(), &name, WithoutLogin::SendBare);
+    let sent = auth
+        .send(|token| {
+            let mut req = s
+                .http
+                .request(method.clone(), &target.url)
+                .body(body.clone());
+            for h in UPSTREAM {
+                if let Some(v) = headers.get(h) {
+                    req = req.header(h, v);
+                }
             }
-            Err(e) => return Err(e.into()),
-        };
-        let mut req = s
-            .http
-            .request(method.clone(), &target.url)
-            .body(body.clone());
-        for h in UPSTREAM {
-            if let Some(v) = headers.get(h) {
-                req = req.header(h, v);
+            if let Some(t) = &token {
+                req = req.bearer_auth(t);
             }
-        }
-        if let Some(t) = &token {
-            req = req.bearer_auth(t);
-        }
-        let resp = req.send().await.map_err(|e| {
-            ServeError::new(
-                ErrorCode::RegistryUnavailable,
-                format!("cannot reach MCP server {name} at {}: {e}", target.url),
-                Some(&name),
-            )
-        })?;
-        let status = resp.status().as_u16();
-        if status != 401 && status != 403 {
-            return Ok(pass_back(resp));
-        }
-        let www_authenticate = resp
-            .headers()
-            .get("www-authenticate")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let answer = agent
-            .challenge(&ChallengeRequest {
-                registry: name.clone(),
-                status,
-                www_authenticate,
-                access_token: token,
-            })
-            .await?;
-        match answer.next {
-            Next::Retry if !retried => retried = true,
-            Next::Retry | Next::Login => return Err(login_needed(&name, &answer.message)),
-            Next::Fail | Next::Unknown => {
-                return Err(ServeError::new(
-                    ErrorCode::RegistryForbidden,
-                    answer.message,
-                    Some(&name),
-                ))
-            }
-        }
+            req.send()
+        })
+        .await;
+    match sent {
+        Ok(resp) => Ok(pass_back(resp)),
+        Err(AuthError::Agent(e)) => Err(e.into()),
+        Err(AuthError::LoginNeeded { message, .. }) => Err(login_needed(&name, &message)),
+        Err(AuthError::Refused { message, .. }) => Err(ServeError::new(
+            ErrorCode::RegistryForbidden,
+            message,
+            Some(&name),
+        )),
+        Err(AuthError::Send(e)) => Err(ServeError::new(
+            ErrorCode::RegistryUnavailable,
+            format!("cannot reach MCP server {name} at {}: {e}", target.url),
+            Some(&name),
+        )),
     }
 }
 

@@ -163,14 +163,16 @@ impl ServeError {
     }
 }
 
-/// `registry_auth_required`, naming both ways to fix it.
-fn login_needed(registry: &str) -> ServeError {
+/// `registry_auth_required`, naming both ways to fix it (`why`: the
+/// agent's reason, where it gave one).
+fn login_needed(registry: &str, why: Option<&str>) -> ServeError {
+    let why = match why {
+        Some(w) => w.to_string(),
+        None => format!("registry {registry} needs a login: run `regent login {registry}`"),
+    };
     ServeError::new(
         ErrorCode::RegistryAuthRequired,
-        format!(
-            "registry {registry} needs a login: run `regent login {registry}`, or start one with \
-             POST /api/v1/registries/{registry}/login"
-        ),
+        format!("{why}; or start the login with POST /api/v1/registries/{registry}/login"),
         Some(registry),
     )
 }
@@ -179,7 +181,7 @@ impl From<ClientError> for ServeError {
     fn from(e: ClientError) -> Self {
         match e {
             ClientError::Api(f) if f.detail.code == ErrorCode::RegistryAuthRequired => {
-                login_needed(f.detail.registry.as_deref().unwrap_or("?"))
+                login_needed(f.detail.registry.as_deref().unwrap_or("?"), None)
             }
             ClientError::Api(f) => ServeError(f.detail),
             e @ ClientError::Unreachable { .. } => ServeError::new(
@@ -199,7 +201,9 @@ impl From<RegistryError> for ServeError {
     fn from(e: RegistryError) -> Self {
         match e {
             RegistryError::Agent(c) => c.into(),
-            RegistryError::AuthRequired { registry } => login_needed(&registry),
+            RegistryError::AuthRequired { registry, message } => {
+                login_needed(&registry, Some(&message))
+            }
             RegistryError::Forbidden { ref registry, .. } => {
                 ServeError::new(ErrorCode::RegistryForbidden, e.to_string(), Some(registry))
             }

@@ -1,0 +1,243 @@
+//! Requests to a resource (a registry, an MCP server) with the agent's
+//! token: the one refusal path. A 401 or 403 is reported to the agent with
+//! every `WWW-Authenticate` value the server sent and which refusal of this
+//! request it is; the agent decides — send again with a new token, log in,
+//! or give up — and its message is what the user sees. Nothing here decides
+//! what a refusal means.
+
+use crate::agent::{AgentClient, ClientError};
+use regent_proto::{ChallengeRequest, ErrorCode, Next, TokenRequest};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// Refusals of one request after which the client stops, whatever the agent
+/// says (the agent stops well before; this bounds an older or broken one).
+const MAX_REFUSALS: u32 = 8;
+
+/// A boxed, sendable future.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Runs a login for a resource when the agent says one is needed
+/// (interactive callers: the CLI, `regent mcp proxy`).
+pub trait Login: Send + Sync {
+    /// Logs in to `resource`; `why` is the agent's reason. Returns once the
+    /// login succeeded, or says why it did not.
+    fn login<'a>(&'a self, resource: &'a str, why: &'a str) -> BoxFuture<'a, Result<(), String>>;
+}
+
+/// An answer a refusal can be read from.
+pub trait Answer {
+    /// Its HTTP status.
+    fn status(&self) -> u16;
+    /// Every `WWW-Authenticate` value, in order.
+    fn challenges(&self) -> Vec<String>;
+}
+
+impl Answer for reqwest::Response {
+    fn status(&self) -> u16 {
+        self.status().as_u16()
+    }
+    fn challenges(&self) -> Vec<String> {
+        challenges(self.headers())
+    }
+}
+
+/// Every `WWW-Authenticate` value of `headers`, in order (a server may send
+/// `Basic` first and the `Bearer` challenge that matters second).
+pub fn challenges(headers: &reqwest::header::HeaderMap) -> Vec<String> {
+    headers
+        .get_all(reqwest::header::WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Why a request with the agent's token did not get through.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError<E> {
+    /// The agent could not be asked, or refused (its error, as is).
+    #[error("{0}")]
+    Agent(#[from] ClientError),
+    /// A login is needed and this caller does not run one (or it failed).
+    #[error("{message}")]
+    LoginNeeded {
+        /// The resource.
+        resource: String,
+        /// The agent's reason and the command that fixes it.
+        message: String,
+    },
+    /// The resource refuses, and no new token or login would help.
+    #[error("{message}")]
+    Refused {
+        /// The resource.
+        resource: String,
+        /// The last status (401 or 403).
+        status: u16,
+        /// The agent's reason.
+        message: String,
+    },
+    /// Sending failed (the caller's own error).
+    #[error("{0}")]
+    Send(E),
+}
+
+impl<E> AuthError<E> {
+    /// The contract code of this error, where it has one.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            AuthError::Agent(e) => e.code(),
+            AuthError::LoginNeeded { .. } => Some(ErrorCode::RegistryAuthRequired),
+            AuthError::Refused { .. } => Some(ErrorCode::RegistryForbidden),
+            AuthError::Send(_) => None,
+        }
+    }
+}
+
+/// What to do when the agent has no login for the resource yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WithoutLogin {
+    /// Send without a token: the server's 401 says what it wants (MCP servers).
+    SendBare,
+    /// Fail with the agent's `registry_auth_required` (registries: nothing is sent).
+    Fail,
+}
+
+/// A resource's token and refusals, through the agent.
+#[derive(Clone)]
+pub struct ResourceAuth {
+    agent: AgentClient,
+    name: String,
+    without_login: WithoutLogin,
+    login: Option<Arc<dyn Login>>,
+    /// Say on stderr what the agent answered to each refusal.
+    notes: bool,
+}
+
+impl ResourceAuth {
+    /// The auth of resource `name`, with no login run here.
+    pub fn new(agent: AgentClient, name: impl Into<String>, without_login: WithoutLogin) -> Self {
+        ResourceAuth {
+            agent,
+            name: name.into(),
+            without_login,
+            login: None,
+            notes: false,
+        }
+    }
+
+    /// Runs `login` where the agent says a login is needed.
+    pub fn with_login(mut self, login: Arc<dyn Login>) -> Self {
+        self.login = Some(login);
+        self
+    }
+
+    /// Says on stderr what the agent answered to each refusal (for a
+    /// bridge, whose stdout is the protocol).
+    pub fn noting(mut self) -> Self {
+        self.notes = true;
+        self
+    }
+
+    /// The resource's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The agent.
+    pub fn agent(&self) -> &AgentClient {
+        &self.agent
+    }
+
+    /// The token to send: `None` for a resource without auth (or, with
+    /// [`WithoutLogin::SendBare`], without a login yet).
+    pub async fn token(&self) -> Result<Option<String>, ClientError> {
+        let req = TokenRequest {
+            registry: Some(self.name.clone()),
+            min_valid_secs: None,
+        };
+        match self.agent.token(&req).await {
+            Ok(t) => Ok(Some(t.access_token)),
+            Err(e) if e.code() == Some(ErrorCode::AuthNotConfigured) => Ok(None),
+            Err(e)
+                if e.code() == Some(ErrorCode::RegistryAuthRequired)
+                    && self.without_login == WithoutLogin::SendBare =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sends a request built by `send` (given the token to carry) and follows
+    /// the agent's answer to each refusal, until an answer that is not a
+    /// refusal comes back.
+    pub async fn send<R, E, F, Fut>(&self, mut send: F) -> Result<R, AuthError<E>>
+    where
+        R: Answer,
+        F: FnMut(Option<String>) -> Fut,
+        Fut: Future<Output = Result<R, E>>,
+    {
+        let mut attempt = 0;
+        loop {
+            let token = self.token().await?;
+            let answer = send(token.clone()).await.map_err(AuthError::Send)?;
+            let status = answer.status();
+            if status != 401 && status != 403 {
+                return Ok(answer);
+            }
+            attempt += 1;
+            if attempt > MAX_REFUSALS {
+                return Err(AuthError::Refused {
+                    resource: self.name.clone(),
+                    status,
+                    message: format!(
+                        "{} refused the request {MAX_REFUSALS} times ({status}); giving up",
+                        self.name
+                    ),
+                });
+            }
+            let decision = self
+                .agent
+                .challenge(&ChallengeRequest {
+                    registry: self.name.clone(),
+                    status,
+                    www_authenticate: answer.challenges(),
+                    access_token: token,
+                    attempt,
+                })
+                .await?;
+            if self.notes {
+                eprintln!(
+                    "regent: {} answered {status}: {}",
+                    self.name, decision.message
+                );
+            }
+            match decision.next {
+                Next::Retry => {}
+                Next::Login => match &self.login {
+                    Some(l) => l.login(&self.name, &decision.message).await.map_err(|m| {
+                        AuthError::LoginNeeded {
+                            resource: self.name.clone(),
+                            message: m,
+                        }
+                    })?,
+                    None => {
+                        return Err(AuthError::LoginNeeded {
+                            resource: self.name.clone(),
+                            message: decision.message,
+                        })
+                    }
+                },
+                Next::Fail | Next::Unknown => {
+                    return Err(AuthError::Refused {
+                        resource: self.name.clone(),
+                        status,
+                        message: decision.message,
+                    })
+                }
+            }
+        }
+    }
+}
