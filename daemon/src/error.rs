@@ -97,6 +97,8 @@ impl From<AgentError> for ApiError {
             | AgentError::Taken { .. }
             | AgentError::Shared { .. } => (ErrorCode::InvalidRequest, e.to_string()),
             AgentError::NotConfigured(_) => (ErrorCode::AuthNotConfigured, e.to_string()),
+            AgentError::NotLent(_) => (ErrorCode::Forbidden, e.to_string()),
+            AgentError::LoginElsewhere(_) => (ErrorCode::RegistryAuthRequired, e.to_string()),
             AgentError::InvalidAuth { .. } => (ErrorCode::InvalidAuthConfig, e.to_string()),
             AgentError::Token {
                 ref resource,

@@ -11,7 +11,6 @@ pub mod clock;
 pub mod config;
 pub mod ctx;
 pub mod error;
-pub mod forward;
 pub mod grant;
 pub mod instance;
 pub mod log;

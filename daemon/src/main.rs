@@ -272,7 +272,7 @@ async fn async_main(
     let forward_stop = tokio_util::sync::CancellationToken::new();
     let forward_task = {
         let (agent, stop) = (agent.clone(), forward_stop.clone());
-        let path = serving_on.with_file_name(regentd::forward::SOCKET_NAME);
+        let path = serving_on.with_file_name(regentd::agent::forward::SOCKET_NAME);
         tokio::spawn(async move {
             tokio::select! {
                 _ = agent.forwarding().wanted() => {}
@@ -285,7 +285,7 @@ async fn async_main(
                     tracing::info!(socket = %path.display(), "serving the forwarding socket (tokens only)");
                     server::serve_with(
                         listener,
-                        regentd::forward::router(agent.clone()),
+                        regentd::api::router(agent.clone()),
                         stop.cancelled(),
                         true,
                     )

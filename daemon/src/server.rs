@@ -1,6 +1,7 @@
 //! The accept loop: peer uid checked on every connection, a cap on
 //! connections, a header read timeout, graceful shutdown.
 
+use crate::agent::{Caller, Peer};
 use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -25,13 +26,14 @@ pub async fn serve(listener: UnixListener, app: Router, shutdown: impl Future<Ou
     serve_with(listener, app, shutdown, false).await
 }
 
-/// [`serve`], each request carrying its connection's [`crate::forward::Peer`]
-/// (the forwarding socket tells sessions apart by it).
+/// [`serve`]; with `forwarded`, each request is a [`Caller::Forwarded`]
+/// carrying its connection's peer (the forwarding socket tells sessions
+/// apart by it).
 pub async fn serve_with(
     listener: UnixListener,
     app: Router,
     shutdown: impl Future<Output = ()>,
-    with_peer: bool,
+    forwarded: bool,
 ) {
     let uid = regent_proto::paths::current_uid();
     let forbidden = crate::api::forbidden_router();
@@ -56,12 +58,12 @@ pub async fn serve_with(
         };
         let cred = stream.peer_cred().ok();
         let peer = cred.map(|c| c.uid());
-        let svc = if peer == Some(uid) && with_peer {
+        let svc = if peer == Some(uid) && forwarded {
             let pid = cred
                 .and_then(|c| c.pid())
                 .and_then(|p| u32::try_from(p).ok());
             app.clone()
-                .layer(axum::Extension(crate::forward::Peer { pid }))
+                .layer(axum::Extension(Caller::Forwarded(Peer { pid })))
         } else if peer == Some(uid) {
             app.clone()
         } else {

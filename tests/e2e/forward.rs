@@ -60,11 +60,44 @@ async fn the_forwarding_socket_lends_tokens_of_forwardable_resources_only() {
     let e = fwd.token(&token_req("other")).await.unwrap_err();
     assert_eq!(code(&e), Some(ErrorCode::Forbidden), "{e}");
     assert!(e.to_string().contains("regent forward allow other"), "{e}");
+    // corp2 shares corp's login but is not forwardable: the forwarded side
+    // sees corp alone, and no name of the other (not even in shared_with).
+    let out = w.agent.regent(&[
+        "registry",
+        "add",
+        "corp2",
+        "https://corp2.example",
+        "--issuer",
+        &w.idp.issuer,
+        "--client-id",
+        regent_tests::idp::CLIENT_ID,
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
     let listed = fwd.registries().await.unwrap();
     assert_eq!(
         listed.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
         ["corp"]
     );
+    assert!(
+        listed[0].auth.as_ref().unwrap().shared_with.is_empty(),
+        "{listed:?}"
+    );
+    let local = w.agent.client().registries().await.unwrap();
+    assert_eq!(local[0].auth.as_ref().unwrap().shared_with, ["corp2"]);
+    // A refusal reported over forwarding drops the token; a second one of
+    // the same request is the laptop's to deal with, not a loop.
+    let refused = |attempt| regent_proto::ChallengeRequest {
+        registry: "corp".into(),
+        status: 401,
+        www_authenticate: vec!["Bearer error=\"invalid_token\"".into()],
+        access_token: Some(t.access_token.clone()),
+        attempt,
+    };
+    let a = fwd.challenge(&refused(1)).await.unwrap();
+    assert_eq!(a.next, regent_proto::Next::Retry, "{a:?}");
+    let a = fwd.challenge(&refused(2)).await.unwrap();
+    assert_eq!(a.next, regent_proto::Next::Fail, "{a:?}");
+    assert!(a.message.contains("machine where the agent runs"), "{a:?}");
     // Nothing but tokens: no change, no login, no logout.
     let e = fwd
         .put_registry(
@@ -88,7 +121,7 @@ async fn the_forwarding_socket_lends_tokens_of_forwardable_resources_only() {
         e.to_string().contains("machine where the agent runs"),
         "{e}"
     );
-    assert_eq!(w.agent.client().registries().await.unwrap().len(), 2);
+    assert_eq!(w.agent.client().registries().await.unwrap().len(), 3);
     // The CLI over it: a token, and a login refused with where to do it.
     let socket = path.to_str().unwrap();
     let out = w.agent.regent(&["token", "corp", "--socket", socket]);

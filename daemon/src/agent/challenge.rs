@@ -7,7 +7,7 @@
 //! second refusal means is decided here too, and nowhere else.
 
 use super::setup::Ask;
-use super::{Agent, AgentError};
+use super::{Agent, AgentError, Caller};
 use crate::auth::Auth;
 use crate::oauth::challenge::Challenge;
 use crate::resource::{Kind, Resource};
@@ -25,14 +25,53 @@ fn answer(next: Next, message: impl Into<String>) -> ChallengeAnswer {
 const MAX_ATTEMPTS: u32 = 3;
 
 impl Agent {
-    /// `POST /v1/challenge`.
-    pub async fn challenge(&self, req: ChallengeRequest) -> Result<ChallengeAnswer, AgentError> {
-        let res = self.resolve(Some(&req.registry))?;
+    /// `POST /v1/challenge`. A forwarded caller's refusal can only drop the
+    /// refused token (and get a fresh one where no user is needed): a
+    /// login, a step-up or a rediscovery is the user's, on this machine.
+    pub async fn challenge(
+        &self,
+        caller: Caller,
+        req: ChallengeRequest,
+    ) -> Result<ChallengeAnswer, AgentError> {
+        let res = self.resolve_as(caller, Some(&req.registry))?;
         if let Some(t) = &req.access_token {
             res.auth.invalidate(t);
         }
-        let challenge = Challenge::find(&req.www_authenticate).unwrap_or_default();
         let attempt = req.attempt.max(1);
+        if !matches!(req.status, 401 | 403) {
+            return Err(AgentError::Invalid(format!(
+                "a challenge is a 401 or a 403, not {}",
+                req.status
+            )));
+        }
+        if let Caller::Forwarded(_) = caller {
+            let name = &res.name;
+            let elsewhere = || {
+                answer(
+                    Next::Fail,
+                    format!(
+                        "{name} refused the token ({}); a new login or more scope is needed, which \
+                         happens on the machine where the agent runs: there, run regent login {name}",
+                        req.status
+                    ),
+                )
+            };
+            let first = if req.status == 401 && res.auth.mints_without_user() {
+                answer(
+                    Next::Retry,
+                    "the refused token was dropped; a new one can be had",
+                )
+            } else {
+                elsewhere()
+            };
+            let a = repeated(&res, attempt, first, true);
+            return Ok(if a.next == Next::Login {
+                elsewhere()
+            } else {
+                a
+            });
+        }
+        let challenge = Challenge::find(&req.www_authenticate).unwrap_or_default();
         let (first, only_fresh) = self
             .first_refusal(&res, req.status, challenge, req.access_token.as_deref())
             .await?;
@@ -107,7 +146,7 @@ impl Agent {
                 if wanted.iter().any(|s| !held.contains(s)) {
                     return changed(self.step_up(name, &res.auth, &wanted).await?);
                 }
-                if o.grant.status(&o.target).has_refresh_token {
+                if res.auth.mints_without_user() {
                     Ok((
                         answer(
                             Next::Retry,

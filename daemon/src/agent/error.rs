@@ -90,6 +90,12 @@ pub enum AgentError {
         /// Those sharing its login.
         others: Vec<String>,
     },
+    /// A forwarded caller asked for what is not lent to it (the reason says why).
+    #[error("{0}")]
+    NotLent(String),
+    /// A forwarded caller's resource needs a login, which only the user can do, there.
+    #[error("{0} needs a login on the machine where the agent runs: there, run regent login {0}")]
+    LoginElsewhere(String),
     /// The config file on disk does not parse: the change was refused.
     #[error("{0}; the change was refused, and the file left as it is: fix it first")]
     ConfigRefused(ConfigError),
@@ -102,9 +108,10 @@ impl AgentError {
     /// The resource involved, if any.
     pub fn resource(&self) -> Option<&str> {
         match self {
-            AgentError::Unknown(n) | AgentError::NotConfigured(n) | AgentError::StaticToken(n) => {
-                Some(n)
-            }
+            AgentError::Unknown(n)
+            | AgentError::NotConfigured(n)
+            | AgentError::StaticToken(n)
+            | AgentError::LoginElsewhere(n) => Some(n),
             AgentError::InvalidAuth { resource, .. }
             | AgentError::Token { resource, .. }
             | AgentError::Login { resource, .. }

@@ -15,9 +15,11 @@ mod challenge;
 mod change;
 mod discover;
 mod error;
+pub mod forward;
 mod setup;
 
 pub use error::AgentError;
+pub use forward::{Caller, Forwarding, Peer};
 
 use crate::auth::{Auth, BearerFile, ClientCredentials, Enterprise, Idp, OAuthSource};
 use crate::config::{Config, ConfigFile, IdpConfig};
@@ -49,7 +51,7 @@ pub struct Agent {
     client_metadata_url: RwLock<Option<String>>,
     logins: Logins,
     /// Agent forwarding: which resources, the sessions, the socket.
-    forward: crate::forward::Forwarding,
+    forward: Forwarding,
 }
 
 impl Agent {
@@ -63,7 +65,7 @@ impl Agent {
             grants: Mutex::default(),
             client_metadata_url: RwLock::default(),
             logins: Logins::default(),
-            forward: crate::forward::Forwarding::default(),
+            forward: Forwarding::default(),
         });
         let _changing = agent.config.lock().await;
         agent.apply(&initial).await;
@@ -85,7 +87,7 @@ impl Agent {
     }
 
     /// Agent forwarding.
-    pub fn forwarding(&self) -> &crate::forward::Forwarding {
+    pub fn forwarding(&self) -> &Forwarding {
         &self.forward
     }
 
@@ -123,6 +125,49 @@ impl Agent {
                         many.iter().map(|r| r.name.clone()).collect(),
                     )),
                 }
+            }
+        }
+    }
+
+    /// The resource `caller` may use by `name` (or the only one): a
+    /// forwarded caller reaches forwardable resources only, and those
+    /// marked `forward_confirm` only from a session the user said yes to.
+    fn resolve_as(&self, caller: Caller, name: Option<&str>) -> Result<Arc<Resource>, AgentError> {
+        let Caller::Forwarded(peer) = caller else {
+            return self.resolve(name);
+        };
+        let name = match name {
+            Some(n) => n.to_string(),
+            None => match self.forward.names().as_slice() {
+                [one] => one.clone(),
+                [] => return Err(AgentError::NotLent("nothing is forwardable".into())),
+                many => return Err(AgentError::Ambiguous(many.to_vec())),
+            },
+        };
+        if let Some(why) = self.forward.refusal(&name, peer) {
+            return Err(AgentError::NotLent(why));
+        }
+        self.resolve(Some(&name))
+    }
+
+    /// The status of every resource of `kind` that `caller` may see: a
+    /// forwarded caller sees the forwardable ones, and no other name.
+    pub fn statuses(&self, caller: Caller, kind: Kind) -> Vec<RegistryStatus> {
+        let all = self.all(kind);
+        match caller {
+            Caller::Local => all.iter().map(|r| self.status(r)).collect(),
+            Caller::Forwarded(_) => {
+                let lent = self.forward.names();
+                all.iter()
+                    .filter(|r| lent.contains(&r.name))
+                    .map(|r| {
+                        let mut st = self.status(r);
+                        if let Some(a) = st.auth.as_mut() {
+                            a.shared_with.retain(|n| lent.contains(n));
+                        }
+                        st
+                    })
+                    .collect()
             }
         }
     }
@@ -384,10 +429,34 @@ impl Agent {
     /// `POST /v1/token`.
     pub async fn token(
         &self,
+        caller: Caller,
         name: Option<&str>,
         min_valid: Duration,
     ) -> Result<TokenResponse, AgentError> {
-        let res = self.resolve(name)?;
+        let res = self.resolve_as(caller, name)?;
+        let lent = self.mint(&res, min_valid).await;
+        match (caller, lent) {
+            (Caller::Forwarded(peer), Ok(t)) => {
+                self.forward.used(&res.name, peer, self.ctx.clock.now());
+                tracing::info!(resource = %res.name, peer_pid = ?peer.pid, "lent a token over forwarding");
+                Ok(t)
+            }
+            // The login is the user's to do, on the machine where the agent runs.
+            (Caller::Forwarded(_), Err(AgentError::Token { resource, err }))
+                if err.needs_login() =>
+            {
+                Err(AgentError::LoginElsewhere(resource))
+            }
+            (_, r) => r,
+        }
+    }
+
+    /// A token for `res`, valid for `min_valid`.
+    async fn mint(
+        &self,
+        res: &Arc<Resource>,
+        min_valid: Duration,
+    ) -> Result<TokenResponse, AgentError> {
         let token = match res.auth.token(&self.ctx, min_valid).await {
             None => return Err(AgentError::NotConfigured(res.name.clone())),
             Some(Ok(t)) => t,
@@ -409,7 +478,7 @@ impl Agent {
                         err,
                     });
                 }
-                return Err(self.own_grant(&res, &others).await);
+                return Err(self.own_grant(res, &others).await);
             }
             Some(Err(TokenError::Idp { code, description })) => {
                 // The likely fix, where the IdP's code tells it.
@@ -445,8 +514,13 @@ impl Agent {
     }
 
     /// `POST /v1/token/invalidate`.
-    pub fn invalidate(&self, name: Option<&str>, token: &str) -> Result<bool, AgentError> {
-        Ok(self.resolve(name)?.auth.invalidate(token))
+    pub fn invalidate(
+        &self,
+        caller: Caller,
+        name: Option<&str>,
+        token: &str,
+    ) -> Result<bool, AgentError> {
+        Ok(self.resolve_as(caller, name)?.auth.invalidate(token))
     }
 
     /// The OAuth side of a resource, or why it has none.

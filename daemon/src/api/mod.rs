@@ -1,17 +1,22 @@
 //! The agent API v1 routes. Handlers translate HTTP to `Agent` calls and
 //! back; a handler that panics answers `internal` instead of dropping the
-//! connection.
+//! connection. The same routes serve the forwarding socket: its callers are
+//! [`Caller::Forwarded`], held by [`guard`] to the routes that lend, and the
+//! agent applies the forwarding policy to what they ask.
 
 mod body;
 mod path;
 
 pub use body::decode as decode_body;
 
-use crate::agent::Agent;
+use crate::agent::{Agent, Caller};
 use crate::error::ApiError;
 use crate::resource::Kind;
-use axum::extract::{RawQuery, State};
+use axum::extract::{FromRequestParts, RawQuery, Request, State};
+use axum::http::request::Parts;
 use axum::http::{Method, StatusCode, Uri};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 pub use body::JsonBody;
@@ -29,9 +34,52 @@ use std::time::Duration;
 type Shared = State<Arc<Agent>>;
 type ApiResult<T> = Result<T, ApiError>;
 
-/// The API router.
+/// The API router, for both sockets (the accept loop says who the caller is).
 pub fn router(agent: Arc<Agent>) -> Router {
-    protect(routes()).with_state(agent)
+    protect(routes().route_layer(axum::middleware::from_fn(guard))).with_state(agent)
+}
+
+/// What a forwarded caller may do: borrow tokens, list what is lent, report
+/// a refusal. Every change, login and logout happens where the agent runs.
+const LENT: [(Method, &str); 6] = [
+    (Method::GET, "/v1/health"),
+    (Method::POST, "/v1/token"),
+    (Method::POST, "/v1/token/invalidate"),
+    (Method::GET, "/v1/registries"),
+    (Method::GET, "/v1/mcp"),
+    (Method::POST, "/v1/challenge"),
+];
+
+/// Holds a forwarded caller to the routes that lend.
+async fn guard(req: Request, next: Next) -> Response {
+    if let Some(Caller::Forwarded(_)) = req.extensions().get::<Caller>() {
+        // Every lent route is a fixed path: the request's path is its route.
+        let path = req.uri().path();
+        if !LENT.iter().any(|(m, p)| req.method() == m && path == *p) {
+            return ApiError::new(
+                regent_proto::ErrorCode::Forbidden,
+                "over a forwarded agent only tokens are lent: logins, logouts and changes happen on \
+                 the machine where the agent runs (there: regent login NAME, regent registry add ...)",
+            )
+            .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+/// The caller of a request: local unless the accept loop said otherwise.
+struct Who(Caller);
+
+impl<S: Send + Sync> FromRequestParts<S> for Who {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Who, Self::Rejection> {
+        Ok(Who(parts
+            .extensions
+            .get::<Caller>()
+            .copied()
+            .unwrap_or(Caller::Local)))
+    }
 }
 
 /// A router whose handlers answer `internal` when they panic.
@@ -77,7 +125,6 @@ fn routes() -> Router<Arc<Agent>> {
 /// The answer of a handler that panicked. The panic's payload is not shown:
 /// it could hold anything the handler had in hand.
 fn panicked(_payload: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
-    use axum::response::IntoResponse;
     ApiError::internal("the agent hit a bug while answering this request (see its log)")
         .into_response()
 }
@@ -100,8 +147,23 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     ApiError::invalid(format!("{method} is not allowed on {}", uri.path()))
 }
 
-async fn health(State(agent): Shared) -> Json<Health> {
+async fn health(State(agent): Shared, Who(caller): Who) -> Json<Health> {
     let ctx = agent.ctx();
+    if let Caller::Forwarded(_) = caller {
+        // What a remote machine needs to know, and no more.
+        return Json(Health {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            api: API_VERSION,
+            pid: std::process::id(),
+            store: ctx.store.name().to_string(),
+            durability: None,
+            started_at: None,
+            systemd: false,
+            pending_logins: Vec::new(),
+            forward_socket: None,
+            forwarded: true,
+        });
+    }
     Json(Health {
         version: env!("CARGO_PKG_VERSION").to_string(),
         api: API_VERSION,
@@ -166,13 +228,9 @@ async fn reload(State(agent): Shared) -> ApiResult<Json<ReloadResponse>> {
     Ok(Json(ReloadResponse { resources }))
 }
 
-async fn list(State(agent): Shared) -> Json<RegistryList> {
+async fn list(State(agent): Shared, Who(caller): Who) -> Json<RegistryList> {
     Json(RegistryList {
-        registries: agent
-            .all(Kind::Registry)
-            .iter()
-            .map(|r| agent.status(r))
-            .collect(),
+        registries: agent.statuses(caller, Kind::Registry),
     })
 }
 
@@ -216,13 +274,9 @@ async fn delete_auth(State(agent): Shared, Segment(name): Segment) -> ApiResult<
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn mcp_list(State(agent): Shared) -> Json<McpList> {
+async fn mcp_list(State(agent): Shared, Who(caller): Who) -> Json<McpList> {
     Json(McpList {
-        servers: agent
-            .all(Kind::Mcp)
-            .iter()
-            .map(|r| agent.status(r))
-            .collect(),
+        servers: agent.statuses(caller, Kind::Mcp),
     })
 }
 
@@ -239,13 +293,9 @@ async fn delete_mcp(State(agent): Shared, Segment(name): Segment) -> ApiResult<S
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn idp_list(State(agent): Shared) -> Json<IdpList> {
+async fn idp_list(State(agent): Shared, Who(caller): Who) -> Json<IdpList> {
     Json(IdpList {
-        idps: agent
-            .all(Kind::Idp)
-            .iter()
-            .map(|r| agent.status(r))
-            .collect(),
+        idps: agent.statuses(caller, Kind::Idp),
     })
 }
 
@@ -273,25 +323,32 @@ async fn id_token(
 
 async fn challenge(
     State(agent): Shared,
+    Who(caller): Who,
     JsonBody(body): JsonBody<ChallengeRequest>,
 ) -> ApiResult<Json<ChallengeAnswer>> {
-    Ok(Json(agent.challenge(body).await?))
+    Ok(Json(agent.challenge(caller, body).await?))
 }
 
 async fn token(
     State(agent): Shared,
+    Who(caller): Who,
     body: Option<JsonBody<TokenRequest>>,
 ) -> ApiResult<Json<TokenResponse>> {
     let req = body.map(|b| b.0).unwrap_or_default();
     let min_valid = Duration::from_secs(req.min_valid_secs.unwrap_or(DEFAULT_MIN_VALID_SECS));
-    Ok(Json(agent.token(req.registry.as_deref(), min_valid).await?))
+    Ok(Json(
+        agent
+            .token(caller, req.registry.as_deref(), min_valid)
+            .await?,
+    ))
 }
 
 async fn invalidate(
     State(agent): Shared,
+    Who(caller): Who,
     JsonBody(req): JsonBody<InvalidateRequest>,
 ) -> ApiResult<StatusCode> {
-    agent.invalidate(req.registry.as_deref(), &req.access_token)?;
+    agent.invalidate(caller, req.registry.as_deref(), &req.access_token)?;
     Ok(StatusCode::NO_CONTENT)
 }
 

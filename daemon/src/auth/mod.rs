@@ -47,6 +47,16 @@ pub struct Standing {
 }
 
 impl Auth {
+    /// Whether a new access token can be had without the user: a refresh
+    /// token is held, or a machine's credentials mint one.
+    pub fn mints_without_user(&self) -> bool {
+        match self {
+            Auth::OAuth(o) => o.grant.status(&o.target).has_refresh_token,
+            Auth::ClientCredentials(_) | Auth::Enterprise(_) => true,
+            Auth::None | Auth::Bearer(_) => false,
+        }
+    }
+
     /// The configuration as given.
     pub fn config(&self) -> Option<AuthConfig> {
         match self {

@@ -39,6 +39,13 @@ pub enum TokenError {
 }
 
 impl TokenError {
+    /// Whether only a login (the user's) can help.
+    pub fn needs_login(&self) -> bool {
+        matches!(self, TokenError::AuthRequired(_) | TokenError::Superseded)
+    }
+}
+
+impl TokenError {
     /// Whether a still-valid token may be served instead of this error.
     pub fn is_transient(&self) -> bool {
         matches!(self, TokenError::Unavailable(_) | TokenError::Idp { .. })
