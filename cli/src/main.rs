@@ -30,8 +30,9 @@ fn main() {
         std::process::exit(code);
     }
     if std::env::args_os().len() == 1 {
-        eprint!("{SHORT_USAGE}");
-        std::process::exit(2);
+        // Asked for nothing: the overview is the answer (on stdout, exit 0).
+        print!("{SHORT_USAGE}");
+        std::process::exit(0);
     }
     let cli = Cli::parse();
     // Lean start for `regent token`: one thread, no pool of workers.
@@ -59,7 +60,6 @@ fn main() {
 /// answers 200: no argument parser, no async runtime (scripts call this in
 /// loops). Anything else, errors included, goes the full way.
 fn fast_token() -> Option<i32> {
-    use std::io::Write;
     let mut args = std::env::args_os().skip(1);
     if args.next()? != "token" {
         return None;
@@ -84,18 +84,10 @@ fn fast_token() -> Option<i32> {
         min_valid_secs: Some(min_valid.unwrap_or(regent_proto::DEFAULT_MIN_VALID_SECS)),
     };
     let t = regent_client::blocking::token(&socket, &req)?;
-    let mut out = std::io::stdout().lock();
-    let written = if json {
-        serde_json::to_writer(&mut out, &t)
-            .map_err(std::io::Error::other)
-            .and_then(|_| out.write_all(b"\n"))
-    } else {
-        out.write_all(t.access_token.as_bytes())
-            .and_then(|_| out.write_all(b"\n"))
-    };
-    Some(if written.and_then(|_| out.flush()).is_ok() {
-        0
-    } else {
-        1
-    })
+    Some(
+        match cli::output::print_token(&t, json, req.min_valid_secs.unwrap_or_default()) {
+            Ok(()) => 0,
+            Err(_) => 1,
+        },
+    )
 }

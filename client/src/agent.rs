@@ -10,7 +10,7 @@ use regent_proto::{
     AuthConfig, ChallengeAnswer, ChallengeRequest, ErrorBody, ErrorCode, ErrorDetail, ForwardList,
     ForwardSession, Health, IdTokenRequest, IdpList, InvalidateRequest, Login, LoginRequest,
     LoginStatus, LogoutRequest, LogoutResponse, McpList, PutForward, PutIdp, PutMcp, PutRegistry,
-    RegistryList, RegistryStatus, ReloadResponse, TokenRequest, TokenResponse,
+    RegistryList, RegistryStatus, ReloadResponse, ResourceKind, TokenRequest, TokenResponse,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -148,6 +148,29 @@ impl AgentClient {
     /// `POST /v1/reload`: read the config file again.
     pub async fn reload(&self) -> Result<ReloadResponse, ClientError> {
         self.call(Method::POST, "/v1/reload", None::<&()>).await
+    }
+
+    /// `GET /v1/resource`: the resource `name` means (or, with none, the
+    /// only one, of `kind` if given), as the agent decides.
+    pub async fn resource(
+        &self,
+        name: Option<&str>,
+        kind: Option<ResourceKind>,
+    ) -> Result<RegistryStatus, ClientError> {
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        if let Some(n) = name {
+            q.append_pair("name", n);
+        }
+        if let Some(k) = kind {
+            q.append_pair("kind", k.as_str());
+        }
+        let q = q.finish();
+        let path = if q.is_empty() {
+            "/v1/resource".to_string()
+        } else {
+            format!("/v1/resource?{q}")
+        };
+        self.call(Method::GET, &path, None::<&()>).await
     }
 
     /// `GET /v1/registries`.

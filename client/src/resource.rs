@@ -21,9 +21,15 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// Runs a login for a resource when the agent says one is needed
 /// (interactive callers: the CLI, `regent mcp proxy`).
 pub trait Login: Send + Sync {
-    /// Logs in to `resource`; `why` is the agent's reason. Returns once the
-    /// login succeeded, or says why it did not.
-    fn login<'a>(&'a self, resource: &'a str, why: &'a str) -> BoxFuture<'a, Result<(), String>>;
+    /// Logs in to `resource`; `why` is the agent's reason, and `fresh` says
+    /// to log in even where the agent holds a login (the server refused its
+    /// tokens). Returns once the login succeeded, or says why it did not.
+    fn login<'a>(
+        &'a self,
+        resource: &'a str,
+        why: &'a str,
+        fresh: bool,
+    ) -> BoxFuture<'a, Result<(), String>>;
 }
 
 /// An answer a refusal can be read from.
@@ -217,12 +223,13 @@ impl ResourceAuth {
             match decision.next {
                 Next::Retry => {}
                 Next::Login => match &self.login {
-                    Some(l) => l.login(&self.name, &decision.message).await.map_err(|m| {
-                        AuthError::LoginNeeded {
+                    Some(l) => l
+                        .login(&self.name, &decision.message, decision.fresh_login)
+                        .await
+                        .map_err(|m| AuthError::LoginNeeded {
                             resource: self.name.clone(),
                             message: m,
-                        }
-                    })?,
+                        })?,
                     None => {
                         return Err(AuthError::LoginNeeded {
                             resource: self.name.clone(),

@@ -86,17 +86,17 @@ impl From<AgentError> for ApiError {
     fn from(e: AgentError) -> Self {
         let resource = e.resource().map(str::to_string);
         let (code, message) = match e {
-            AgentError::Unknown(_) | AgentError::NoneConfigured | AgentError::WrongKind { .. } => {
-                (ErrorCode::UnknownRegistry, e.to_string())
-            }
+            AgentError::Unknown(_)
+            | AgentError::NoneConfigured(_)
+            | AgentError::WrongKind { .. } => (ErrorCode::UnknownRegistry, e.to_string()),
             AgentError::Ambiguous(_)
             | AgentError::Invalid(_)
-            | AgentError::StaticToken(_)
+            | AgentError::StaticToken(..)
             | AgentError::NoUser(_)
             | AgentError::ThroughIdp { .. }
             | AgentError::Taken { .. }
             | AgentError::Shared { .. } => (ErrorCode::InvalidRequest, e.to_string()),
-            AgentError::NotConfigured(_) => (ErrorCode::AuthNotConfigured, e.to_string()),
+            AgentError::NotConfigured(..) => (ErrorCode::AuthNotConfigured, e.to_string()),
             AgentError::NotLent(_) => (ErrorCode::Forbidden, e.to_string()),
             AgentError::LoginElsewhere(_) => (ErrorCode::RegistryAuthRequired, e.to_string()),
             AgentError::InvalidAuth { .. } => (ErrorCode::InvalidAuthConfig, e.to_string()),

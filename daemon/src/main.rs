@@ -228,6 +228,7 @@ async fn async_main(
             pid: std::process::id(),
             socket: serving_on.clone(),
             systemd: activated.is_some(),
+            args: std::env::args().skip(1).collect(),
         },
     )?;
     let config = config::ConfigFile::open(&config_path).map_err(|e| {

@@ -4,27 +4,8 @@
 
 use crate::auth::Auth;
 
-/// The kinds of resources.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// An MCP server registry.
-    Registry,
-    /// A remote MCP server (streamable HTTP).
-    Mcp,
-    /// An enterprise IdP (cross-app access); its URL is its issuer.
-    Idp,
-}
-
-impl Kind {
-    /// What a person calls it.
-    pub fn noun(self) -> &'static str {
-        match self {
-            Kind::Registry => "registry",
-            Kind::Mcp => "MCP server",
-            Kind::Idp => "IdP",
-        }
-    }
-}
+/// The kinds of resources (the wire's own type).
+pub use regent_proto::ResourceKind as Kind;
 
 /// One resource.
 pub struct Resource {

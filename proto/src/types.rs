@@ -65,6 +65,10 @@ pub struct AgentRecord {
     /// reachable (systemd listens) after the agent exits.
     #[serde(default)]
     pub systemd: bool,
+    /// The arguments it was started with (none is secret), so a restart
+    /// starts it the same way (`--store file` stays `--store file`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
 }
 
 /// How a resource authenticates.
@@ -261,11 +265,68 @@ pub struct AuthStatus {
     pub shared_with: Vec<String>,
 }
 
+/// The kinds of resources.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum ResourceKind {
+    /// An MCP server registry.
+    Registry,
+    /// A remote MCP server (streamable HTTP).
+    Mcp,
+    /// An enterprise IdP (cross-app access); its URL is its issuer.
+    Idp,
+}
+
+impl ResourceKind {
+    /// What a person calls it.
+    pub fn noun(self) -> &'static str {
+        match self {
+            ResourceKind::Registry => "registry",
+            ResourceKind::Mcp => "MCP server",
+            ResourceKind::Idp => "IdP",
+        }
+    }
+
+    /// "a" or "an", for [`ResourceKind::noun`].
+    pub fn article(self) -> &'static str {
+        match self {
+            ResourceKind::Registry => "a",
+            ResourceKind::Mcp | ResourceKind::Idp => "an",
+        }
+    }
+
+    /// Its name in URLs and query strings (`registry`, `mcp`, `idp`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResourceKind::Registry => "registry",
+            ResourceKind::Mcp => "mcp",
+            ResourceKind::Idp => "idp",
+        }
+    }
+}
+
+impl std::str::FromStr for ResourceKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "registry" => Ok(ResourceKind::Registry),
+            "mcp" => Ok(ResourceKind::Mcp),
+            "idp" => Ok(ResourceKind::Idp),
+            other => Err(format!(
+                "{other:?} is not a kind of resource (registry, mcp, idp)"
+            )),
+        }
+    }
+}
+
 /// A registry and its auth status.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct RegistryStatus {
     /// The registry's name.
     pub name: String,
+    /// What kind of resource it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<ResourceKind>,
     /// The registry's base URL.
     pub url: String,
     /// Auth config and status, or null when the registry is public.
@@ -609,6 +670,10 @@ pub struct ChallengeAnswer {
     pub next: Next,
     /// What the agent did or found, for people.
     pub message: String,
+    /// With `login`: log in even though a token can be had without the user
+    /// (`force` on the login): the server refused one freshly minted.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub fresh_login: bool,
 }
 
 /// `POST /v1/token`.
@@ -697,6 +762,10 @@ pub struct LoginRequest {
     pub registry: Option<String>,
     /// Which flow to run.
     pub flow: LoginFlow,
+    /// Log in again even when a token can be had without the user (another
+    /// account, more consent). Without it, such a login is `already`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub force: bool,
 }
 
 /// A login just started: what the user must do to finish it.
@@ -727,6 +796,41 @@ pub struct Login {
     /// Device flow: seconds between the agent's polls.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval: Option<u64>,
+    /// Already logged in: nothing for the user to do (its status is
+    /// `succeeded`). Asked without `force` only.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub already: bool,
+    /// Another caller started this login, and it waits for the user: join
+    /// it (do not open a browser again); its outcome is everyone's.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub joined: bool,
+    /// Who is logged in, for an `already` login.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// The other resources this login logs in too (they share its grant).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also: Vec<String>,
+}
+
+impl Login {
+    /// A login of `flow` until `expires_at`, with nothing else filled in.
+    pub fn new(flow: LoginFlow, expires_at: OffsetDateTime) -> Login {
+        Login {
+            id: String::new(),
+            registry: String::new(),
+            flow,
+            expires_at,
+            authorize_url: None,
+            verification_uri: None,
+            verification_uri_complete: None,
+            user_code: None,
+            interval: None,
+            already: false,
+            joined: false,
+            account: None,
+            also: Vec::new(),
+        }
+    }
 }
 
 /// Where a login stands.
@@ -842,6 +946,7 @@ mod tests {
     fn registry_status_flattens_the_config_and_reads_back() {
         let s = RegistryStatus {
             name: "corp".into(),
+            kind: Some(ResourceKind::Registry),
             url: "https://r.example".into(),
             auth: Some(AuthStatus {
                 config: AuthConfig::Oauth(OAuthConfig {

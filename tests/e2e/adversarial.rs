@@ -284,6 +284,7 @@ async fn no_token_reaches_a_log_even_at_trace_level() {
         .login(&regent_proto::LoginRequest {
             registry: None,
             flow: regent_proto::LoginFlow::Browser,
+            force: true,
         })
         .await
         .unwrap();

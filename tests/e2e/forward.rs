@@ -114,6 +114,7 @@ async fn the_forwarding_socket_lends_tokens_of_forwardable_resources_only() {
         .login(&LoginRequest {
             registry: Some("corp".into()),
             flow: LoginFlow::Device,
+            force: false,
         })
         .await
         .unwrap_err();

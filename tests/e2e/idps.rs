@@ -196,6 +196,7 @@ async fn an_error_redirect_without_iss_is_refused_and_shown_unverified() {
         .login(&LoginRequest {
             registry: Some("corp".into()),
             flow: LoginFlow::Browser,
+            force: false,
         })
         .await
         .unwrap();

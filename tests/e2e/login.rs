@@ -120,6 +120,7 @@ async fn cancel_and_long_poll_through_the_api() {
         .login(&LoginRequest {
             registry: None,
             flow: LoginFlow::Device,
+            force: false,
         })
         .await
         .unwrap();
@@ -148,29 +149,57 @@ async fn cancel_and_long_poll_through_the_api() {
     assert!(s.error.unwrap().contains("cancelled"));
 }
 
+/// A second login of the same grant and flow joins the pending one (one
+/// login, one outcome for both callers; a cancel by one of them leaves it to
+/// the other); a login of another flow replaces it.
 #[tokio::test]
-async fn a_newer_login_replaces_a_pending_one() {
+async fn a_second_login_joins_a_pending_one_and_another_flow_replaces_it() {
     let w = World::default().await;
     let client = w.agent.client();
-    let req = LoginRequest {
+    let req = |flow| LoginRequest {
         registry: Some("corp".into()),
-        flow: LoginFlow::Device,
+        flow,
+        force: false,
     };
-    let first = client.login(&req).await.unwrap();
-    let second = client.login(&req).await.unwrap();
+    let first = client.login(&req(LoginFlow::Device)).await.unwrap();
+    let second = client.login(&req(LoginFlow::Device)).await.unwrap();
+    assert_eq!(second.id, first.id, "joined, not started again");
+    assert!(second.joined && !first.joined);
+    assert_eq!(second.user_code, first.user_code);
+    // One caller lets go: the login stays for the other.
+    client.cancel_login(&first.id).await.unwrap();
+    let s = client.login_status(&first.id, 0).await.unwrap();
+    assert_eq!(s.status, LoginState::Pending, "{s:?}");
+    // A browser login replaces the device login.
+    let browser = client.login(&req(LoginFlow::Browser)).await.unwrap();
+    assert_ne!(browser.id, first.id);
     let s = client.login_status(&first.id, 0).await.unwrap();
     assert_eq!(s.status, LoginState::Failed);
-    assert!(s.error.unwrap().contains("replaced"));
+    assert!(s.error.unwrap().contains("replaced by a browser login"));
+    let again = client.login(&req(LoginFlow::Device)).await.unwrap();
     forms::approve_device(
-        second.verification_uri.as_deref().unwrap(),
-        second.user_code.as_deref().unwrap(),
+        again.verification_uri.as_deref().unwrap(),
+        again.user_code.as_deref().unwrap(),
         "bob",
     )
     .await
     .unwrap();
-    let s = client.login_status(&second.id, 30).await.unwrap();
+    let s = client.login_status(&again.id, 30).await.unwrap();
     assert_eq!(s.status, LoginState::Succeeded);
     assert_eq!(s.account.as_deref(), Some("bob"));
+    // Logged in: a login without force starts nothing, and says so.
+    let already = client.login(&req(LoginFlow::Device)).await.unwrap();
+    assert!(already.already, "{already:?}");
+    assert_eq!(already.account.as_deref(), Some("bob"));
+    let s = client.login_status(&already.id, 0).await.unwrap();
+    assert_eq!(s.status, LoginState::Succeeded);
+    let out = w.agent.regent(&["login", "corp", "--device"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout.contains("Already logged in to corp as bob"),
+        "{}",
+        out.stdout
+    );
 }
 
 #[tokio::test]
@@ -185,6 +214,7 @@ async fn device_polling_honours_slow_down() {
         .login(&LoginRequest {
             registry: None,
             flow: LoginFlow::Device,
+            force: false,
         })
         .await
         .unwrap();
@@ -291,6 +321,7 @@ async fn status_shows_waiting_logins_and_bare_regent_is_short() {
         .login(&LoginRequest {
             registry: Some("corp".into()),
             flow: LoginFlow::Device,
+            force: false,
         })
         .await
         .unwrap();
@@ -307,8 +338,43 @@ async fn status_shows_waiting_logins_and_bare_regent_is_short() {
     let out = w.agent.regent(&["status"]);
     assert!(!out.stdout.contains("logins waiting"), "{}", out.stdout);
 
+    // Asked for nothing, the overview is the answer: stdout, exit 0.
     let out = w.agent.regent(&[]);
-    assert_eq!(out.code, 2);
-    assert!(out.stderr.contains("regent login NAME"), "{}", out.stderr);
-    assert!(out.stderr.lines().count() < 20, "{}", out.stderr);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("regent login NAME"), "{}", out.stdout);
+    assert!(out.stdout.lines().count() < 20, "{}", out.stdout);
+}
+
+/// An enterprise IdP logs in and out like any resource: a second login says
+/// it is not needed, and a nameless logout means the IdP when it is alone.
+#[tokio::test]
+async fn an_enterprise_idp_logs_in_and_out_like_any_resource() {
+    let idp = regent_tests::Idp::start(regent_tests::IdpOptions::default());
+    let agent = regent_tests::Agent::start(regent_tests::AgentOptions::default()).await;
+    let out = agent.regent(&[
+        "idp",
+        "add",
+        "okta",
+        "--issuer",
+        &idp.issuer,
+        "--client-id",
+        regent_tests::idp::CLIENT_ID,
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    crate::device_login(&agent, Some("okta"), "alice").await;
+    let out = agent.regent(&["login", "okta", "--device"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout.contains("Already logged in to okta as alice"),
+        "{}",
+        out.stdout
+    );
+    let out = agent.regent(&["logout", "okta"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("Logged out of okta"), "{}", out.stdout);
+    let st = agent.client().idps().await.unwrap();
+    assert_eq!(
+        st[0].auth.as_ref().unwrap().status,
+        regent_proto::AuthState::AuthRequired
+    );
 }

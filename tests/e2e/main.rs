@@ -114,6 +114,7 @@ pub async fn device_login(agent: &Agent, registry: Option<&str>, user: &str) -> 
         .login(&LoginRequest {
             registry: registry.map(str::to_string),
             flow: LoginFlow::Device,
+            force: false,
         })
         .await
         .expect("device login starts");

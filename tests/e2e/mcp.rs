@@ -63,6 +63,23 @@ impl Mcp {
         )
     }
 
+    /// `regent login NAME --force` with the test's headless browser.
+    fn login_forced(&self, name: &str) -> String {
+        let out = self
+            .agent
+            .regent_command(&["login", name, "--force"])
+            .env("BROWSER", regent_tests::bin("browser"))
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    }
+
     async fn code_grants(&self) -> u64 {
         self.idp.counts().await["token"]["authorization_code"]
             .as_u64()
@@ -325,6 +342,134 @@ async fn the_end_of_stdin_ends_a_proxy_whose_login_waits() {
     let (code, err) = p.close().await;
     assert_eq!(code, Some(0), "{err}");
     m.agent.wait_log("login cancelled: by request", 1).await;
+}
+
+/// Several MCP clients starting at once, with a login needed: one login,
+/// which every proxy joins (no browser opened twice, none replaced), and
+/// every one of them gets through once it is done.
+#[tokio::test]
+async fn proxies_starting_at_once_share_one_login() {
+    let m = Mcp::new(&["s1"]).await;
+    m.add("s1");
+    // A browser that never completes: the logins stay pending until the test finishes one.
+    let mut proxies: Vec<Proxy> = (0..3)
+        .map(|_| Proxy::start(&m.agent, &["s1"], &[("BROWSER", "true".to_string())]))
+        .collect();
+    for p in &mut proxies {
+        p.send(&json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}))
+            .await;
+    }
+    m.agent.wait_log("joined a pending login", 2).await;
+    assert_eq!(m.agent.log().matches("login started").count(), 1);
+    // The user finishes the one login (as a fourth caller would see it: joined).
+    let login = m
+        .agent
+        .client()
+        .login(&regent_proto::LoginRequest {
+            registry: Some("s1".into()),
+            flow: regent_proto::LoginFlow::Browser,
+            force: false,
+        })
+        .await
+        .unwrap();
+    assert!(login.joined, "{login:?}");
+    let cb = regent_tests::forms::Session::default()
+        .authorize(login.authorize_url.as_deref().unwrap(), "alice")
+        .await
+        .unwrap();
+    assert_eq!(reqwest::get(cb).await.unwrap().status(), 200);
+    for mut p in proxies {
+        let init = p.recv().await.expect("the initialize answer");
+        assert_eq!(init["id"], 1, "{init}");
+        assert!(init["result"]["serverInfo"].is_object(), "{init}");
+        let (code, err) = p.close().await;
+        assert_eq!(code, Some(0), "{err}");
+        assert!(!err.contains("replaced"), "{err}");
+    }
+    assert_eq!(m.code_grants().await, 1, "one login for all three");
+}
+
+/// Re-adding a name with another URL never silently replaces it (and ends
+/// its login): without a terminal it fails naming --replace.
+#[tokio::test]
+async fn re_adding_a_name_with_another_url_asks_first() {
+    let m = Mcp::new(&["s1", "s2"]).await;
+    m.add("s1");
+    m.login("s1");
+    let out = m.agent.regent(&["mcp", "add", "s1", m.servers.url("s2")]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("--replace"), "{}", out.stderr);
+    let list: Value =
+        serde_json::from_str(&m.agent.regent(&["mcp", "list", "--json"]).stdout).unwrap();
+    assert_eq!(list["servers"][0]["url"], m.servers.url("s1"));
+    assert_eq!(list["servers"][0]["auth"]["status"], "authenticated");
+    // The same URL again is fine (unchanged), and --replace replaces.
+    assert_eq!(
+        m.agent
+            .regent(&["mcp", "add", "s1", m.servers.url("s1")])
+            .code,
+        0
+    );
+    let out = m
+        .agent
+        .regent(&["mcp", "add", "s1", m.servers.url("s2"), "--replace"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let list: Value =
+        serde_json::from_str(&m.agent.regent(&["mcp", "list", "--json"]).stdout).unwrap();
+    assert_eq!(list["servers"][0]["url"], m.servers.url("s2"));
+}
+
+/// Login and logout by name work alike for every kind; a lone MCP server is
+/// what a nameless logout means; a second login says it was not needed, as
+/// whom, and which servers share the login.
+#[tokio::test]
+async fn login_and_logout_of_mcp_servers_as_of_registries() {
+    let m = Mcp::new(&["s1", "s2"]).await;
+    m.add("s1");
+    let out = m.login("s1");
+    assert!(out.contains("Logged in to s1 as alice"), "{out}");
+    m.add("s2");
+    let out = m.agent.regent(&["login", "s1", "--device"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout.contains("Already logged in to s1 as alice"),
+        "{}",
+        out.stdout
+    );
+    let out = m.agent.regent(&["login", "s2", "--no-browser"]);
+    assert!(out.stdout.contains("Already logged in to s2"), "{out:?}");
+    assert_eq!(m.code_grants().await, 1);
+    // Forced: a new login, which names the server it also logs in.
+    let out = m.login_forced("s1");
+    assert!(out.contains("s2 shares this login"), "{out}");
+    // A nameless logout with two servers is ambiguous; with one, it is that one.
+    let out = m.agent.regent(&["logout", "--all"]);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("s1, s2"), "{}", out.stderr);
+    assert_eq!(m.agent.regent(&["mcp", "remove", "s2"]).code, 0);
+    let out = m.agent.regent(&["logout"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("Logged out of s1"), "{}", out.stdout);
+    // A token for a server that asks for none says so, naming no registry.
+    let out = m
+        .agent
+        .regent(&["mcp", "add", "open", m.servers.url("s2"), "--no-auth"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = m.agent.regent(&["token", "open"]);
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("MCP server open asks for no auth") && !out.stderr.contains("registry"),
+        "{}",
+        out.stderr
+    );
+    // regent servers lists a registry's servers: an MCP server is said to be one.
+    let out = m.agent.regent(&["servers", "open"]);
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("open is an MCP server, not a registry"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[tokio::test]

@@ -22,6 +22,7 @@ async fn world_with_registry() -> (World, Registry) {
         &w.idp.issuer,
         "--client-id",
         "regent-test",
+        "--replace",
     ]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     (w, reg)
@@ -272,10 +273,21 @@ async fn serve_answers_503_without_a_token_and_drives_a_login() {
     let (s, v) = get(&format!("{}/api/v1/registries/corp/servers", serve.url)).await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(names(&v).len(), 7);
-    // A browser login through serve only returns the URL to show: it never blocks.
+    // Logged in now: another login starts nothing and says so.
     let r = http
         .post(format!("{}/api/v1/registries/corp/login", serve.url))
         .json(&serde_json::json!({"flow": "browser"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let login: Value = r.json().await.unwrap();
+    assert_eq!(login["already"], true, "{login}");
+    assert_eq!(login["account"], "alice", "{login}");
+    // A forced browser login through serve only returns the URL to show: it never blocks.
+    let r = http
+        .post(format!("{}/api/v1/registries/corp/login", serve.url))
+        .json(&serde_json::json!({"flow": "browser", "force": true}))
         .send()
         .await
         .unwrap();

@@ -430,6 +430,22 @@ async fn regent_agent_status_reload_logs_restart_and_stop() {
         "{out}"
     );
 
+    // A file that does not parse: the restart is refused before anything stops.
+    let fine = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, format!("{fine}\n[registries.bad\n")).unwrap();
+    let (code, _, err) = run(&["agent", "restart"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("not restarted") && err.contains("line"),
+        "{err}"
+    );
+    assert_eq!(
+        a.client().health().await.unwrap().pid,
+        first,
+        "still running"
+    );
+    std::fs::write(&file, fine).unwrap();
+
     let (code, out, err) = run(&["agent", "restart"]);
     assert_eq!(code, 0, "{err}");
     let second = a.client().health().await.unwrap().pid;
@@ -448,4 +464,23 @@ async fn regent_agent_status_reload_logs_restart_and_stop() {
     let (code, out, _) = run(&["agent", "status"]);
     assert_eq!(code, 0);
     assert!(out.starts_with("No agent runs."), "{out}");
+}
+
+/// `regent agent restart` starts the agent as it was started: an agent on
+/// the file store comes back on the file store, with its login.
+#[tokio::test]
+async fn a_restart_keeps_the_agents_settings() {
+    let w = crate::World::default().await;
+    w.login("alice").await;
+    assert_eq!(w.agent.client().health().await.unwrap().store, "file");
+    let out = w.agent.regent(&["agent", "restart"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let h = w.agent.client().health().await.unwrap();
+    let _new = regent_tests::KillOnDrop(h.pid);
+    assert_eq!(h.store, "file", "restarted on the store it had");
+    let st = w.status();
+    assert_eq!(
+        st["registries"][0]["auth"]["status"], "authenticated",
+        "{st}"
+    );
 }

@@ -40,13 +40,16 @@ pub async fn run(agent: &AgentClient, cmd: AgentCommand) -> Result {
             }
         },
         AgentCommand::Restart => {
+            // A config that does not parse would leave no agent at all: refused first.
+            check_config()?;
             match &running {
                 Some(r) if r.systemd => {
                     systemctl(&["restart", "regentd.service"])?;
                 }
                 Some(r) => {
                     stop(r)?;
-                    autostart::start(agent).await?;
+                    // As it was started: the same store, socket and settings.
+                    autostart::start_with(agent, &r.args).await?;
                 }
                 None => autostart::start(agent).await?,
             }
@@ -79,6 +82,22 @@ pub async fn run(agent: &AgentClient, cmd: AgentCommand) -> Result {
         }
         AgentCommand::Logs { follow, lines } => logs(running.as_ref(), follow, lines),
     }
+}
+
+/// `regentd --check-config`: an error with its reason when the file does not parse.
+fn check_config() -> Result {
+    let out = Command::new(autostart::regentd_path())
+        .arg("--check-config")
+        .output()
+        .map_err(|e| Failure::Other(format!("cannot run regentd --check-config: {e}")))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let why = String::from_utf8_lossy(&out.stderr);
+    Err(Failure::Other(format!(
+        "not restarted: {}; the running agent is left as it is",
+        why.trim().trim_start_matches("regentd: ")
+    )))
 }
 
 async fn status(agent: &AgentClient, running: Option<&AgentRecord>, json: bool) -> Result {

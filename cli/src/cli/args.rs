@@ -56,9 +56,9 @@ pub enum Command {
     #[command(subcommand)]
     Idp(IdpCommand),
 
-    /// Log in to a registry's identity provider.
+    /// Log in for a registry, an MCP server or an enterprise IdP.
     #[command(
-        after_help = "Examples:\n  regent login corp              # opens your browser (honours $BROWSER)\n  regent login corp --no-browser # prints the URL to open yourself\n  regent login corp --device     # a URL and a code for any device (SSH)\n\nThe agent waits for the IdP's answer on a one-shot loopback port;\nCtrl-C cancels the login."
+        after_help = "Examples:\n  regent login corp              # opens your browser (honours $BROWSER)\n  regent login corp --no-browser # prints the URL to open yourself\n  regent login corp --device     # a URL and a code for any device (SSH)\n  regent login okta              # an enterprise IdP: every server behind it\n\nOne login serves every resource that shares it (same issuer, client id\nand scopes); regent says which. Already logged in: nothing happens\n(--force logs in again). A login another program started is joined,\nnot started twice. The agent waits for the IdP's answer on a one-shot\nloopback port; Ctrl-C cancels the login."
     )]
     Login(LoginArgs),
 
@@ -70,7 +70,7 @@ pub enum Command {
         /// The registry, MCP server or IdP (may be left out when only one is configured).
         #[arg(add = ArgValueCandidates::new(complete::resources))]
         name: Option<String>,
-        /// Also log out the registries that share this login, without asking.
+        /// Also log out the resources that share this login, without asking.
         #[arg(long)]
         all: bool,
     },
@@ -184,6 +184,9 @@ pub enum RegistryCommand {
         /// option, regent asks the registry whether and how it wants auth).
         #[arg(long, conflicts_with_all = ["issuer", "token_file"])]
         no_auth: bool,
+        /// NAME exists with another URL: replace it (its login ends).
+        #[arg(long)]
+        replace: bool,
     },
     /// Remove a registry and delete its stored tokens.
     #[command(after_help = "Example:\n  regent registry remove corp")]
@@ -298,6 +301,9 @@ pub struct McpAddArgs {
     /// No auth at all (skip discovery).
     #[arg(long, conflicts_with_all = ["client_id", "client_credentials", "enterprise_idp", "token_file"])]
     pub no_auth: bool,
+    /// NAME exists with another URL: replace it (its login ends).
+    #[arg(long)]
+    pub replace: bool,
 }
 
 #[derive(Subcommand, Debug, Clone)]

@@ -30,6 +30,11 @@ pub fn nobody_listens(socket: &Path) -> bool {
 
 /// Starts `regentd` for `socket` and waits until it answers.
 pub async fn start(agent: &AgentClient) -> Result<(), Failure> {
+    start_with(agent, &[]).await
+}
+
+/// [`start`], with `args` for regentd (a restart gives those the agent had).
+pub async fn start_with(agent: &AgentClient, args: &[String]) -> Result<(), Failure> {
     let socket = agent.socket().to_path_buf();
     let state = regent_proto::paths::state_dir();
     let fail = |what: String| {
@@ -103,8 +108,13 @@ pub async fn start(agent: &AgentClient) -> Result<(), Failure> {
     ] {
         cmd.env_remove(var);
     }
-    cmd.arg("--socket")
-        .arg(&socket)
+    if !args
+        .iter()
+        .any(|a| a == "--socket" || a.starts_with("--socket="))
+    {
+        cmd.arg("--socket").arg(&socket);
+    }
+    cmd.args(args)
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(err_log);

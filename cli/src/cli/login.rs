@@ -18,7 +18,7 @@ pub async fn run(agent: &AgentClient, args: LoginArgs) -> Result {
         let name = args.name.as_deref().ok_or_else(|| {
             Failure::Usage("name the enterprise IdP the ID token is from: regent login IDP --id-token-file FILE".into())
         })?;
-        let token = super::mcp::read_secret("ID token", file)?;
+        let token = super::secret::read("ID token", file)?;
         agent.hand_over_id_token(name, &token).await?;
         println!(
             "Logged in to {name} with the ID token from {}.",
@@ -31,20 +31,24 @@ pub async fn run(agent: &AgentClient, args: LoginArgs) -> Result {
     } else {
         LoginFlow::Browser
     };
-    if !args.force {
-        if let Some(done) = already_logged_in(agent, args.name.as_deref()).await? {
-            println!("{done}");
-            return Ok(());
-        }
-    }
     // Listen for the signals before the login exists, so none can slip between.
     let mut stop = Stop::install()?;
     let login = agent
         .login(&LoginRequest {
             registry: args.name.clone(),
             flow,
+            force: args.force,
         })
         .await?;
+    if login.already {
+        println!(
+            "Already logged in to {}{}; nothing to do. Log in again with: regent login {} --force",
+            login.registry,
+            as_whom(login.account.as_deref()),
+            login.registry
+        );
+        return Ok(());
+    }
     let _browser = show_instructions(&login, !args.no_browser);
     let outcome = tokio::select! {
         r = wait(agent, &login) => r,
@@ -62,9 +66,18 @@ pub async fn run(agent: &AgentClient, args: LoginArgs) -> Result {
     let status = outcome?;
     match status.status {
         LoginState::Succeeded => {
-            match status.account {
-                Some(a) => println!("Logged in to {} as {a}.", login.registry),
-                None => println!("Logged in to {}.", login.registry),
+            println!(
+                "Logged in to {}{}.",
+                login.registry,
+                as_whom(status.account.as_deref())
+            );
+            if !login.also.is_empty() {
+                println!(
+                    "{} share{} this login, and {} logged in too.",
+                    login.also.join(", "),
+                    if login.also.len() == 1 { "s" } else { "" },
+                    if login.also.len() == 1 { "is" } else { "are" }
+                );
             }
             Ok(())
         }
@@ -79,6 +92,11 @@ pub async fn run(agent: &AgentClient, args: LoginArgs) -> Result {
             status.error.unwrap_or_else(|| "no reason given".into())
         ))),
     }
+}
+
+/// " as alice", or nothing when the IdP did not say.
+fn as_whom(account: Option<&str>) -> String {
+    account.map(|a| format!(" as {a}")).unwrap_or_default()
 }
 
 /// Shows what the user must do (on stderr), opening the browser for a
@@ -98,6 +116,16 @@ pub(super) fn show_instructions(login: &Login, open_browser: bool) -> Option<std
             if let Some(full) = &login.verification_uri_complete {
                 let _ = writeln!(err, "(or open {full} to skip typing the code)\n");
             }
+        }
+        LoginFlow::Browser if login.joined => {
+            // Another program started it and opened the browser: not again.
+            let url = login.authorize_url.as_deref().unwrap_or("?");
+            let _ = writeln!(
+                err,
+                "A login to {} is already waiting for you (another program started it). \
+                 Finish it in the browser, or open:\n\n    {url}\n",
+                login.registry
+            );
         }
         LoginFlow::Browser => {
             let url = login.authorize_url.as_deref().unwrap_or("?");
@@ -205,37 +233,6 @@ impl Stop {
     }
 }
 
-/// "Already logged in to corp as alice" when a token can be served without
-/// the user, else `None`.
-async fn already_logged_in(agent: &AgentClient, name: Option<&str>) -> Result<Option<String>> {
-    let regs = agent.registries().await?;
-    let reg = match name {
-        Some(n) => regs.iter().find(|r| r.name == n),
-        None if regs.len() == 1 => regs.first(),
-        None => None,
-    };
-    let Some(reg) = reg else {
-        return Ok(None); // the agent's answer to the login names the problem
-    };
-    let Some(auth) = &reg.auth else {
-        return Ok(None);
-    };
-    if auth.status != regent_proto::AuthState::Authenticated
-        || !matches!(auth.config, regent_proto::AuthConfig::Oauth(_))
-    {
-        return Ok(None);
-    }
-    let who = auth
-        .account
-        .as_deref()
-        .map(|a| format!(" as {a}"))
-        .unwrap_or_default();
-    Ok(Some(format!(
-        "Already logged in to {}{who}; nothing to do. Log in again with: regent login {} --force",
-        reg.name, reg.name
-    )))
-}
-
 /// The logins the agent asks for in the middle of a command (a step-up, a
 /// server's first 401), run by the CLI: one at a time, shown on stderr (the
 /// browser opened, or the device code), cancelled at the agent if the
@@ -267,7 +264,7 @@ impl Interactive {
         }
     }
 
-    async fn run(&self, name: &str, why: &str) -> std::result::Result<(), String> {
+    async fn run(&self, name: &str, why: &str, fresh: bool) -> std::result::Result<(), String> {
         if !self.allowed {
             return Err(format!("{why}{}", self.why_not));
         }
@@ -277,9 +274,14 @@ impl Interactive {
             .login(&LoginRequest {
                 registry: Some(name.to_string()),
                 flow: self.flow,
+                force: fresh,
             })
             .await
             .map_err(|e| format!("cannot start a login to {name}: {e}"))?;
+        if login.already {
+            // Logged in meanwhile (another program's login finished first).
+            return Ok(());
+        }
         *self.pending.lock().unwrap() = Some(login.id.clone());
         let child = {
             let login = login.clone();
@@ -338,7 +340,8 @@ impl RunLogin for Interactive {
         &'a self,
         resource: &'a str,
         why: &'a str,
+        fresh: bool,
     ) -> BoxFuture<'a, std::result::Result<(), String>> {
-        Box::pin(self.run(resource, why))
+        Box::pin(self.run(resource, why, fresh))
     }
 }

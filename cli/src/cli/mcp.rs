@@ -4,44 +4,6 @@ use super::args::{IdpCommand, McpAddArgs, McpCommand};
 use super::{output, proxy, Failure, Result};
 use regent_client::{AgentClient, RegistryClient};
 use regent_proto::{McpAuth, PutIdp, PutMcp};
-use std::path::Path;
-
-/// Largest secret or key file read.
-const MAX_SECRET_FILE: u64 = 64 * 1024;
-
-/// Reads a secret from a file: bounded, trimmed, non-empty.
-pub fn read_secret(what: &str, path: &Path) -> Result<String> {
-    use std::io::Read;
-    let f = std::fs::File::open(path).map_err(|e| {
-        Failure::Other(format!(
-            "cannot read the {what} file {}: {e}",
-            path.display()
-        ))
-    })?;
-    let mut s = String::new();
-    f.take(MAX_SECRET_FILE + 1)
-        .read_to_string(&mut s)
-        .map_err(|e| {
-            Failure::Other(format!(
-                "cannot read the {what} file {}: {e}",
-                path.display()
-            ))
-        })?;
-    if s.len() as u64 > MAX_SECRET_FILE {
-        return Err(Failure::Other(format!(
-            "the {what} file {} is larger than 64 KiB",
-            path.display()
-        )));
-    }
-    let t = s.trim();
-    if t.is_empty() {
-        return Err(Failure::Other(format!(
-            "the {what} file {} is empty",
-            path.display()
-        )));
-    }
-    Ok(t.to_string())
-}
 
 pub async fn run(agent: &AgentClient, cmd: McpCommand) -> Result {
     match cmd {
@@ -83,7 +45,7 @@ async fn add(agent: &AgentClient, a: McpAddArgs) -> Result {
     let secret = a
         .client_secret_file
         .as_deref()
-        .map(|p| read_secret("client secret", p))
+        .map(|p| super::secret::read("client secret", p))
         .transpose()?;
     let scopes: Vec<String> = a.scopes.into_iter().filter(|s| !s.is_empty()).collect();
     let auth = if a.no_auth {
@@ -96,7 +58,7 @@ async fn add(agent: &AgentClient, a: McpAddArgs) -> Result {
         let private_key_pem = a
             .client_key_file
             .as_deref()
-            .map(|p| read_secret("private key", p))
+            .map(|p| super::secret::read("private key", p))
             .transpose()?;
         if secret.is_none() && private_key_pem.is_none() {
             return Err(Failure::Usage(
@@ -131,11 +93,10 @@ async fn add(agent: &AgentClient, a: McpAddArgs) -> Result {
     } else {
         None
     };
-    let before = agent
-        .mcp_servers()
-        .await?
-        .into_iter()
-        .find(|r| r.name == a.name);
+    let before = super::existing(agent, &a.name, regent_proto::ResourceKind::Mcp).await?;
+    if let Some(b) = &before {
+        output::may_replace("MCP server", b, &url, a.replace).map_err(Failure::Other)?;
+    }
     if auth.is_none() {
         eprintln!("Asking {url} how it wants to be authorized…");
     }
@@ -193,7 +154,7 @@ pub async fn run_idp(agent: &AgentClient, cmd: IdpCommand) -> Result {
         } => {
             let client_secret = client_secret_file
                 .as_deref()
-                .map(|p| read_secret("client secret", p))
+                .map(|p| super::secret::read("client secret", p))
                 .transpose()?;
             let status = agent
                 .put_idp(

@@ -8,8 +8,9 @@ pub mod complete;
 mod login;
 mod man;
 mod mcp;
-mod output;
+pub mod output;
 mod proxy;
+mod secret;
 mod serve;
 mod service;
 mod ssh;
@@ -17,10 +18,9 @@ mod ssh;
 use args::{AuthArgs, Cli, Command, ConfigCommand, RegistryCommand, ServiceCommand, TokenArgs};
 use regent_client::{AgentClient, ClientError, RegistryClient, RegistryError};
 use regent_proto::{
-    AuthConfig, BearerConfig, ErrorCode, LogoutRequest, OAuthConfig, PutRegistry, Revocation,
-    TokenRequest,
+    AuthConfig, BearerConfig, ErrorCode, LogoutRequest, OAuthConfig, PutRegistry, RegistryStatus,
+    ResourceKind, Revocation, TokenRequest,
 };
-use std::io::Write;
 
 /// Why a command failed, and the exit code it gets (contract).
 pub enum Failure {
@@ -145,20 +145,20 @@ async fn run_with_agent(agent: &AgentClient, cli: Cli) -> Result {
             url,
             auth,
             no_auth,
+            replace,
         }) => {
             let client_secret = auth
                 .client_secret_file
                 .as_deref()
-                .map(|p| mcp::read_secret("client secret", p))
+                .map(|p| secret::read("client secret", p))
                 .transpose()?;
             let auth = auth_config(auth)?;
             let discover = auth.is_none() && !no_auth;
             // Asked first: without an agent, autostart runs this again, warnings and all.
-            let before = agent
-                .registries()
-                .await?
-                .into_iter()
-                .find(|r| r.name == name);
+            let before = existing(&agent, &name, ResourceKind::Registry).await?;
+            if let Some(b) = &before {
+                output::may_replace("registry", b, &url, replace).map_err(Failure::Other)?;
+            }
             output::warn_registry_url(&url);
             let status = agent
                 .put_registry(
@@ -179,7 +179,11 @@ async fn run_with_agent(agent: &AgentClient, cli: Cli) -> Result {
         Command::Ssh { args } => ssh::ssh(&agent, args).await,
         Command::Idp(cmd) => mcp::run_idp(&agent, cmd).await,
         Command::Registry(RegistryCommand::Remove { name }) => {
-            let sharing = shared_with(&agent, &name).await?;
+            let sharing = pick_registry(&agent, Some(name.clone()))
+                .await?
+                .auth
+                .map(|a| a.shared_with)
+                .unwrap_or_default();
             agent.remove_registry(&name).await?;
             if sharing.is_empty() {
                 println!("Removed registry {name} and deleted its stored tokens.");
@@ -202,11 +206,12 @@ async fn run_with_agent(agent: &AgentClient, cli: Cli) -> Result {
             Ok(())
         }
         Command::Config(ConfigCommand::SetRegistryAuth { registry, auth }) => {
-            let name = pick_registry(&agent, registry).await?;
+            let reg = pick_registry(&agent, registry).await?;
+            let name = reg.name.clone();
             let client_secret = auth
                 .client_secret_file
                 .as_deref()
-                .map(|p| mcp::read_secret("client secret", p))
+                .map(|p| secret::read("client secret", p))
                 .transpose()?;
             let auth = auth_config(auth)?.ok_or_else(|| {
                 Failure::Usage("give --issuer and --client-id, or --token-file".into())
@@ -215,13 +220,7 @@ async fn run_with_agent(agent: &AgentClient, cli: Cli) -> Result {
                 None => agent.set_auth(&name, &auth).await?,
                 // The secret travels with the whole registry (PUT /v1/registries/{name}).
                 Some(secret) => {
-                    let url = agent
-                        .registries()
-                        .await?
-                        .into_iter()
-                        .find(|r| r.name == name)
-                        .map(|r| r.url)
-                        .ok_or_else(|| Failure::Other(format!("no registry named {name}")))?;
+                    let url = reg.url;
                     agent
                         .put_registry(
                             &name,
@@ -242,7 +241,7 @@ async fn run_with_agent(agent: &AgentClient, cli: Cli) -> Result {
             Ok(())
         }
         Command::Config(ConfigCommand::UnsetRegistryAuth { registry }) => {
-            let name = pick_registry(&agent, registry).await?;
+            let name = pick_registry(&agent, registry).await?.name;
             agent.unset_auth(&name).await?;
             println!("Auth of registry {name} removed; its stored tokens are deleted.");
             Ok(())
@@ -250,18 +249,7 @@ async fn run_with_agent(agent: &AgentClient, cli: Cli) -> Result {
         Command::Login(args) => login::run(&agent, args).await,
         Command::Logout { name, all } => logout(&agent, name, all).await,
         Command::Servers { name, search, json } => {
-            let regs = agent.registries().await?;
-            let reg = match name {
-                Some(n) => regs.into_iter().find(|r| r.name == n).ok_or_else(|| {
-                    Failure::Other(format!("no registry named {n}; see: regent registry list"))
-                })?,
-                None => {
-                    let n = pick_registry(&agent, None).await?;
-                    regs.into_iter()
-                        .find(|r| r.name == n)
-                        .expect("picked from the list")
-                }
-            };
+            let reg = pick_registry(&agent, name).await?;
             // On a terminal, a login the registry asks for (a step-up) runs here.
             let interactive = {
                 use std::io::IsTerminal;
@@ -373,36 +361,18 @@ async fn token(agent: &AgentClient, args: TokenArgs) -> Result {
             min_valid_secs: Some(args.min_valid),
         })
         .await?;
-    let mut out = std::io::stdout().lock();
-    let written = if args.json {
-        serde_json::to_writer(&mut out, &t)
-            .map_err(std::io::Error::other)
-            .and_then(|_| out.write_all(b"\n"))
-    } else {
-        out.write_all(t.access_token.as_bytes())
-            .and_then(|_| out.write_all(b"\n"))
-    };
-    written
-        .and_then(|_| out.flush())
+    output::print_token(&t, args.json, args.min_valid)
         .map_err(|e| Failure::Other(format!("cannot write the token: {e}")))
-}
-
-/// The other resources that share `name`'s login.
-async fn shared_with(agent: &AgentClient, name: &str) -> Result<Vec<String>> {
-    let regs = agent.registries().await?;
-    Ok(regs
-        .into_iter()
-        .find(|r| r.name == name)
-        .and_then(|r| r.auth)
-        .map(|a| a.shared_with)
-        .unwrap_or_default())
 }
 
 /// `regent logout`: a shared login is logged out only when the user says
 /// so (`--all`, or yes at the prompt on a terminal).
 async fn logout(agent: &AgentClient, name: Option<String>, mut all: bool) -> Result {
-    let name = pick_registry(agent, name).await?;
-    let sharing = shared_with(agent, &name).await?;
+    let res = agent.resource(name.as_deref(), None).await?;
+    let (name, sharing) = (
+        res.name,
+        res.auth.map(|a| a.shared_with).unwrap_or_default(),
+    );
     if !sharing.is_empty() && !all {
         let question = format!(
             "{name} shares its login with {} (same issuer, client id and scopes); a logout logs out all of them. Log out of all? [y/N] ",
@@ -450,25 +420,33 @@ async fn logout(agent: &AgentClient, name: Option<String>, mut all: bool) -> Res
     Ok(())
 }
 
-/// The registry named, or the only one configured.
-async fn pick_registry(agent: &AgentClient, name: Option<String>) -> Result<String> {
-    if let Some(n) = name {
-        return Ok(n);
+/// The resource of `kind` named `name`, if there is one (a name of another
+/// kind is the agent's to refuse).
+async fn existing(
+    agent: &AgentClient,
+    name: &str,
+    kind: ResourceKind,
+) -> Result<Option<RegistryStatus>> {
+    match agent.resource(Some(name), None).await {
+        Ok(r) => Ok(Some(r).filter(|r| r.kind == Some(kind))),
+        // None of that name; or a forwarded agent, which refuses the change anyway.
+        Err(e)
+            if matches!(
+                e.code(),
+                Some(ErrorCode::UnknownRegistry | ErrorCode::Forbidden)
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
     }
-    let regs = agent.registries().await?;
-    match regs.as_slice() {
-        [one] => Ok(one.name.clone()),
-        [] => Err(Failure::Other(
-            "no registry is configured; add one with: regent registry add NAME URL".into(),
-        )),
-        many => Err(Failure::Other(format!(
-            "several registries are configured ({}); name one with --registry",
-            many.iter()
-                .map(|r| r.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))),
-    }
+}
+
+/// The registry named, or the only one configured (the agent decides).
+async fn pick_registry(agent: &AgentClient, name: Option<String>) -> Result<RegistryStatus> {
+    Ok(agent
+        .resource(name.as_deref(), Some(ResourceKind::Registry))
+        .await?)
 }
 
 fn auth_config(a: AuthArgs) -> Result<Option<AuthConfig>> {

@@ -35,6 +35,59 @@ pub fn print_registries(regs: &[RegistryStatus]) {
     print_resources("NAME", regs);
 }
 
+/// Whether a re-add may replace `before` (same name, another URL): yes with
+/// `--replace` or at the prompt on a terminal; else an error naming both.
+pub fn may_replace(
+    kind: &str,
+    before: &RegistryStatus,
+    url: &str,
+    replace: bool,
+) -> Result<(), String> {
+    if before.url.trim_end_matches('/') == url.trim_end_matches('/') || replace {
+        return Ok(());
+    }
+    let login = before
+        .auth
+        .as_ref()
+        .filter(|a| a.status != AuthState::AuthRequired)
+        .map(|a| match &a.account {
+            Some(who) => format!(", logged in as {}", safe(who)),
+            None => ", logged in".to_string(),
+        })
+        .unwrap_or_default();
+    let question = format!(
+        "{} {} is {}{login}. Replace it with {}? Its login would end. [y/N] ",
+        capitalized(kind),
+        before.name,
+        safe(&before.url),
+        safe(url)
+    );
+    if confirm(&question) {
+        return Ok(());
+    }
+    Err(format!(
+        "{kind} {} is already {}{login}; to replace it (its login ends), add it with --replace, \
+         or remove it first; or choose another name",
+        before.name,
+        safe(&before.url)
+    ))
+}
+
+/// A string from a server, an IdP or a registry, fit for a terminal:
+/// control characters shown escaped, never acted on.
+pub fn safe(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
+}
+
 /// What `registry add` and `mcp add` print: what was found, and the next step.
 /// What a re-add did, against what was there `before`: nothing, or a new
 /// auth (and whether that ended the login); else as [`added`].
@@ -323,4 +376,35 @@ fn terminal_width() -> Option<usize> {
         (libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) == 0 && ws.ws_col > 0)
             .then_some(ws.ws_col as usize)
     }
+}
+
+/// Prints a token as `regent token` does (the bare token, or `--json`), on
+/// both of its paths (the lean one in main.rs and the full one); says on
+/// stderr when it is valid for less than the `min_valid` seconds asked (an
+/// IdP whose tokens live shorter than that: the agent serves the freshest).
+pub fn print_token(
+    t: &regent_proto::TokenResponse,
+    json: bool,
+    min_valid: u64,
+) -> std::io::Result<()> {
+    use std::io::Write;
+    if let Some(exp) = t.expires_at {
+        let left = (exp - OffsetDateTime::now_utc()).whole_seconds();
+        if left < min_valid as i64 {
+            eprintln!(
+                "regent: this token is valid for {} more, less than the {} asked \
+                 (--min-valid); the IdP issues none longer",
+                human(left.max(0) as u64),
+                human(min_valid)
+            );
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer(&mut out, t).map_err(std::io::Error::other)?;
+    } else {
+        out.write_all(t.access_token.as_bytes())?;
+    }
+    out.write_all(b"\n")?;
+    out.flush()
 }

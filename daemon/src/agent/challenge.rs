@@ -17,6 +17,7 @@ fn answer(next: Next, message: impl Into<String>) -> ChallengeAnswer {
     ChallengeAnswer {
         next,
         message: message.into(),
+        fresh_login: false,
     }
 }
 
@@ -289,12 +290,15 @@ fn repeated(
             ),
         ),
         Next::Retry if only_fresh && attempt >= 2 => match res.auth {
-            Auth::OAuth(_) => answer(
-                Next::Login,
-                format!(
-                    "{name} refused a freshly minted token too; a new login may help: regent login {name}"
-                ),
-            ),
+            Auth::OAuth(_) => ChallengeAnswer {
+                fresh_login: true,
+                ..answer(
+                    Next::Login,
+                    format!(
+                        "{name} refused a freshly minted token too; a new login may help: regent login {name} --force"
+                    ),
+                )
+            },
             _ => answer(
                 Next::Fail,
                 format!(

@@ -12,14 +12,14 @@ pub enum AgentError {
     /// No resource of that name.
     #[error("no registry or MCP server named {0}; see: regent status")]
     Unknown(String),
-    /// None is configured, and the request named none.
-    #[error("no registry is configured; add one with: regent registry add NAME URL (or an MCP server with: regent mcp add NAME URL)")]
-    NoneConfigured,
+    /// None (of the kind asked for) is configured, and the request named none.
+    #[error("{}", none_configured(*.0))]
+    NoneConfigured(Option<Kind>),
     /// Several are configured, and the request named none.
     #[error("several are configured ({}); name one", .0.join(", "))]
     Ambiguous(Vec<String>),
     /// The name is of another kind of resource than the operation is for.
-    #[error("{name} is {} {}, not {} {}", article(*is), is.noun(), article(*wanted), wanted.noun())]
+    #[error("{name} is {} {}, not {} {}", is.article(), is.noun(), wanted.article(), wanted.noun())]
     WrongKind {
         /// The name.
         name: String,
@@ -29,7 +29,7 @@ pub enum AgentError {
         wanted: Kind,
     },
     /// The name is taken by another kind of resource (names are unique across kinds).
-    #[error("the name {name} is taken by {} {}; names are unique across registries, MCP servers and IdPs", article(*by), by.noun())]
+    #[error("the name {name} is taken by {} {}; names are unique across registries, MCP servers and IdPs", by.article(), by.noun())]
     Taken {
         /// The name.
         name: String,
@@ -50,11 +50,11 @@ pub enum AgentError {
         idp: String,
     },
     /// The resource has no auth.
-    #[error("registry {0} has no auth configured; set it with: regent config set-registry-auth --registry {0} --issuer URL --client-id ID")]
-    NotConfigured(String),
+    #[error("{}", not_configured(.0, *.1))]
+    NotConfigured(String, Kind),
     /// The resource uses a static token: nothing to log in or out of.
-    #[error("registry {0} uses a static token file; there is nothing to log in or out of")]
-    StaticToken(String),
+    #[error("{} {} uses a static token file; there is nothing to log in or out of", .1.noun(), .0)]
+    StaticToken(String, Kind),
     /// A bad name or URL.
     #[error("{0}")]
     Invalid(String),
@@ -109,8 +109,8 @@ impl AgentError {
     pub fn resource(&self) -> Option<&str> {
         match self {
             AgentError::Unknown(n)
-            | AgentError::NotConfigured(n)
-            | AgentError::StaticToken(n)
+            | AgentError::NotConfigured(n, _)
+            | AgentError::StaticToken(n, _)
             | AgentError::LoginElsewhere(n) => Some(n),
             AgentError::InvalidAuth { resource, .. }
             | AgentError::Token { resource, .. }
@@ -121,9 +121,35 @@ impl AgentError {
     }
 }
 
-fn article(k: Kind) -> &'static str {
-    match k {
-        Kind::Registry | Kind::Mcp => "a",
-        Kind::Idp => "an",
+fn not_configured(name: &str, kind: Kind) -> String {
+    match kind {
+        Kind::Mcp => format!(
+            "MCP server {name} asks for no auth (it answered without a 401 when it was added), so \
+             there is no token to give; if it wants one now, its first 401 through regent mcp \
+             proxy sets auth up, or add it again with: regent mcp add {name} URL"
+        ),
+        _ => format!(
+            "{} {name} has no auth configured; set it with: regent config set-registry-auth \
+             --registry {name} --issuer URL --client-id ID",
+            kind.noun()
+        ),
+    }
+}
+
+fn none_configured(kind: Option<Kind>) -> String {
+    match kind {
+        Some(Kind::Registry) => {
+            "no registry is configured; add one with: regent registry add NAME URL".into()
+        }
+        Some(Kind::Mcp) => {
+            "no MCP server is configured; add one with: regent mcp add NAME URL".into()
+        }
+        Some(Kind::Idp) => {
+            "no IdP is configured; add one with: regent idp add NAME --issuer URL --client-id ID"
+                .into()
+        }
+        None => "nothing is configured; add a registry with: regent registry add NAME URL, \
+                 or an MCP server with: regent mcp add NAME URL"
+            .into(),
     }
 }

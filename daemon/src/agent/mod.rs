@@ -109,23 +109,50 @@ impl Agent {
 
     /// The resource named `name`, or the only one when `name` is `None`.
     pub fn resolve(&self, name: Option<&str>) -> Result<Arc<Resource>, AgentError> {
+        self.resolve_of(name, None)
+    }
+
+    /// THE answer to "which resource does this name mean": `name`, which
+    /// must then be of `kind` where one is given; else the only resource of
+    /// `kind` (or, with no kind, the only one that tokens are taken for: IdPs
+    /// are only logged in to).
+    pub fn resolve_of(
+        &self,
+        name: Option<&str>,
+        kind: Option<Kind>,
+    ) -> Result<Arc<Resource>, AgentError> {
         let all = self.resources.read().unwrap();
-        match name {
+        let res = match name {
             Some(n) => all
                 .get(n)
                 .cloned()
-                .ok_or_else(|| AgentError::Unknown(n.to_string())),
+                .ok_or_else(|| AgentError::Unknown(n.to_string()))?,
             None => {
-                // Of the resources one takes tokens for: IdPs are only logged in to.
-                let usable: Vec<_> = all.values().filter(|r| r.kind != Kind::Idp).collect();
+                let usable: Vec<_> = all
+                    .values()
+                    .filter(|r| match kind {
+                        Some(k) => r.kind == k,
+                        None => r.kind != Kind::Idp,
+                    })
+                    .collect();
                 match usable.as_slice() {
-                    [one] => Ok((*one).clone()),
-                    [] => Err(AgentError::NoneConfigured),
-                    many => Err(AgentError::Ambiguous(
-                        many.iter().map(|r| r.name.clone()).collect(),
-                    )),
+                    [one] => (*one).clone(),
+                    [] => return Err(AgentError::NoneConfigured(kind)),
+                    many => {
+                        return Err(AgentError::Ambiguous(
+                            many.iter().map(|r| r.name.clone()).collect(),
+                        ))
+                    }
                 }
             }
+        };
+        match kind {
+            Some(wanted) if res.kind != wanted => Err(AgentError::WrongKind {
+                name: res.name.clone(),
+                is: res.kind,
+                wanted,
+            }),
+            _ => Ok(res),
         }
     }
 
@@ -150,39 +177,60 @@ impl Agent {
         self.resolve(Some(&name))
     }
 
+    /// `GET /v1/resource`: the resource `name` means (or the only one), as
+    /// `caller` may see it.
+    pub fn lookup(
+        &self,
+        caller: Caller,
+        name: Option<&str>,
+        kind: Option<Kind>,
+    ) -> Result<RegistryStatus, AgentError> {
+        let res = match caller {
+            Caller::Local => self.resolve_of(name, kind)?,
+            Caller::Forwarded(_) => {
+                let res = self.resolve_as(caller, name)?;
+                match kind {
+                    Some(wanted) if res.kind != wanted => {
+                        return Err(AgentError::WrongKind {
+                            name: res.name.clone(),
+                            is: res.kind,
+                            wanted,
+                        })
+                    }
+                    _ => res,
+                }
+            }
+        };
+        Ok(self.shown_to(caller, &res))
+    }
+
+    /// A resource's status as `caller` may see it: a forwarded caller sees
+    /// no name of a resource that is not lent to it.
+    fn shown_to(&self, caller: Caller, res: &Arc<Resource>) -> RegistryStatus {
+        let mut st = self.status(res);
+        if let Caller::Forwarded(_) = caller {
+            let lent = self.forward.names();
+            if let Some(a) = st.auth.as_mut() {
+                a.shared_with.retain(|n| lent.contains(n));
+            }
+        }
+        st
+    }
+
     /// The status of every resource of `kind` that `caller` may see: a
     /// forwarded caller sees the forwardable ones, and no other name.
     pub fn statuses(&self, caller: Caller, kind: Kind) -> Vec<RegistryStatus> {
-        let all = self.all(kind);
-        match caller {
-            Caller::Local => all.iter().map(|r| self.status(r)).collect(),
-            Caller::Forwarded(_) => {
-                let lent = self.forward.names();
-                all.iter()
-                    .filter(|r| lent.contains(&r.name))
-                    .map(|r| {
-                        let mut st = self.status(r);
-                        if let Some(a) = st.auth.as_mut() {
-                            a.shared_with.retain(|n| lent.contains(n));
-                        }
-                        st
-                    })
-                    .collect()
-            }
-        }
+        let lent = self.forward.names();
+        self.all(kind)
+            .iter()
+            .filter(|r| caller == Caller::Local || lent.contains(&r.name))
+            .map(|r| self.shown_to(caller, r))
+            .collect()
     }
 
     /// The resource named `name`, which must be of `kind`.
     fn resolve_kind(&self, name: &str, kind: Kind) -> Result<Arc<Resource>, AgentError> {
-        let res = self.resolve(Some(name))?;
-        if res.kind != kind {
-            return Err(AgentError::WrongKind {
-                name: name.to_string(),
-                is: res.kind,
-                wanted: kind,
-            });
-        }
-        Ok(res)
+        self.resolve_of(Some(name), Some(kind))
     }
 
     /// Whether `res` is still the resource of its name (its configuration did not change).
@@ -420,6 +468,7 @@ impl Agent {
         });
         RegistryStatus {
             name: res.name.clone(),
+            kind: Some(res.kind),
             url: res.url.clone(),
             auth,
             forward: self.forward.info(&res.name),
@@ -458,7 +507,7 @@ impl Agent {
         min_valid: Duration,
     ) -> Result<TokenResponse, AgentError> {
         let token = match res.auth.token(&self.ctx, min_valid).await {
-            None => return Err(AgentError::NotConfigured(res.name.clone())),
+            None => return Err(AgentError::NotConfigured(res.name.clone(), res.kind)),
             Some(Ok(t)) => t,
             Some(Err(TokenError::Idp { code, description })) if code == "invalid_target" => {
                 // RFC 8707: this AS will not mint this resource's token from the
@@ -527,47 +576,69 @@ impl Agent {
     fn oauth<'r>(&self, res: &'r Resource) -> Result<&'r OAuthSource, AgentError> {
         match &res.auth {
             Auth::OAuth(o) => Ok(o),
-            Auth::Bearer(_) => Err(AgentError::StaticToken(res.name.clone())),
+            Auth::Bearer(_) => Err(AgentError::StaticToken(res.name.clone(), res.kind)),
             Auth::ClientCredentials(_) => Err(AgentError::NoUser(res.name.clone())),
             Auth::Enterprise(e) => Err(AgentError::ThroughIdp {
                 name: res.name.clone(),
                 idp: e.config.idp.clone(),
             }),
-            Auth::None => Err(AgentError::NotConfigured(res.name.clone())),
+            Auth::None => Err(AgentError::NotConfigured(res.name.clone(), res.kind)),
         }
     }
 
-    /// `POST /v1/login`.
+    /// `POST /v1/login`. Where a token can be had without the user, and
+    /// `force` is not given, nothing starts: the answer is a login that has
+    /// `already` succeeded. A login pending for the same grant and flow is
+    /// joined rather than replaced.
     pub async fn login(
         self: &Arc<Self>,
         name: Option<&str>,
         flow: LoginFlow,
+        force: bool,
     ) -> Result<Login, AgentError> {
         let res = self.resolve(name)?;
         let o = self.oauth(&res)?;
+        let sharers = self.sharers(&o.grant, &res.name);
+        let also_names: Vec<String> = sharers.iter().map(|r| r.name.clone()).collect();
+        let standing = o.state(&self.ctx);
+        if !force && standing.status == regent_proto::AuthState::Authenticated {
+            let id = self
+                .logins
+                .done(&res.name, o.grant.key(), flow, standing.account.clone());
+            return Ok(Login {
+                id,
+                registry: res.name.clone(),
+                already: true,
+                account: standing.account,
+                also: also_names,
+                ..Login::new(flow, self.ctx.clock.now())
+            });
+        }
         let still_wanted = {
             let (agent, res) = (Arc::downgrade(self), res.clone());
             Arc::new(move || agent.upgrade().is_some_and(|a| a.is_current(&res)))
         };
-        let also = self
-            .sharers(&o.grant, &res.name)
-            .iter()
-            .filter_map(|r| r.auth.oauth().map(|o| o.target.clone()))
-            .collect();
         let subject = Subject {
             resource: res.name.clone(),
             grant: o.grant.clone(),
             target: o.target.clone(),
-            also,
+            also: sharers
+                .iter()
+                .filter_map(|r| r.auth.oauth().map(|o| o.target.clone()))
+                .collect(),
             callback_port: o.config.callback_port,
             still_wanted,
         };
-        login::start(&self.ctx, &self.logins, subject, flow)
+        let login = login::start(&self.ctx, &self.logins, subject, flow)
             .await
             .map_err(|err| AgentError::Login {
                 resource: res.name.clone(),
                 err,
-            })
+            })?;
+        Ok(Login {
+            also: also_names,
+            ..login
+        })
     }
 
     /// `POST /v1/logout`: forget the grant, then revoke its refresh token.

@@ -41,8 +41,9 @@ pub fn router(agent: Arc<Agent>) -> Router {
 
 /// What a forwarded caller may do: borrow tokens, list what is lent, report
 /// a refusal. Every change, login and logout happens where the agent runs.
-const LENT: [(Method, &str); 6] = [
+const LENT: [(Method, &str); 7] = [
     (Method::GET, "/v1/health"),
+    (Method::GET, "/v1/resource"),
     (Method::POST, "/v1/token"),
     (Method::POST, "/v1/token/invalidate"),
     (Method::GET, "/v1/registries"),
@@ -98,6 +99,7 @@ fn routes() -> Router<Arc<Agent>> {
             "/v1/forward/sessions/{pid}",
             axum::routing::delete(close_session),
         )
+        .route("/v1/resource", get(resource))
         .route("/v1/registries", get(list))
         .route(
             "/v1/registries/{name}",
@@ -228,6 +230,28 @@ async fn reload(State(agent): Shared) -> ApiResult<Json<ReloadResponse>> {
     Ok(Json(ReloadResponse { resources }))
 }
 
+/// `GET /v1/resource?name=N&kind=K`: which resource a name (or none: the
+/// only one, of the kind if given) means, with its status.
+async fn resource(
+    State(agent): Shared,
+    Who(caller): Who,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<RegistryStatus>> {
+    let (mut name, mut kind) = (None, None);
+    for (k, v) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        match k.as_ref() {
+            "name" => name = Some(v.into_owned()),
+            "kind" => kind = Some(v.parse().map_err(ApiError::invalid)?),
+            other => {
+                return Err(ApiError::invalid(format!(
+                    "unknown query parameter {other:?}"
+                )))
+            }
+        }
+    }
+    Ok(Json(agent.lookup(caller, name.as_deref(), kind)?))
+}
+
 async fn list(State(agent): Shared, Who(caller): Who) -> Json<RegistryList> {
     Json(RegistryList {
         registries: agent.statuses(caller, Kind::Registry),
@@ -356,7 +380,9 @@ async fn login_start(
     State(agent): Shared,
     JsonBody(req): JsonBody<LoginRequest>,
 ) -> ApiResult<(StatusCode, Json<Login>)> {
-    let login = agent.login(req.registry.as_deref(), req.flow).await?;
+    let login = agent
+        .login(req.registry.as_deref(), req.flow, req.force)
+        .await?;
     Ok((StatusCode::ACCEPTED, Json(login)))
 }
 

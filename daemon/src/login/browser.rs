@@ -48,15 +48,8 @@ pub async fn prepare(
         port,
     )?;
     let login = Login {
-        id: String::new(),
-        registry: String::new(),
-        flow: LoginFlow::Browser,
-        expires_at: OffsetDateTime::now_utc(),
         authorize_url: Some(auth.url.clone()),
-        verification_uri: None,
-        verification_uri_complete: None,
-        user_code: None,
-        interval: None,
+        ..Login::new(LoginFlow::Browser, OffsetDateTime::now_utc())
     };
     let wait = flow.ctx.settings.login_timeout;
     let resource = resource.to_string();

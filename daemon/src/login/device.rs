@@ -22,17 +22,13 @@ pub async fn prepare(flow: Flow) -> Result<Prepared, LoginError> {
     .await?;
     let wait = auth.expires_in().min(MAX_WAIT);
     let login = Login {
-        id: String::new(),
-        registry: String::new(),
-        flow: LoginFlow::Device,
-        expires_at: OffsetDateTime::now_utc(),
-        authorize_url: None,
         verification_uri: Some(auth.verification_uri().to_string()),
         verification_uri_complete: auth
             .verification_uri_complete()
             .map(|u| u.secret().to_string()),
         user_code: Some(auth.user_code().secret().to_string()),
         interval: Some(auth.interval().as_secs()),
+        ..Login::new(LoginFlow::Device, OffsetDateTime::now_utc())
     };
     Ok(Prepared {
         login,

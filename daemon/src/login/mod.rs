@@ -1,7 +1,10 @@
 //! Logins in progress: started by the agent, run in their own tasks, watched
-//! by long-polls, cancelled by `DELETE`, by a newer login for the resource,
-//! or by a change of its configuration. The flows themselves are in `device`
-//! and `browser`; what a login yields is installed in its grant.
+//! by long-polls, cancelled by `DELETE` (once every caller holding it has
+//! let go), by a login of another flow for the same grant, or by a change
+//! of the resource's configuration. One login is in flight per grant and
+//! flow: a second caller (another proxy, the CLI) joins the pending one and
+//! sees its outcome, instead of replacing it. The flows themselves are in
+//! `device` and `browser`; what a login yields is installed in its grant.
 
 mod browser;
 mod device;
@@ -85,11 +88,20 @@ const KEEP_ENDED: Duration = Duration::from_secs(600);
 #[derive(Default)]
 pub struct Logins {
     table: Mutex<HashMap<String, Arc<Entry>>>,
+    /// Per grant: held while a login starts, so two callers never both start one.
+    starts: Mutex<HashMap<String, std::sync::Weak<tokio::sync::Mutex<()>>>>,
 }
 
 /// One login.
 pub struct Entry {
     resource: String,
+    /// The grant it fills (its store key) and its flow: what a second caller joins.
+    grant: String,
+    flow: LoginFlow,
+    /// The answer its first caller got, for those who join.
+    login: Mutex<Option<Login>>,
+    /// Callers holding it; a `DELETE` lets go of one, and the last cancels it.
+    holders: Mutex<usize>,
     status: watch::Sender<LoginStatus>,
     task: Mutex<Option<tokio::task::AbortHandle>>,
     ended_at: Mutex<Option<Instant>>,
@@ -156,10 +168,92 @@ impl Logins {
         Ok(status)
     }
 
-    /// Cancels login `id`.
+    /// Lets go of login `id`: cancelled when no other caller holds it.
     pub fn cancel(&self, id: &str) -> Result<(), LoginError> {
-        self.entry(id)?.cancel("by request");
+        let entry = self.entry(id)?;
+        let last = {
+            let mut holders = entry.holders.lock().unwrap();
+            *holders = holders.saturating_sub(1);
+            *holders == 0
+        };
+        if last {
+            entry.cancel("by request");
+        }
         Ok(())
+    }
+
+    /// The pending login of `grant` by `flow`, joined: its answer, marked so.
+    fn join(&self, grant: &str, flow: LoginFlow) -> Option<Login> {
+        let table = self.table.lock().unwrap();
+        let entry = table
+            .values()
+            .find(|e| e.grant == grant && e.flow == flow && !e.is_final())?;
+        let mut login = entry.login.lock().unwrap().clone()?;
+        *entry.holders.lock().unwrap() += 1;
+        login.joined = true;
+        Some(login)
+    }
+
+    /// Cancels the pending logins of `grant` by another flow than `flow`.
+    fn replace_other_flows(&self, grant: &str, flow: LoginFlow) {
+        let others: Vec<_> = self
+            .table
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|e| e.grant == grant && e.flow != flow)
+            .cloned()
+            .collect();
+        for e in others {
+            e.cancel(&format!("replaced by a {flow} login"));
+        }
+    }
+
+    /// A login that needs nothing of the user (already logged in): it has
+    /// succeeded, and can be read like any other.
+    pub fn done(
+        &self,
+        resource: &str,
+        grant: &str,
+        flow: LoginFlow,
+        account: Option<String>,
+    ) -> String {
+        let id = random_id();
+        let entry = Arc::new(Entry {
+            resource: resource.to_string(),
+            grant: grant.to_string(),
+            flow,
+            login: Mutex::new(None),
+            holders: Mutex::new(1),
+            status: watch::channel(LoginStatus {
+                id: id.clone(),
+                status: LoginState::Succeeded,
+                error: None,
+                registry: resource.to_string(),
+                account,
+            })
+            .0,
+            task: Mutex::new(None),
+            ended_at: Mutex::new(Some(Instant::now())),
+            claimed: Mutex::new(true),
+        });
+        let mut table = self.table.lock().unwrap();
+        Self::prune(&mut table);
+        table.insert(id.clone(), entry);
+        id
+    }
+
+    /// Forgets ended logins past their time (and early, when there are many).
+    fn prune(table: &mut HashMap<String, Arc<Entry>>) {
+        table.retain(|_, e| {
+            e.ended_at
+                .lock()
+                .unwrap()
+                .is_none_or(|t| t.elapsed() < KEEP_ENDED)
+        });
+        if table.len() >= MAX_KEPT {
+            table.retain(|_, e| !e.is_final());
+        }
     }
 
     /// Cancels every pending login of a resource.
@@ -191,6 +285,18 @@ impl Logins {
         v
     }
 
+    /// The lock held while a login of `grant` starts.
+    fn starting(&self, grant: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut starts = self.starts.lock().unwrap();
+        starts.retain(|_, w| w.strong_count() > 0);
+        if let Some(l) = starts.get(grant).and_then(std::sync::Weak::upgrade) {
+            return l;
+        }
+        let l = Arc::new(tokio::sync::Mutex::new(()));
+        starts.insert(grant.to_string(), Arc::downgrade(&l));
+        l
+    }
+
     /// Refuses a new login when too many are pending (before any IdP request).
     fn check_capacity(&self) -> Result<(), LoginError> {
         let table = self.table.lock().unwrap();
@@ -210,22 +316,16 @@ impl Logins {
             .ok_or_else(|| LoginError::NoSuchLogin(id.to_string()))
     }
 
-    /// Registers a new login, replacing a pending one of the same resource.
-    fn insert(&self, id: &str, resource: &str) -> Result<Arc<Entry>, LoginError> {
+    /// Registers a new login.
+    fn insert(
+        &self,
+        id: &str,
+        resource: &str,
+        grant: &str,
+        flow: LoginFlow,
+    ) -> Result<Arc<Entry>, LoginError> {
         let mut table = self.table.lock().unwrap();
-        table.retain(|_, e| {
-            e.ended_at
-                .lock()
-                .unwrap()
-                .is_none_or(|t| t.elapsed() < KEEP_ENDED)
-        });
-        if table.len() >= MAX_KEPT {
-            // Many logins in little time: forget the ended ones early.
-            table.retain(|_, e| !e.is_final());
-        }
-        for e in table.values().filter(|e| e.resource == resource) {
-            e.cancel("replaced by a newer login");
-        }
+        Self::prune(&mut table);
         let pending = table
             .values()
             .filter(|e| !e.status.borrow().status.is_final())
@@ -242,6 +342,10 @@ impl Logins {
         });
         let entry = Arc::new(Entry {
             resource: resource.to_string(),
+            grant: grant.to_string(),
+            flow,
+            login: Mutex::new(None),
+            holders: Mutex::new(1),
             status: tx,
             task: Mutex::new(None),
             ended_at: Mutex::new(None),
@@ -260,11 +364,19 @@ pub async fn start(
     flow: LoginFlow,
 ) -> Result<Login, LoginError> {
     let spec = subject.grant.spec().clone();
+    let grant = subject.grant.key().to_string();
+    // One start at a time per grant: a second caller then finds the first's login.
+    let starting = logins.starting(&grant);
+    let _one = starting.lock().await;
+    if let Some(joined) = logins.join(&grant, flow) {
+        tracing::info!(resource = %subject.resource, login = %joined.id, "joined a pending login");
+        return Ok(joined);
+    }
     let meta = ctx.issuers.get(&ctx.idp, &spec.issuer).await?;
     logins.check_capacity()?;
     let id = random_id();
-    // A newer login replaces a pending one; cancel it first so a fixed callback port is free.
-    logins.cancel_resource(&subject.resource, "replaced by a newer login");
+    // A login of another flow for the grant gives way; cancelled first so a fixed callback port is free.
+    logins.replace_other_flows(&grant, flow);
     let scopes = crate::oauth::requested_scopes(&spec.scopes, &meta, spec.rule);
     let how = Flow {
         ctx: ctx.clone(),
@@ -293,7 +405,7 @@ pub async fn start(
             browser::prepare(how, &subject.resource, subject.callback_port).await?
         }
     };
-    let entry = logins.insert(&id, &subject.resource)?;
+    let entry = logins.insert(&id, &subject.resource, &grant, flow)?;
     let login = Login {
         id: id.clone(),
         registry: subject.resource.clone(),
@@ -301,6 +413,7 @@ pub async fn start(
         expires_at: OffsetDateTime::now_utc() + started.wait,
         ..started.login
     };
+    *entry.login.lock().unwrap() = Some(login.clone());
     tracing::info!(resource = %subject.resource, login = %id, %flow, "login started");
     let task = {
         let (ctx, entry) = (ctx.clone(), entry.clone());

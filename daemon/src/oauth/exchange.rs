@@ -60,7 +60,7 @@ pub async fn request(
     let resp = http
         .send(req)
         .await
-        .map_err(|e| OAuthError::Unavailable(e.to_string()))?;
+        .map_err(|e| OAuthError::Unavailable(format!("cannot reach the IdP: {e}")))?;
     let status = resp.status();
     if status.is_server_error() || status.as_u16() == 429 {
         return Err(OAuthError::Unavailable(format!(

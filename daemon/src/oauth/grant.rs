@@ -198,7 +198,12 @@ where
                 OAuthError::Protocol { code, description }
             }
         }
-        RequestTokenError::Request(e) => OAuthError::Unavailable(e.to_string()),
+        RequestTokenError::Request(HttpError::Status(s)) => {
+            OAuthError::Unavailable(format!("the IdP answered HTTP {s}"))
+        }
+        RequestTokenError::Request(e) => {
+            OAuthError::Unavailable(format!("cannot reach the IdP: {e}"))
+        }
         RequestTokenError::Parse(e, _body) => OAuthError::Unavailable(format!(
             "the IdP's answer is not a valid token response ({})",
             e.inner()

@@ -13,14 +13,15 @@ use std::time::Duration;
 /// Largest IdP answer the agent reads.
 pub const MAX_IDP_BODY: usize = 1024 * 1024;
 
-/// A transport-level failure towards the IdP.
+/// A transport-level failure (towards an IdP, or a resource the agent
+/// asks how to authorize: the caller says which, the message names the URL).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum HttpError {
     /// Connection refused, timeout, TLS failure, an oversized answer...
-    #[error("cannot reach the IdP: {0}")]
+    #[error("{0}")]
     Transport(String),
-    /// 5xx or 429: the IdP is there but not serving.
-    #[error("the IdP answered HTTP {0}")]
+    /// 5xx or 429: the server is there but not serving.
+    #[error("it answered HTTP {0}")]
     Status(u16),
     /// A request the client could not build.
     #[error("cannot build the request: {0}")]
@@ -60,7 +61,7 @@ impl Transport for Reqwest {
             {
                 if body.len() + chunk.len() > MAX_IDP_BODY {
                     return Err(HttpError::Transport(format!(
-                        "the IdP's answer is larger than {} KiB",
+                        "the answer is larger than {} KiB",
                         MAX_IDP_BODY / 1024
                     )));
                 }

@@ -104,6 +104,20 @@ pub fn requested_scopes(configured: &[String], meta: &Metadata, rule: ScopeRule)
         (ScopeRule::Configured, true) => vec!["openid".to_string()],
         _ => configured.to_vec(),
     };
+    // A discovered resource's scopes are the server's; where its AS is an
+    // OpenID Provider that offers `openid`, that is asked too, so the login
+    // says who logged in (an ID token). Never where no scope is asked at all.
+    let offers_openid = meta
+        .scopes_supported
+        .as_ref()
+        .is_some_and(|l| l.iter().any(|s| s == "openid"));
+    if rule == ScopeRule::Discovered
+        && offers_openid
+        && !scopes.is_empty()
+        && !scopes.iter().any(|s| s == "openid")
+    {
+        scopes.insert(0, "openid".to_string());
+    }
     let offers_offline = match (&meta.scopes_supported, rule) {
         (None, ScopeRule::Configured) => true,
         (None, ScopeRule::Discovered) => false,
@@ -151,6 +165,16 @@ mod tests {
             requested_scopes(&basic, &meta(Some(&["mcp:basic"])), ScopeRule::Discovered),
             ["mcp:basic"]
         );
+        // An OpenID Provider's openid is asked too, to know who logged in; never alone.
+        assert_eq!(
+            requested_scopes(
+                &basic,
+                &meta(Some(&["openid", "mcp:basic"])),
+                ScopeRule::Discovered
+            ),
+            ["openid", "mcp:basic"]
+        );
+        assert!(requested_scopes(none, &meta(Some(&["openid"])), ScopeRule::Discovered).is_empty());
     }
 
     #[test]

@@ -68,7 +68,7 @@ pub async fn register(
     let resp = http
         .send(req)
         .await
-        .map_err(|e| OAuthError::Unavailable(e.to_string()))?;
+        .map_err(|e| OAuthError::Unavailable(format!("cannot reach the IdP to register: {e}")))?;
     let status = resp.status();
     if status.is_server_error() {
         return Err(OAuthError::Unavailable(format!(

@@ -257,6 +257,7 @@ async fn device_login(agent: &Agent, registry: &str) {
         .login(&LoginRequest {
             registry: Some(registry.into()),
             flow: LoginFlow::Device,
+            force: false,
         })
         .await
         .unwrap();

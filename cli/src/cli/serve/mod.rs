@@ -331,6 +331,9 @@ async fn server(
 #[serde(deny_unknown_fields)]
 struct LoginBody {
     flow: LoginFlow,
+    /// Log in again even when already logged in.
+    #[serde(default)]
+    force: bool,
 }
 
 async fn login(
@@ -354,7 +357,9 @@ async fn login(
     let body: LoginBody = serde_json::from_slice(&body).map_err(|e| {
         ServeError::new(
             ErrorCode::InvalidRequest,
-            format!("the body must be {{\"flow\": \"browser\" | \"device\"}}: {e}"),
+            format!(
+                "the body must be {{\"flow\": \"browser\" | \"device\", \"force\"?: bool}}: {e}"
+            ),
             Some(&name),
         )
     })?;
@@ -364,6 +369,7 @@ async fn login(
         .login(&LoginRequest {
             registry: Some(name),
             flow: body.flow,
+            force: body.force,
         })
         .await?;
     Ok((StatusCode::ACCEPTED, Json(login)))
