@@ -6,13 +6,13 @@ use hyper::{Method, Request};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use hyperlocal::{UnixConnector, Uri};
+use regent_proto::api::{self, Endpoint};
 use regent_proto::{
     AuthConfig, ChallengeAnswer, ChallengeRequest, ErrorBody, ErrorCode, ErrorDetail, ForwardList,
-    ForwardSession, Health, IdTokenRequest, IdpList, InvalidateRequest, Login, LoginRequest,
-    LoginStatus, LogoutRequest, LogoutResponse, McpList, PutForward, PutIdp, PutMcp, PutRegistry,
-    RegistryList, RegistryStatus, ReloadResponse, ResourceKind, TokenRequest, TokenResponse,
+    ForwardSession, Health, IdTokenRequest, InvalidateRequest, Login, LoginRequest, LoginStatus,
+    LogoutRequest, LogoutResponse, PutForward, PutIdp, PutMcp, PutRegistry, RegistryStatus,
+    ReloadResponse, ResourceKind, TokenRequest, TokenResponse,
 };
-use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -107,12 +107,12 @@ impl AgentClient {
 
     /// `GET /v1/health`.
     pub async fn health(&self) -> Result<Health, ClientError> {
-        self.call(Method::GET, "/v1/health", None::<&()>).await
+        self.call::<api::GetHealth>(&[], None, None).await
     }
 
     /// `GET /v1/forward`: the forwardable resources and the `regent ssh` sessions.
     pub async fn forwards(&self) -> Result<ForwardList, ClientError> {
-        self.call(Method::GET, "/v1/forward", None::<&()>).await
+        self.call::<api::GetForwards>(&[], None, None).await
     }
 
     /// `PUT /v1/forward/{name}`: make a resource forwardable, or not.
@@ -121,33 +121,26 @@ impl AgentClient {
         name: &str,
         body: &PutForward,
     ) -> Result<RegistryStatus, ClientError> {
-        self.call(
-            Method::PUT,
-            &format!("/v1/forward/{}", seg(name)),
-            Some(body),
-        )
-        .await
+        self.call::<api::PutForwardRule>(&[name], None, Some(body))
+            .await
     }
 
     /// `POST /v1/forward/sessions`: a `regent ssh` session begins.
     pub async fn open_session(&self, body: &ForwardSession) -> Result<(), ClientError> {
-        self.call_empty(Method::POST, "/v1/forward/sessions", Some(body))
-            .await
+        self.call::<api::OpenSession>(&[], None, Some(body)).await?;
+        Ok(())
     }
 
     /// `DELETE /v1/forward/sessions/{pid}`: it ended.
     pub async fn close_session(&self, ssh_pid: u32) -> Result<(), ClientError> {
-        self.call_empty(
-            Method::DELETE,
-            &format!("/v1/forward/sessions/{ssh_pid}"),
-            None::<&()>,
-        )
-        .await
+        self.call::<api::CloseSession>(&[&ssh_pid.to_string()], None, None)
+            .await?;
+        Ok(())
     }
 
     /// `POST /v1/reload`: read the config file again.
     pub async fn reload(&self) -> Result<ReloadResponse, ClientError> {
-        self.call(Method::POST, "/v1/reload", None::<&()>).await
+        self.call::<api::Reload>(&[], None, None).await
     }
 
     /// `GET /v1/resource`: the resource `name` means (or, with none, the
@@ -164,21 +157,16 @@ impl AgentClient {
         if let Some(k) = kind {
             q.append_pair("kind", k.as_str());
         }
-        let q = q.finish();
-        let path = if q.is_empty() {
-            "/v1/resource".to_string()
-        } else {
-            format!("/v1/resource?{q}")
-        };
-        self.call(Method::GET, &path, None::<&()>).await
+        self.call::<api::GetResource>(&[], Some(q.finish()), None)
+            .await
     }
 
     /// `GET /v1/registries`.
     pub async fn registries(&self) -> Result<Vec<RegistryStatus>, ClientError> {
-        let list: RegistryList = self
-            .call(Method::GET, "/v1/registries", None::<&()>)
-            .await?;
-        Ok(list.registries)
+        Ok(self
+            .call::<api::GetRegistries>(&[], None, None)
+            .await?
+            .registries)
     }
 
     /// `PUT /v1/registries/{name}`: add or replace a registry.
@@ -187,22 +175,15 @@ impl AgentClient {
         name: &str,
         body: &PutRegistry,
     ) -> Result<RegistryStatus, ClientError> {
-        self.call(
-            Method::PUT,
-            &format!("/v1/registries/{}", seg(name)),
-            Some(body),
-        )
-        .await
+        self.call::<api::PutRegistryAt>(&[name], None, Some(body))
+            .await
     }
 
     /// `DELETE /v1/registries/{name}`.
     pub async fn remove_registry(&self, name: &str) -> Result<(), ClientError> {
-        self.call_empty(
-            Method::DELETE,
-            &format!("/v1/registries/{}", seg(name)),
-            None::<&()>,
-        )
-        .await
+        self.call::<api::DeleteRegistry>(&[name], None, None)
+            .await?;
+        Ok(())
     }
 
     /// `PUT /v1/registries/{name}/auth`.
@@ -211,121 +192,93 @@ impl AgentClient {
         name: &str,
         auth: &AuthConfig,
     ) -> Result<RegistryStatus, ClientError> {
-        self.call(
-            Method::PUT,
-            &format!("/v1/registries/{}/auth", seg(name)),
-            Some(auth),
-        )
-        .await
+        self.call::<api::PutAuth>(&[name], None, Some(auth)).await
     }
 
     /// `DELETE /v1/registries/{name}/auth`.
     pub async fn unset_auth(&self, name: &str) -> Result<(), ClientError> {
-        self.call_empty(
-            Method::DELETE,
-            &format!("/v1/registries/{}/auth", seg(name)),
-            None::<&()>,
-        )
-        .await
+        self.call::<api::DeleteAuth>(&[name], None, None).await?;
+        Ok(())
     }
 
     /// `GET /v1/mcp`.
     pub async fn mcp_servers(&self) -> Result<Vec<RegistryStatus>, ClientError> {
-        let list: McpList = self.call(Method::GET, "/v1/mcp", None::<&()>).await?;
-        Ok(list.servers)
+        Ok(self.call::<api::GetMcp>(&[], None, None).await?.servers)
     }
 
     /// `PUT /v1/mcp/{name}`: add or replace an MCP server (its auth discovered).
     pub async fn put_mcp(&self, name: &str, body: &PutMcp) -> Result<RegistryStatus, ClientError> {
-        self.call(Method::PUT, &format!("/v1/mcp/{}", seg(name)), Some(body))
-            .await
+        self.call::<api::PutMcpAt>(&[name], None, Some(body)).await
     }
 
     /// `DELETE /v1/mcp/{name}`.
     pub async fn remove_mcp(&self, name: &str) -> Result<(), ClientError> {
-        self.call_empty(
-            Method::DELETE,
-            &format!("/v1/mcp/{}", seg(name)),
-            None::<&()>,
-        )
-        .await
+        self.call::<api::DeleteMcp>(&[name], None, None).await?;
+        Ok(())
     }
 
     /// `GET /v1/idps`.
     pub async fn idps(&self) -> Result<Vec<RegistryStatus>, ClientError> {
-        let list: IdpList = self.call(Method::GET, "/v1/idps", None::<&()>).await?;
-        Ok(list.idps)
+        Ok(self.call::<api::GetIdps>(&[], None, None).await?.idps)
     }
 
     /// `PUT /v1/idps/{name}`.
     pub async fn put_idp(&self, name: &str, body: &PutIdp) -> Result<RegistryStatus, ClientError> {
-        self.call(Method::PUT, &format!("/v1/idps/{}", seg(name)), Some(body))
-            .await
+        self.call::<api::PutIdpAt>(&[name], None, Some(body)).await
     }
 
     /// `DELETE /v1/idps/{name}`.
     pub async fn remove_idp(&self, name: &str) -> Result<(), ClientError> {
-        self.call_empty(
-            Method::DELETE,
-            &format!("/v1/idps/{}", seg(name)),
-            None::<&()>,
-        )
-        .await
+        self.call::<api::DeleteIdp>(&[name], None, None).await?;
+        Ok(())
     }
 
     /// `POST /v1/idps/{name}/id-token`: an ID token as the login at the IdP.
     pub async fn hand_over_id_token(&self, name: &str, id_token: &str) -> Result<(), ClientError> {
         let body = IdTokenRequest {
-            id_token: id_token.to_string(),
+            id_token: id_token.into(),
         };
-        self.call_empty(
-            Method::POST,
-            &format!("/v1/idps/{}/id-token", seg(name)),
-            Some(&body),
-        )
-        .await
+        self.call::<api::HandOverIdToken>(&[name], None, Some(&body))
+            .await?;
+        Ok(())
     }
 
     /// `POST /v1/challenge`: a resource server refused a request; what now.
     pub async fn challenge(&self, req: &ChallengeRequest) -> Result<ChallengeAnswer, ClientError> {
-        self.call(Method::POST, "/v1/challenge", Some(req)).await
+        self.call::<api::Challenge>(&[], None, Some(req)).await
     }
 
     /// `POST /v1/token`.
     pub async fn token(&self, req: &TokenRequest) -> Result<TokenResponse, ClientError> {
-        self.call(Method::POST, "/v1/token", Some(req)).await
+        self.call::<api::Token>(&[], None, Some(req)).await
     }
 
     /// `POST /v1/token/invalidate`.
     pub async fn invalidate(&self, req: &InvalidateRequest) -> Result<(), ClientError> {
-        self.call_empty(Method::POST, "/v1/token/invalidate", Some(req))
-            .await
+        self.call::<api::Invalidate>(&[], None, Some(req)).await?;
+        Ok(())
     }
 
     /// `POST /v1/login`.
     pub async fn login(&self, req: &LoginRequest) -> Result<Login, ClientError> {
-        self.call(Method::POST, "/v1/login", Some(req)).await
+        self.call::<api::StartLogin>(&[], None, Some(req)).await
     }
 
     /// `GET /v1/login/{id}?wait_secs=N`.
     pub async fn login_status(&self, id: &str, wait_secs: u64) -> Result<LoginStatus, ClientError> {
-        let path = format!("/v1/login/{}?wait_secs={wait_secs}", seg(id));
-        self.call(Method::GET, &path, None::<&()>).await
+        self.call::<api::GetLogin>(&[id], Some(format!("wait_secs={wait_secs}")), None)
+            .await
     }
 
     /// `DELETE /v1/login/{id}`.
     pub async fn cancel_login(&self, id: &str) -> Result<(), ClientError> {
-        self.call_empty(
-            Method::DELETE,
-            &format!("/v1/login/{}", seg(id)),
-            None::<&()>,
-        )
-        .await
+        self.call::<api::CancelLogin>(&[id], None, None).await?;
+        Ok(())
     }
 
     /// `POST /v1/logout`.
     pub async fn logout(&self, req: &LogoutRequest) -> Result<LogoutResponse, ClientError> {
-        self.call(Method::POST, "/v1/logout", Some(req)).await
+        self.call::<api::Logout>(&[], None, Some(req)).await
     }
 
     /// Sends raw bytes and returns the status and body as they are (for tests and tools).
@@ -340,23 +293,24 @@ impl AgentClient {
         self.send(method, path, Bytes::from(body)).await
     }
 
-    async fn call<B: Serialize, R: DeserializeOwned>(
+    /// One call of endpoint `E`: its path with `params` filled in, `query`
+    /// appended, `body` sent as JSON; its answer decoded (a 204 is `NoContent`).
+    async fn call<E: Endpoint>(
         &self,
-        method: Method,
-        path: &str,
-        body: Option<&B>,
-    ) -> Result<R, ClientError> {
-        let bytes = self.request(method, path, body).await?;
-        serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(e.to_string()))
-    }
-
-    async fn call_empty<B: Serialize>(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&B>,
-    ) -> Result<(), ClientError> {
-        self.request(method, path, body).await.map(|_| ())
+        params: &[&str],
+        query: Option<String>,
+        body: Option<&E::Request>,
+    ) -> Result<E::Answer, ClientError> {
+        let mut path = api::path::<E>(params);
+        if let Some(q) = query.filter(|q| !q.is_empty()) {
+            path.push('?');
+            path.push_str(&q);
+        }
+        let method = Method::from_bytes(E::METHOD.as_bytes())
+            .map_err(|e| ClientError::Protocol(format!("bad method: {e}")))?;
+        let bytes = self.request(method, &path, body).await?;
+        let bytes: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
+        serde_json::from_slice(bytes).map_err(|e| ClientError::Protocol(e.to_string()))
     }
 
     async fn request<B: Serialize>(
@@ -505,7 +459,7 @@ pub(crate) fn check_socket(socket: &Path) -> Result<(), String> {
 
 /// Requests that may be sent twice without changing anything twice.
 fn idempotent(method: &Method, path: &str) -> bool {
-    *method == Method::GET || path == "/v1/token" || path == "/v1/token/invalidate"
+    *method == Method::GET || path == api::Token::PATH || path == api::Invalidate::PATH
 }
 
 /// Whether a request failed on a reused connection that the agent had
@@ -530,18 +484,4 @@ fn stale_connection(e: &hyper_util::client::legacy::Error) -> bool {
         cause = c.source();
     }
     false
-}
-
-/// Percent-encodes a path segment (registry names are already restricted;
-/// this keeps odd input from changing the path).
-fn seg(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }

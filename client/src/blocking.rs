@@ -3,6 +3,7 @@
 //! only the common case (a 200 answer); anything else returns `None` and the
 //! caller takes the full path, which reports errors properly.
 
+use regent_proto::api::{Endpoint, Token};
 use regent_proto::{TokenRequest, TokenResponse};
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -15,17 +16,20 @@ const MAX_ANSWER: u64 = 64 * 1024;
 /// `POST /v1/token`, blocking; `None` on anything but a well-formed 200.
 pub fn token(socket: &Path, req: &TokenRequest) -> Option<TokenResponse> {
     let body = serde_json::to_vec(req).ok()?;
-    exchange(socket, "POST", "/v1/token", &body, Duration::from_secs(30))
+    exchange(
+        socket,
+        Token::METHOD,
+        Token::PATH,
+        &body,
+        Duration::from_secs(30),
+    )
 }
 
-/// `GET path`, blocking, answered within `timeout` (shell completion asks
-/// for names this way); `None` on anything but a well-formed 200.
-pub fn get<T: serde::de::DeserializeOwned>(
-    socket: &Path,
-    path: &str,
-    timeout: Duration,
-) -> Option<T> {
-    exchange(socket, "GET", path, b"", timeout)
+/// Endpoint `E` (a GET without parameters), blocking, answered within
+/// `timeout` (shell completion asks for names this way); `None` on
+/// anything but a well-formed 200.
+pub fn get<E: Endpoint>(socket: &Path, timeout: Duration) -> Option<E::Answer> {
+    exchange(socket, E::METHOD, E::PATH, b"", timeout)
 }
 
 fn exchange<T: serde::de::DeserializeOwned>(

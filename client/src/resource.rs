@@ -164,7 +164,7 @@ impl ResourceAuth {
             min_valid_secs: None,
         };
         match self.agent.token(&req).await {
-            Ok(t) => Ok(Some(t.access_token)),
+            Ok(t) => Ok(Some(t.access_token.into_inner())),
             Err(e) if e.code() == Some(ErrorCode::AuthNotConfigured) => Ok(None),
             Err(e)
                 if e.code() == Some(ErrorCode::RegistryAuthRequired)
@@ -210,7 +210,7 @@ impl ResourceAuth {
                     registry: self.name.clone(),
                     status,
                     www_authenticate: answer.challenges(),
-                    access_token: token,
+                    access_token: token.map(Into::into),
                     attempt,
                 })
                 .await?;

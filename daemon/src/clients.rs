@@ -37,7 +37,7 @@ struct Stored {
 
 /// Why a credential could not be kept or used.
 #[derive(Debug, thiserror::Error)]
-pub enum ClientError {
+pub enum CredentialError {
     /// The private key does not parse.
     #[error("{0}")]
     Key(String),
@@ -113,7 +113,7 @@ impl Clients {
         issuer: &str,
         client_id: &str,
         credential: Credential,
-    ) -> Result<(), ClientError> {
+    ) -> Result<(), CredentialError> {
         let entry = materialize_checked(credential.clone())?;
         let stored = Stored {
             v: 1,
@@ -140,7 +140,7 @@ impl Clients {
         if persisted || store.name() == "memory" {
             Ok(())
         } else {
-            Err(ClientError::NotPersisted)
+            Err(CredentialError::NotPersisted)
         }
     }
 
@@ -157,10 +157,10 @@ impl Clients {
 
 fn materialize_checked(
     c: Credential,
-) -> Result<(Credential, Option<Arc<SigningKey>>), ClientError> {
+) -> Result<(Credential, Option<Arc<SigningKey>>), CredentialError> {
     let key = match &c.private_key_pem {
         Some(pem) => Some(Arc::new(
-            SigningKey::from_pem(pem.expose_secret()).map_err(ClientError::Key)?,
+            SigningKey::from_pem(pem.expose_secret()).map_err(CredentialError::Key)?,
         )),
         None => None,
     };

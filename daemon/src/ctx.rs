@@ -50,8 +50,6 @@ pub struct Ctx {
     pub settings: Settings,
     /// The wall clock tokens expire by.
     pub clock: Clock,
-    /// When the agent started.
-    pub started_at: time::OffsetDateTime,
 }
 
 impl Ctx {
@@ -69,7 +67,6 @@ impl Ctx {
             clients: Clients::default(),
             tasks: TaskTracker::new(),
             settings,
-            started_at: clock.now(),
             clock,
         })
     }

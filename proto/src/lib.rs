@@ -4,6 +4,7 @@
 //! Pure data and small pure functions: nothing here does I/O beyond reading
 //! environment variables to resolve paths.
 
+pub mod api;
 pub mod error;
 pub mod paths;
 pub mod types;

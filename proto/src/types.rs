@@ -8,6 +8,50 @@ use std::fmt;
 use std::path::PathBuf;
 use time::OffsetDateTime;
 
+/// A secret on the wire (a token, a client secret, a private key): sent as
+/// the plain string it is, never shown by `Debug`. Read it with
+/// [`Secret::expose`] (or as a `&str`) where it is used.
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Default)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The secret itself, owned.
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl std::ops::Deref for Secret {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for Secret {
+    fn from(s: String) -> Self {
+        Secret(s)
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Self {
+        Secret(s.to_string())
+    }
+}
+
 /// `GET /v1/health`.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct Health {
@@ -403,7 +447,7 @@ pub struct RegistryList {
 }
 
 /// `PUT /v1/registries/{name}`.
-#[derive(Serialize, Deserialize, Clone, PartialEq, Default)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
 pub struct PutRegistry {
     /// The registry's base URL.
@@ -418,27 +462,13 @@ pub struct PutRegistry {
     /// The OAuth client's secret, where the IdP gave it one (Google's
     /// "installed app" clients): kept in the token store, never the config.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_secret: Option<String>,
-}
-
-impl fmt::Debug for PutRegistry {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PutRegistry")
-            .field("url", &self.url)
-            .field("auth", &self.auth)
-            .field("discover", &self.discover)
-            .field(
-                "client_secret",
-                &self.client_secret.as_ref().map(|_| "[redacted]"),
-            )
-            .finish()
-    }
+    pub client_secret: Option<Secret>,
 }
 
 /// What the user asks for when adding an MCP server; everything else is
 /// discovered from the server (RFC 9728) and its authorization server.
 /// Secrets go to the store, never to the config.
-#[derive(Serialize, Deserialize, Clone, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum McpAuth {
     /// No auth at all.
@@ -451,7 +481,7 @@ pub enum McpAuth {
         client_id: Option<String>,
         /// Its secret, where the AS wants one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        client_secret: Option<String>,
+        client_secret: Option<Secret>,
         /// Scopes instead of the discovered ones.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         scopes: Vec<String>,
@@ -468,10 +498,10 @@ pub enum McpAuth {
         client_id: String,
         /// The client secret.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        client_secret: Option<String>,
+        client_secret: Option<Secret>,
         /// The private key, PEM (PKCS#8; P-256 or RSA).
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        private_key_pem: Option<String>,
+        private_key_pem: Option<Secret>,
         /// Scopes instead of the discovered ones.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         scopes: Vec<String>,
@@ -484,7 +514,7 @@ pub enum McpAuth {
         client_id: String,
         /// Its secret.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        client_secret: Option<String>,
+        client_secret: Option<Secret>,
         /// Scopes instead of the discovered ones.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         scopes: Vec<String>,
@@ -494,21 +524,6 @@ pub enum McpAuth {
         /// Path of the file holding the token.
         token_file: PathBuf,
     },
-}
-
-impl fmt::Debug for McpAuth {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kind = match self {
-            McpAuth::None => "none",
-            McpAuth::Oauth { .. } => "oauth",
-            McpAuth::ClientCredentials { .. } => "client_credentials",
-            McpAuth::Enterprise { .. } => "enterprise",
-            McpAuth::Bearer { .. } => "bearer",
-        };
-        f.debug_struct("McpAuth")
-            .field("type", &kind)
-            .finish_non_exhaustive()
-    }
 }
 
 /// `PUT /v1/mcp/{name}`.
@@ -530,7 +545,7 @@ pub struct McpList {
 }
 
 /// `PUT /v1/idps/{name}`: an enterprise IdP (cross-app access).
-#[derive(Serialize, Deserialize, Clone, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct PutIdp {
     /// Its issuer.
@@ -539,26 +554,13 @@ pub struct PutIdp {
     pub client_id: String,
     /// Its secret, where the IdP wants one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_secret: Option<String>,
+    pub client_secret: Option<Secret>,
     /// Scopes for the login (default `openid`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scopes: Vec<String>,
     /// A fixed loopback port for the browser login.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback_port: Option<u16>,
-}
-
-impl fmt::Debug for PutIdp {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PutIdp")
-            .field("issuer", &self.issuer)
-            .field("client_id", &self.client_id)
-            .field(
-                "client_secret",
-                &self.client_secret.as_ref().map(|_| "[redacted]"),
-            )
-            .finish_non_exhaustive()
-    }
 }
 
 /// `GET /v1/idps`.
@@ -570,22 +572,16 @@ pub struct IdpList {
 
 /// `POST /v1/idps/{name}/id-token`: an ID token the user already has (from
 /// the company's SSO tool), used instead of a login at the IdP.
-#[derive(Serialize, Deserialize, Clone, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct IdTokenRequest {
     /// The ID token (a JWT).
-    pub id_token: String,
-}
-
-impl fmt::Debug for IdTokenRequest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("IdTokenRequest { id_token: [redacted] }")
-    }
+    pub id_token: Secret,
 }
 
 /// `POST /v1/challenge`: a resource server refused a request; the agent
 /// decides what happens next (refresh, rediscover, step up, log in).
-#[derive(Serialize, Deserialize, Clone, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ChallengeRequest {
     /// The resource.
@@ -598,7 +594,7 @@ pub struct ChallengeRequest {
     pub www_authenticate: Vec<String>,
     /// The token it refused, if one was sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub access_token: Option<String>,
+    pub access_token: Option<Secret>,
     /// Which refusal of the same request this is: 1 for the first, 2 after
     /// the agent's first answer was followed, ... (absent or 0: the first).
     /// The agent decides what a repeated refusal means.
@@ -634,17 +630,6 @@ mod one_or_many {
             Some(Either::One(s)) => vec![s],
             Some(Either::Many(v)) => v,
         })
-    }
-}
-
-impl fmt::Debug for ChallengeRequest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ChallengeRequest")
-            .field("registry", &self.registry)
-            .field("status", &self.status)
-            .field("www_authenticate", &self.www_authenticate)
-            .field("attempt", &self.attempt)
-            .finish_non_exhaustive()
     }
 }
 
@@ -689,10 +674,10 @@ pub struct TokenRequest {
 }
 
 /// The answer of `POST /v1/token`. Its `Debug` never shows the token.
-#[derive(Serialize, Deserialize, Clone, PartialEq)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct TokenResponse {
     /// The Bearer token.
-    pub access_token: String,
+    pub access_token: Secret,
     /// Always `Bearer`.
     pub token_type: String,
     /// When the token expires; null when unknown (static tokens, IdPs that do not say).
@@ -703,35 +688,15 @@ pub struct TokenResponse {
     pub scope: Option<String>,
 }
 
-impl fmt::Debug for TokenResponse {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TokenResponse")
-            .field("access_token", &"[redacted]")
-            .field("token_type", &self.token_type)
-            .field("expires_at", &self.expires_at)
-            .field("scope", &self.scope)
-            .finish()
-    }
-}
-
 /// `POST /v1/token/invalidate`. Its `Debug` never shows the token.
-#[derive(Serialize, Deserialize, Clone, PartialEq)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct InvalidateRequest {
     /// The registry; may be left out when exactly one is configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registry: Option<String>,
     /// The token a resource server refused.
-    pub access_token: String,
-}
-
-impl fmt::Debug for InvalidateRequest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("InvalidateRequest")
-            .field("registry", &self.registry)
-            .field("access_token", &"[redacted]")
-            .finish()
-    }
+    pub access_token: Secret,
 }
 
 /// The two ways to log in.

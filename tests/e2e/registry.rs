@@ -28,6 +28,14 @@ async fn world_with_registry() -> (World, Registry) {
     (w, reg)
 }
 
+/// An HTTP client whose every request is bounded (60 s).
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
 fn names(v: &Value) -> Vec<String> {
     v["servers"]
         .as_array()
@@ -37,8 +45,9 @@ fn names(v: &Value) -> Vec<String> {
         .collect()
 }
 
+/// A GET to `regent serve`, bounded: a stuck answer fails the test, naming it.
 async fn get(url: &str) -> (u16, Value) {
-    let r = reqwest::get(url).await.unwrap();
+    let r = http().get(url).send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(Value::Null))
 }
@@ -251,7 +260,7 @@ async fn serve_answers_503_without_a_token_and_drives_a_login() {
     assert_eq!(v["registries"][0]["auth"]["status"], "auth_required");
 
     // A UI starts a login through serve and polls it; a person approves it at the IdP.
-    let http = reqwest::Client::new();
+    let http = http();
     let r = http
         .post(format!("{}/api/v1/registries/corp/login", serve.url))
         .json(&serde_json::json!({"flow": "device"}))
@@ -369,7 +378,7 @@ async fn a_registry_with_only_v0_is_read_through_the_fallback() {
 async fn serve_refuses_foreign_hosts_and_wildcard_listening() {
     let (mut w, _reg) = world_with_registry().await;
     let serve = Serve::start(&w.agent);
-    let http = reqwest::Client::new();
+    let http = http();
     let r = http
         .get(format!("{}/api/v1/registries", serve.url))
         .header("host", format!("attacker.example:{}", serve.port))

@@ -4,7 +4,8 @@
 //! configured. No agent: no candidates (completion never starts one).
 
 use clap_complete::engine::CompletionCandidate;
-use regent_proto::{IdpList, McpList, RegistryList, RegistryStatus};
+use regent_proto::api::{Endpoint, GetIdps, GetMcp, GetRegistries};
+use regent_proto::RegistryStatus;
 use std::time::Duration;
 
 /// The variable the shell sets when it asks regent to complete.
@@ -13,9 +14,9 @@ pub const VAR: &str = "REGENT_COMPLETE";
 /// Completion must never make the shell wait.
 const TIMEOUT: Duration = Duration::from_millis(500);
 
-fn ask<T: serde::de::DeserializeOwned>(path: &str) -> Option<T> {
+fn ask<E: Endpoint>() -> Option<E::Answer> {
     let socket = regent_client::locate::socket(None);
-    regent_client::blocking::get(&socket, path, TIMEOUT)
+    regent_client::blocking::get::<E>(&socket, TIMEOUT)
 }
 
 fn candidates(list: Vec<RegistryStatus>, what: &str) -> Vec<CompletionCandidate> {
@@ -26,21 +27,21 @@ fn candidates(list: Vec<RegistryStatus>, what: &str) -> Vec<CompletionCandidate>
 
 /// Registries.
 pub fn registries() -> Vec<CompletionCandidate> {
-    ask::<RegistryList>("/v1/registries")
+    ask::<GetRegistries>()
         .map(|l| candidates(l.registries, "registry"))
         .unwrap_or_default()
 }
 
 /// MCP servers.
 pub fn mcp_servers() -> Vec<CompletionCandidate> {
-    ask::<McpList>("/v1/mcp")
+    ask::<GetMcp>()
         .map(|l| candidates(l.servers, "MCP server"))
         .unwrap_or_default()
 }
 
 /// Enterprise IdPs.
 pub fn idps() -> Vec<CompletionCandidate> {
-    ask::<IdpList>("/v1/idps")
+    ask::<GetIdps>()
         .map(|l| candidates(l.idps, "IdP"))
         .unwrap_or_default()
 }

@@ -2,13 +2,14 @@
 //! tokens): read once, bounded, trimmed, never echoed.
 
 use super::{Failure, Result};
+use regent_proto::Secret;
 use std::path::Path;
 
 /// Largest secret or key file read.
 const MAX_SECRET_FILE: u64 = 64 * 1024;
 
 /// Reads a secret from a file: bounded, trimmed, non-empty.
-pub fn read(what: &str, path: &Path) -> Result<String> {
+pub fn read(what: &str, path: &Path) -> Result<Secret> {
     use std::io::Read;
     let f = std::fs::File::open(path).map_err(|e| {
         Failure::Other(format!(
@@ -38,5 +39,5 @@ pub fn read(what: &str, path: &Path) -> Result<String> {
             path.display()
         )));
     }
-    Ok(t.to_string())
+    Ok(Secret::from(t))
 }

@@ -232,7 +232,7 @@ impl Agent {
                     &req.client_id,
                     crate::clients::Credential {
                         method,
-                        secret: Some(SecretString::from(secret)),
+                        secret: Some(SecretString::from(secret.into_inner())),
                         private_key_pem: None,
                     },
                 )

@@ -47,8 +47,11 @@ pub struct Agent {
     resources: RwLock<BTreeMap<String, Arc<Resource>>>,
     /// The grants the resources use, by store key.
     grants: Mutex<HashMap<String, Arc<Grant>>>,
-    /// The client metadata document URL in force (flag, else config).
-    client_metadata_url: RwLock<Option<String>>,
+    /// The config file's client metadata document URL (the flag, a
+    /// setting, wins over it: see [`Agent::client_metadata_url`]).
+    configured_metadata_url: RwLock<Option<String>>,
+    /// When the agent started.
+    started_at: time::OffsetDateTime,
     logins: Logins,
     /// Agent forwarding: which resources, the sessions, the socket.
     forward: Forwarding,
@@ -58,12 +61,14 @@ impl Agent {
     /// Builds the agent from the config file and restores every grant from the store.
     pub async fn start(ctx: Arc<Ctx>, config: ConfigFile) -> Arc<Agent> {
         let initial = config.config().clone();
+        let started_at = ctx.clock.now();
         let agent = Arc::new(Agent {
             ctx,
             config: tokio::sync::Mutex::new(config),
             resources: RwLock::default(),
             grants: Mutex::default(),
-            client_metadata_url: RwLock::default(),
+            configured_metadata_url: RwLock::default(),
+            started_at,
             logins: Logins::default(),
             forward: Forwarding::default(),
         });
@@ -79,6 +84,20 @@ impl Agent {
         tracing::info!(logged_in, store = agent.ctx.store.name(), "restored grants");
         drop(_changing);
         agent
+    }
+
+    /// regent's client ID metadata document URL in force: the flag's, else the config's.
+    pub fn client_metadata_url(&self) -> Option<String> {
+        self.ctx
+            .settings
+            .client_metadata_url
+            .clone()
+            .or_else(|| self.configured_metadata_url.read().unwrap().clone())
+    }
+
+    /// When the agent started.
+    pub fn started_at(&self) -> time::OffsetDateTime {
+        self.started_at
     }
 
     /// What refreshes and logins run with.
@@ -256,12 +275,7 @@ impl Agent {
 
     /// Makes `config` the one in force. Called with the config lock held.
     async fn apply(&self, config: &Config) {
-        *self.client_metadata_url.write().unwrap() = self
-            .ctx
-            .settings
-            .client_metadata_url
-            .clone()
-            .or_else(|| config.client_metadata_url.clone());
+        *self.configured_metadata_url.write().unwrap() = config.client_metadata_url.clone();
         self.forward.set_rules(
             config
                 .registries
@@ -555,7 +569,7 @@ impl Agent {
             }
         };
         Ok(TokenResponse {
-            access_token: token.token.expose_secret().to_string(),
+            access_token: token.token.expose_secret().to_string().into(),
             token_type: "Bearer".into(),
             expires_at: token.expires_at,
             scope: token.scope.clone(),

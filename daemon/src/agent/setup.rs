@@ -13,7 +13,7 @@ use crate::oauth::{client::SigningKey, register};
 use crate::resource::Kind;
 use regent_proto::{
     AuthConfig, BearerConfig, ClientCredentialsConfig, ClientOrigin, EnterpriseConfig, McpAuth,
-    OAuthConfig, TokenAuthMethod,
+    OAuthConfig, Secret, TokenAuthMethod,
 };
 use secrecy::SecretString;
 
@@ -61,7 +61,7 @@ impl Agent {
             }) => {
                 let ask = Ask {
                     client_id,
-                    client_secret,
+                    client_secret: client_secret.map(Secret::into_inner),
                     scopes,
                     callback_port,
                     assume_pkce_s256,
@@ -95,8 +95,8 @@ impl Agent {
                     &found.issuer.issuer,
                     &client_id,
                     method,
-                    client_secret,
-                    private_key_pem,
+                    client_secret.map(Secret::into_inner),
+                    private_key_pem.map(Secret::into_inner),
                 )
                 .await?;
                 Ok(Some(AuthConfig::ClientCredentials(
@@ -139,7 +139,7 @@ impl Agent {
                     &found.issuer.issuer,
                     &client_id,
                     method,
-                    client_secret,
+                    client_secret.map(Secret::into_inner),
                     None,
                 )
                 .await?;
@@ -264,7 +264,7 @@ impl Agent {
                 .await?;
             return Ok((id.clone(), ClientOrigin::Preregistered));
         }
-        let cimd = self.client_metadata_url.read().unwrap().clone();
+        let cimd = self.client_metadata_url();
         if let (true, Some(url)) = (found.meta.client_id_metadata_document_supported, cimd) {
             return Ok((url, ClientOrigin::MetadataDocument));
         }

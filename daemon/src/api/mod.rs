@@ -13,14 +13,16 @@ use crate::agent::{Agent, Caller};
 use crate::error::ApiError;
 use crate::resource::Kind;
 use axum::extract::{FromRequestParts, RawQuery, Request, State};
+use axum::handler::Handler;
 use axum::http::request::Parts;
 use axum::http::{Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::MethodFilter;
 use axum::{Json, Router};
 pub use body::JsonBody;
 use path::Segment;
+use regent_proto::api::Endpoint;
 use regent_proto::{
     AuthConfig, ChallengeAnswer, ChallengeRequest, ForwardList, ForwardSession, Health,
     IdTokenRequest, IdpList, InvalidateRequest, Login, LoginRequest, LoginStatus, LogoutRequest,
@@ -41,22 +43,28 @@ pub fn router(agent: Arc<Agent>) -> Router {
 
 /// What a forwarded caller may do: borrow tokens, list what is lent, report
 /// a refusal. Every change, login and logout happens where the agent runs.
-const LENT: [(Method, &str); 7] = [
-    (Method::GET, "/v1/health"),
-    (Method::GET, "/v1/resource"),
-    (Method::POST, "/v1/token"),
-    (Method::POST, "/v1/token/invalidate"),
-    (Method::GET, "/v1/registries"),
-    (Method::GET, "/v1/mcp"),
-    (Method::POST, "/v1/challenge"),
-];
+const LENT: [(&str, &str); 7] = {
+    use regent_proto::api::*;
+    [
+        (GetHealth::METHOD, GetHealth::PATH),
+        (GetResource::METHOD, GetResource::PATH),
+        (Token::METHOD, Token::PATH),
+        (Invalidate::METHOD, Invalidate::PATH),
+        (GetRegistries::METHOD, GetRegistries::PATH),
+        (GetMcp::METHOD, GetMcp::PATH),
+        (Challenge::METHOD, Challenge::PATH),
+    ]
+};
 
 /// Holds a forwarded caller to the routes that lend.
 async fn guard(req: Request, next: Next) -> Response {
     if let Some(Caller::Forwarded(_)) = req.extensions().get::<Caller>() {
         // Every lent route is a fixed path: the request's path is its route.
         let path = req.uri().path();
-        if !LENT.iter().any(|(m, p)| req.method() == m && path == *p) {
+        if !LENT
+            .iter()
+            .any(|(m, p)| req.method().as_str() == *m && path == *p)
+        {
             return ApiError::new(
                 regent_proto::ErrorCode::Forbidden,
                 "over a forwarded agent only tokens are lent: logins, logouts and changes happen on \
@@ -89,39 +97,49 @@ pub fn protect<S: Clone + Send + Sync + 'static>(routes: Router<S>) -> Router<S>
 }
 
 fn routes() -> Router<Arc<Agent>> {
+    use regent_proto::api::*;
     Router::new()
-        .route("/v1/health", get(health))
-        .route("/v1/reload", post(reload))
-        .route("/v1/forward", get(forward_list))
-        .route("/v1/forward/{name}", put(put_forward))
-        .route("/v1/forward/sessions", post(open_session))
-        .route(
-            "/v1/forward/sessions/{pid}",
-            axum::routing::delete(close_session),
-        )
-        .route("/v1/resource", get(resource))
-        .route("/v1/registries", get(list))
-        .route(
-            "/v1/registries/{name}",
-            put(put_registry).delete(delete_registry),
-        )
-        .route(
-            "/v1/registries/{name}/auth",
-            put(put_auth).delete(delete_auth),
-        )
-        .route("/v1/token", post(token))
-        .route("/v1/token/invalidate", post(invalidate))
-        .route("/v1/mcp", get(mcp_list))
-        .route("/v1/mcp/{name}", put(put_mcp).delete(delete_mcp))
-        .route("/v1/idps", get(idp_list))
-        .route("/v1/idps/{name}", put(put_idp).delete(delete_idp))
-        .route("/v1/idps/{name}/id-token", post(id_token))
-        .route("/v1/challenge", post(challenge))
-        .route("/v1/login", post(login_start))
-        .route("/v1/login/{id}", get(login_get).delete(login_cancel))
-        .route("/v1/logout", post(logout))
+        .at::<GetHealth, _, _>(health)
+        .at::<Reload, _, _>(reload)
+        .at::<GetResource, _, _>(resource)
+        .at::<GetForwards, _, _>(forward_list)
+        .at::<PutForwardRule, _, _>(put_forward)
+        .at::<OpenSession, _, _>(open_session)
+        .at::<CloseSession, _, _>(close_session)
+        .at::<GetRegistries, _, _>(list)
+        .at::<PutRegistryAt, _, _>(put_registry)
+        .at::<DeleteRegistry, _, _>(delete_registry)
+        .at::<PutAuth, _, _>(put_auth)
+        .at::<DeleteAuth, _, _>(delete_auth)
+        .at::<Token, _, _>(token)
+        .at::<Invalidate, _, _>(invalidate)
+        .at::<GetMcp, _, _>(mcp_list)
+        .at::<PutMcpAt, _, _>(put_mcp)
+        .at::<DeleteMcp, _, _>(delete_mcp)
+        .at::<GetIdps, _, _>(idp_list)
+        .at::<PutIdpAt, _, _>(put_idp)
+        .at::<DeleteIdp, _, _>(delete_idp)
+        .at::<HandOverIdToken, _, _>(id_token)
+        .at::<Challenge, _, _>(challenge)
+        .at::<StartLogin, _, _>(login_start)
+        .at::<GetLogin, _, _>(login_get)
+        .at::<CancelLogin, _, _>(login_cancel)
+        .at::<Logout, _, _>(logout)
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
+}
+
+/// Routes an endpoint of `regent_proto::api` (its method and path, as declared there).
+trait At<S> {
+    fn at<E: Endpoint, H: Handler<T, S>, T: 'static>(self, handler: H) -> Self;
+}
+
+impl<S: Clone + Send + Sync + 'static> At<S> for Router<S> {
+    fn at<E: Endpoint, H: Handler<T, S>, T: 'static>(self, handler: H) -> Self {
+        let method = Method::from_bytes(E::METHOD.as_bytes()).expect("a declared method");
+        let filter = MethodFilter::try_from(method).expect("a routable method");
+        self.route(E::PATH, axum::routing::on(filter, handler))
+    }
 }
 
 /// The answer of a handler that panicked. The panic's payload is not shown:
@@ -172,7 +190,7 @@ async fn health(State(agent): Shared, Who(caller): Who) -> Json<Health> {
         pid: std::process::id(),
         store: ctx.store.name().to_string(),
         durability: Some(ctx.store.durability().to_string()),
-        started_at: Some(ctx.started_at),
+        started_at: Some(agent.started_at()),
         systemd: ctx.settings.systemd,
         pending_logins: agent.logins().pending(),
         forward_socket: agent.forwarding().socket(),
@@ -270,7 +288,7 @@ async fn put_registry(
                 Some(body.url),
                 body.auth,
                 body.discover,
-                body.client_secret,
+                body.client_secret.map(regent_proto::Secret::into_inner),
             )
             .await?,
     ))
@@ -341,7 +359,9 @@ async fn id_token(
     Segment(name): Segment,
     JsonBody(body): JsonBody<IdTokenRequest>,
 ) -> ApiResult<StatusCode> {
-    agent.hand_over_id_token(&name, body.id_token).await?;
+    agent
+        .hand_over_id_token(&name, body.id_token.into_inner())
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
