@@ -182,7 +182,7 @@ fn sshd(opts: SshdOptions) -> Option<Sshd> {
     match Sshd::start(opts) {
         Ok(s) => Some(s),
         Err(why) => {
-            eprintln!("SKIPPED: no sshd in a network namespace here: {why}");
+            regent_tests::missing("an sshd in a network namespace", &why);
             None
         }
     }

@@ -47,7 +47,11 @@ fn names(v: &Value) -> Vec<String> {
 
 /// A GET to `regent serve`, bounded: a stuck answer fails the test, naming it.
 async fn get(url: &str) -> (u16, Value) {
-    let r = http().get(url).send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let r = http()
+        .get(url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(Value::Null))
 }

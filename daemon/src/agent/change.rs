@@ -5,8 +5,8 @@
 
 use super::setup::Ask;
 use super::{Agent, AgentError};
-use crate::config::{ConfigError, ConfigFile, IdpConfig, RegistryConfig, Section};
-use crate::resource::{self, Kind, Resource};
+use crate::config::{values, ConfigError, ConfigFile, IdpConfig, RegistryConfig, Section};
+use crate::resource::{Kind, Resource};
 use crate::token::TokenError;
 use regent_proto::{AuthConfig, PutIdp, PutMcp, RegistryStatus};
 use secrecy::SecretString;
@@ -55,7 +55,7 @@ impl Agent {
 
     /// Refuses a name another kind of resource already has.
     fn check_name(&self, name: &str, kind: Kind) -> Result<(), AgentError> {
-        resource::validate_name(name).map_err(AgentError::Invalid)?;
+        values::validate_name(name).map_err(AgentError::Invalid)?;
         match self.resolve(Some(name)) {
             Ok(r) if r.kind != kind => Err(AgentError::Taken {
                 name: name.to_string(),
@@ -78,7 +78,7 @@ impl Agent {
     ) -> Result<RegistryStatus, AgentError> {
         self.check_name(name, Kind::Registry)?;
         if let Some(u) = &url {
-            resource::validate_url(u).map_err(AgentError::Invalid)?;
+            values::validate_url(u).map_err(AgentError::Invalid)?;
         }
         let url = match url {
             Some(u) => u,
@@ -108,7 +108,7 @@ impl Agent {
                 auth
             }
         };
-        resource::check_cleartext(name, &url, auth.is_some()).map_err(AgentError::Invalid)?;
+        values::check_cleartext(name, &url, auth.is_some()).map_err(AgentError::Invalid)?;
         self.change(|file| {
             let entry = entry(file, Section::Registries, name, url, auth);
             file.put(Section::Registries, name, &entry)
@@ -122,9 +122,9 @@ impl Agent {
     /// where not given.
     pub async fn put_mcp(&self, name: &str, req: PutMcp) -> Result<RegistryStatus, AgentError> {
         self.check_name(name, Kind::Mcp)?;
-        resource::validate_url(&req.url).map_err(AgentError::Invalid)?;
+        values::validate_url(&req.url).map_err(AgentError::Invalid)?;
         let auth = self.mcp_auth(name, &req.url, req.auth).await?;
-        resource::check_cleartext(name, &req.url, auth.is_some()).map_err(AgentError::Invalid)?;
+        values::check_cleartext(name, &req.url, auth.is_some()).map_err(AgentError::Invalid)?;
         let url = req.url;
         self.change(|file| {
             let entry = entry(file, Section::Mcp, name, url, auth);
@@ -219,7 +219,7 @@ impl Agent {
     /// Adds or replaces an enterprise IdP.
     pub async fn put_idp(&self, name: &str, req: PutIdp) -> Result<RegistryStatus, AgentError> {
         self.check_name(name, Kind::Idp)?;
-        resource::validate_url(&req.issuer).map_err(AgentError::Invalid)?;
+        values::validate_url(&req.issuer).map_err(AgentError::Invalid)?;
         let meta = self.check_idp(name, &req.issuer).await?;
         let secret = req.client_secret.clone();
         if let Some(secret) = secret {

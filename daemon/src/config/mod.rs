@@ -3,6 +3,7 @@
 //! here; the file, which people edit too, is [`file::ConfigFile`].
 
 pub mod file;
+pub mod values;
 
 pub use file::ConfigFile;
 
@@ -161,8 +162,8 @@ pub fn parse(text: &str) -> Result<Config, String> {
                 .map(|(n, i)| ("IdP", n, i.issuer.as_str())),
         );
     for (kind, name, url) in urls {
-        crate::resource::validate_name(name).map_err(|e| format!("{kind} {name:?}: {e}"))?;
-        crate::resource::validate_url(url).map_err(|e| format!("{kind} {name:?}: {e}"))?;
+        values::validate_name(name).map_err(|e| format!("{kind} {name:?}: {e}"))?;
+        values::validate_url(url).map_err(|e| format!("{kind} {name:?}: {e}"))?;
         if !seen.insert(name.clone()) {
             return Err(format!(
                 "{kind} {name:?}: the name is used twice; names are unique across registries, MCP servers and IdPs"
