@@ -349,3 +349,21 @@ async fn a_store_that_fails_at_run_time_degrades_to_memory_visibly() {
     assert!(w.agent.stored_refresh_token().is_some());
     assert!(w.idp.is_active(&t).await);
 }
+
+/// `--min-valid` longer than the IdP's tokens live: the freshest token is
+/// served (on stdout, exit 0), and stderr says it is shorter than asked.
+#[tokio::test]
+async fn a_min_valid_longer_than_the_idps_tokens_is_said() {
+    let w = World::default().await;
+    w.login("alice").await;
+    let out = w.agent.regent(&["token", "--min-valid", "100000"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(w.idp.is_active(out.stdout.trim()).await);
+    assert!(
+        out.stderr.contains("less than the") && out.stderr.contains("--min-valid"),
+        "{}",
+        out.stderr
+    );
+    let out = w.agent.regent(&["token"]);
+    assert!(out.stderr.is_empty(), "{}", out.stderr);
+}

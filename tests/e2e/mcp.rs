@@ -472,6 +472,25 @@ async fn login_and_logout_of_mcp_servers_as_of_registries() {
     );
 }
 
+/// A server that cannot be reached is named as such, not as the IdP.
+#[tokio::test]
+async fn an_unreachable_server_is_named_not_the_idp() {
+    let agent = Agent::start(AgentOptions::default()).await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "http://127.0.0.1:{}/mcp",
+        closed.local_addr().unwrap().port()
+    );
+    drop(closed);
+    let out = agent.regent(&["mcp", "add", "gone", &url]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains(&format!("cannot reach {url}")) && !out.stderr.contains("IdP"),
+        "{}",
+        out.stderr
+    );
+}
+
 #[tokio::test]
 async fn a_pending_login_is_cancelled_at_the_agent_when_the_proxy_stops() {
     let m = Mcp::new(&["s1"]).await;
