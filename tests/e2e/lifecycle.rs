@@ -2,25 +2,8 @@
 //! refusals and outages, against the real IdP.
 
 use crate::World;
-use regent_tests::{AgentOptions, IdpOptions};
 use std::collections::HashSet;
 use std::time::Duration;
-
-#[tokio::test]
-async fn a_cached_token_is_served_without_asking_the_idp() {
-    let w = World::default().await;
-    w.login("alice").await;
-    w.idp.reset().await;
-    let a = w.token(&[]);
-    let b = w.token(&["corp"]);
-    assert_eq!(a, b);
-    let counts = w.idp.counts().await;
-    assert_eq!(
-        counts["token"],
-        serde_json::json!({}),
-        "no token request: {counts}"
-    );
-}
 
 #[tokio::test]
 async fn a_refresh_is_persisted_with_its_rotated_refresh_token() {
@@ -39,38 +22,6 @@ async fn a_refresh_is_persisted_with_its_rotated_refresh_token() {
     );
     assert!(w.idp.is_active(&second).await);
     assert!(w.agent.log().contains("refreshed access token"));
-}
-
-/// Against an IdP that revokes the previous access token the moment it
-/// rotates, every token `regent token` hands out is alive when used at once:
-/// a caller inside the refresh-ahead window waits for the new one.
-#[tokio::test]
-async fn every_token_handed_out_is_alive_against_an_idp_that_revokes_at_rotation() {
-    let w = World::new(
-        IdpOptions {
-            access_ttl: 10,
-            revoke_on_rotation: true,
-            ..Default::default()
-        },
-        AgentOptions::default(),
-    )
-    .await;
-    w.login("alice").await;
-    let mut served = Vec::new();
-    // Until the IdP has rotated twice. A served token keeps at least 4 s (and by
-    // default half its 10 s life), so a stall between the two steps does not matter.
-    while w.idp.refreshes().await < 2 {
-        for args in [&["--min-valid", "4"][..], &[][..]] {
-            let t = w.token(args);
-            assert!(w.idp.is_active(&t).await, "a token died on delivery");
-            served.push(t);
-        }
-    }
-    // The fixture does revoke at rotation: the first token is dead by now.
-    assert!(
-        !w.idp.is_active(&served[0]).await,
-        "the IdP kept the old token"
-    );
 }
 
 #[tokio::test]
@@ -101,6 +52,10 @@ async fn fifty_concurrent_callers_on_a_refused_token_cause_one_refresh() {
     assert_eq!(tokens.len(), 1, "callers got different tokens");
     assert!(!tokens.contains(&old));
     assert_eq!(w.idp.refreshes().await, 1, "{}", w.idp.counts().await);
+    // The IdP's reuse detection never fired: the stored refresh token still refreshes.
+    let rt = w.agent.stored_refresh_token().unwrap();
+    let (status, body) = w.idp.refresh_directly(&rt).await;
+    assert_eq!(status, 200, "the agent's grant was revoked: {body}");
 }
 
 #[tokio::test]
@@ -148,10 +103,6 @@ async fn a_refresh_token_revoked_at_the_idp_means_login_required_and_nothing_kep
         w.status()["registries"][0]["auth"]["status"],
         "auth_required"
     );
-    // And it stays so without asking the IdP again.
-    w.idp.reset().await;
-    assert_eq!(w.agent.regent(&["token"]).code, 4);
-    assert_eq!(w.idp.refreshes().await, 0);
 }
 
 #[tokio::test]
@@ -170,92 +121,31 @@ async fn an_idp_outage_keeps_everything_and_recovers() {
         "{}",
         out.stderr
     );
-    let api = w
-        .agent
-        .client()
-        .token(&Default::default())
-        .await
-        .unwrap_err();
-    assert_eq!(api.code(), Some(regent_proto::ErrorCode::IdpUnavailable));
     assert_eq!(
         w.agent.stored(),
         stored,
         "the store changed during the outage"
     );
-    assert_eq!(
-        w.status()["registries"][0]["auth"]["status"],
-        "authenticated"
-    );
     w.idp.come_back().await;
-    // At least the failure-reuse second later, the next caller refreshes.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let fresh = w.token(&[]);
-    assert_ne!(fresh, valid);
-    assert!(w.idp.is_active(&fresh).await);
-}
-
-#[tokio::test]
-async fn garbage_from_the_idp_is_an_outage_not_a_logout() {
-    let w = World::default().await;
-    w.login("alice").await;
-    for mode in ["500", "html", "truncated"] {
-        let rt = w.agent.stored_refresh_token().unwrap();
-        w.invalidate().await;
-        w.idp
-            .fault(serde_json::json!({"mode": mode, "times": 1}))
-            .await;
-        let err = w
-            .agent
-            .client()
-            .token(&Default::default())
-            .await
-            .unwrap_err();
-        assert_eq!(
-            err.code(),
-            Some(regent_proto::ErrorCode::IdpUnavailable),
-            "{mode}: {err}"
-        );
-        assert_eq!(
-            w.agent.stored_refresh_token().unwrap(),
-            rt,
-            "{mode}: tokens changed"
-        );
-        tokio::time::sleep(Duration::from_millis(1100)).await; // past the failure-reuse second
-        let t = w.token(&[]);
-        assert!(w.idp.is_active(&t).await, "{mode}: no recovery");
-    }
-}
-
-#[tokio::test]
-async fn without_a_refresh_token_a_refused_token_means_login_required() {
-    let w = World::new(
-        IdpOptions {
-            no_refresh: true,
-            ..Default::default()
+    // Once the failure is no longer reused (the agent's own second), a caller refreshes.
+    let fresh = regent_tests::eventually(
+        "a refresh after the outage",
+        Duration::from_secs(30),
+        || async {
+            let out = w.agent.regent(&["token"]);
+            (out.code == 0).then(|| out.stdout.trim().to_string())
         },
-        AgentOptions::default(),
     )
     .await;
-    w.login("alice").await;
-    let status = w.status();
-    assert_eq!(status["registries"][0]["auth"]["has_refresh_token"], false);
-    assert_eq!(status["registries"][0]["auth"]["status"], "authenticated");
-    let first = w.token(&[]);
-    assert_eq!(w.token(&[]), first);
-    w.invalidate().await;
-    let out = w.agent.regent(&["token"]);
-    assert_eq!(out.code, 4, "{out:?}");
-    assert!(out.stderr.contains("no refresh token"), "{}", out.stderr);
-    assert!(out.stderr.contains("regent login corp"), "{}", out.stderr);
-    assert_eq!(w.status()["registries"][0]["auth"]["status"], "expired");
-    assert_eq!(w.idp.refreshes().await, 0);
+    assert_ne!(fresh, valid);
+    assert!(w.idp.is_active(&fresh).await);
 }
 
 /// The race regent exists to prevent: two programs that each hold the same
 /// refresh token and refresh at once. With rotation and reuse detection the
 /// IdP revokes the whole family, and the winner's new token dies too.
 #[tokio::test]
-async fn two_independent_refreshers_get_the_family_revoked_and_the_agent_does_not() {
+async fn two_independent_refreshers_get_the_family_revoked() {
     let mut w = World::default().await;
     w.login("alice").await;
     let rt = w.agent.stored_refresh_token().unwrap();
@@ -299,19 +189,8 @@ async fn two_independent_refreshers_get_the_family_revoked_and_the_agent_does_no
         "{body}"
     );
 
-    // Through the agent: a fresh login, then many concurrent callers that all
-    // need a refresh, and the grant survives.
-    let w = World::default().await;
-    w.login("alice").await;
-    w.invalidate().await;
-    w.idp.reset().await;
-    let runs = (0..20).map(|_| w.agent.regent_async(&["token"]));
-    let outs = futures::future::join_all(runs).await;
-    assert!(outs.iter().all(|o| o.code == 0));
-    assert_eq!(w.idp.refreshes().await, 1);
-    let rt = w.agent.stored_refresh_token().unwrap();
-    let (status, body) = w.idp.refresh_directly(&rt).await;
-    assert_eq!(status, 200, "the agent's grant was revoked: {body}");
+    // Through the agent the same storm costs one refresh and the grant lives:
+    // fifty_concurrent_callers_on_a_refused_token_cause_one_refresh.
 }
 
 #[tokio::test]

@@ -5,7 +5,6 @@ use regent_proto::{LoginFlow, LoginRequest, LoginState};
 use regent_tests::forms;
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
 
 #[tokio::test]
 async fn device_login_through_the_cli_end_to_end() {
@@ -127,16 +126,9 @@ async fn cancel_and_long_poll_through_the_api() {
     assert_eq!(login.flow, LoginFlow::Device);
     assert_eq!(login.interval, Some(1));
     assert!(login.user_code.is_some());
-    // A long poll waits for a change, up to wait_secs.
-    let t0 = Instant::now();
-    let s = client.login_status(&login.id, 1).await.unwrap();
+    // A long poll without a change answers pending; a cancel ends one at once.
+    let s = client.login_status(&login.id, 0).await.unwrap();
     assert_eq!(s.status, LoginState::Pending);
-    assert!(
-        t0.elapsed() >= Duration::from_millis(900),
-        "{:?}",
-        t0.elapsed()
-    );
-    // A cancel ends a pending long poll at once.
     let poll = {
         let client = client.clone();
         let id = login.id.clone();
@@ -202,11 +194,12 @@ async fn a_second_login_joins_a_pending_one_and_another_flow_replaces_it() {
     );
 }
 
+/// A `slow_down` from the real IdP does not end the login (the wait it asks
+/// for is checked on tokio's clock in the in-process tier).
 #[tokio::test]
-async fn device_polling_honours_slow_down() {
+async fn a_device_login_goes_on_after_slow_down() {
     let w = World::default().await;
     let client = w.agent.client();
-    // The next token request is answered slow_down: RFC 8628 §3.5 says wait 5 s more.
     w.idp
         .fault(serde_json::json!({"mode": "slow_down", "times": 1}))
         .await;
@@ -218,7 +211,6 @@ async fn device_polling_honours_slow_down() {
         })
         .await
         .unwrap();
-    let t0 = Instant::now();
     forms::approve_device(
         login.verification_uri.as_deref().unwrap(),
         login.user_code.as_deref().unwrap(),
@@ -228,13 +220,10 @@ async fn device_polling_honours_slow_down() {
     .unwrap();
     let s = client.login_status(&login.id, 30).await.unwrap();
     assert_eq!(s.status, LoginState::Succeeded);
-    let elapsed = t0.elapsed();
     let polls = w.idp.counts().await["token"]["urn:ietf:params:oauth:grant-type:device_code"]
         .as_u64()
         .unwrap();
-    // One poll got slow_down, and the next came no sooner than interval + 5 = 6 s later.
     assert!(polls >= 2, "polls: {polls}");
-    assert!(elapsed >= Duration::from_millis(5500), "{elapsed:?}");
 }
 
 #[tokio::test]

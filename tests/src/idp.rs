@@ -229,10 +229,18 @@ impl Idp {
         assert!(r.status().is_success(), "fault not accepted: {fault}");
     }
 
-    /// Stops accepting connections (state kept): the IdP is down.
+    /// Stops accepting connections (state kept): the IdP is down once a
+    /// connection to its port is refused.
     pub fn go_down(&self) {
         signal(self.child.id(), libc::SIGUSR2);
-        std::thread::sleep(Duration::from_millis(200));
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the IdP still accepts connections"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Accepts connections again on the same port.

@@ -151,3 +151,34 @@ async fn an_explicit_false_is_accepted_and_an_unknown_field_is_not() {
         "{v}"
     );
 }
+
+/// After a `slow_down`, the agent polls the device endpoint 5 s less often
+/// (RFC 8628 §3.5): the next poll comes no sooner than interval + 5 s.
+#[tokio::test(start_paused = true)]
+async fn device_polling_honours_slow_down() {
+    let w = World::new(Options {
+        slow_down_once: true,
+        ..Default::default()
+    })
+    .await;
+    w.add("corp", json!({})).await;
+    let (_, login) = w
+        .call(
+            "POST",
+            "/v1/login",
+            Some(json!({"registry": "corp", "flow": "device"})),
+        )
+        .await;
+    let id = login["id"].as_str().unwrap();
+    let (_, st) = w
+        .call("GET", &format!("/v1/login/{id}?wait_secs=60"), None)
+        .await;
+    assert_eq!(st["status"], "succeeded", "{st}");
+    let polls = w.idp.device_polls();
+    assert_eq!(polls.len(), 2, "one slow_down, then the approval");
+    let gap = polls[1] - polls[0];
+    assert!(
+        gap >= std::time::Duration::from_secs(6),
+        "{gap:?} after slow_down"
+    );
+}

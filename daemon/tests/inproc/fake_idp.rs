@@ -24,6 +24,10 @@ pub enum Fault {
     Down,
     /// HTTP 500.
     Error500,
+    /// A 200 with an HTML page (a captive portal, a proxy's login page).
+    Html,
+    /// A 200 whose JSON breaks off.
+    Truncated,
 }
 
 /// How the fake behaves.
@@ -39,6 +43,8 @@ pub struct Options {
     pub revocation: bool,
     /// Approve device logins at once (else every poll is `authorization_pending`).
     pub approve_device: bool,
+    /// Answer the first device-code poll `slow_down` (RFC 8628 §3.5).
+    pub slow_down_once: bool,
     /// Resources whose tokens are minted only from a login made for them:
     /// a refresh of another resource's grant for one answers `invalid_target`.
     pub unshared: Vec<String>,
@@ -52,6 +58,7 @@ impl Default for Options {
             revoke_on_rotation: false,
             revocation: true,
             approve_device: true,
+            slow_down_once: false,
             unshared: Vec::new(),
         }
     }
@@ -73,6 +80,8 @@ struct State {
     revocations: u32,
     /// The resource each grant's login was for.
     origin: HashMap<u64, Option<String>>,
+    /// When each device-code poll came (on tokio's clock).
+    device_polls: Vec<tokio::time::Instant>,
 }
 
 /// The fake authorization server.
@@ -108,6 +117,12 @@ impl FakeIdp {
     }
 
     /// Token requests of a grant type so far.
+    /// When each device-code poll came.
+    pub fn device_polls(&self) -> Vec<tokio::time::Instant> {
+        self.state.lock().unwrap().device_polls.clone()
+    }
+
+    /// Token requests of `grant_type` so far.
     pub fn count(&self, grant_type: &str) -> u32 {
         *self
             .state
@@ -214,6 +229,9 @@ impl FakeIdp {
         let grant_type = form.get("grant_type").cloned().unwrap_or_default();
         *st.counts.entry(grant_type.clone()).or_default() += 1;
         st.requests.push(form.clone());
+        if grant_type == "urn:ietf:params:oauth:grant-type:device_code" {
+            st.device_polls.push(tokio::time::Instant::now());
+        }
         let resource = form.get("resource").cloned();
         match grant_type.as_str() {
             "refresh_token" => {
@@ -244,6 +262,11 @@ impl FakeIdp {
                         json!({"error": "invalid_grant", "error_description": "refresh token is invalid"}),
                     )
                 }
+            }
+            "urn:ietf:params:oauth:grant-type:device_code"
+                if self.opts.slow_down_once && st.device_polls.len() == 1 =>
+            {
+                (400, json!({"error": "slow_down"}))
             }
             "urn:ietf:params:oauth:grant-type:device_code" if !self.opts.approve_device => {
                 (400, json!({"error": "authorization_pending"}))
@@ -287,6 +310,10 @@ impl FakeIdp {
                 match fault {
                     Fault::Down => return Err(HttpError::Transport("connection refused".into())),
                     Fault::Error500 => (500, json!({"error": "server_error"})),
+                    Fault::Html => return Ok(raw(200, "text/html", "<html>sign in</html>")),
+                    Fault::Truncated => {
+                        return Ok(raw(200, "application/json", r#"{"access_token": "at-tru"#))
+                    }
                     Fault::None => self.token(form),
                 }
             }
@@ -309,6 +336,15 @@ impl FakeIdp {
             .body(body.to_string().into_bytes())
             .expect("a response builds"))
     }
+}
+
+/// An answer with a body as it is.
+fn raw(status: u16, content_type: &str, body: &str) -> HttpResponse {
+    oauth2::http::Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .body(body.as_bytes().to_vec())
+        .expect("a response builds")
 }
 
 /// The fake as the agent's transport.
