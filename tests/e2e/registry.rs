@@ -465,3 +465,60 @@ async fn a_registry_named_by_host_name_is_reached() {
     let v: Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(names(&v).len(), 7);
 }
+
+/// `regent serve` answers its owner only: another local user gets 403 on
+/// every route (the listing, a login, the MCP gateway), before anything
+/// runs, whatever its Host says; the owner is served.
+#[tokio::test]
+async fn serve_refuses_another_local_user() {
+    let (w, reg) = world_with_registry().await;
+    w.login("alice").await;
+    let serve = Serve::start(&w.agent);
+    let as_nobody = |method: &str, path: &str| {
+        let out = std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .args(["curl", "-s", "-S", "-X", method])
+            .args([
+                "-H",
+                "content-type: application/json",
+                "-d",
+                r#"{"flow":"device"}"#,
+            ])
+            .arg(format!("{}{path}", serve.url))
+            .output()
+            .unwrap();
+        serde_json::from_slice::<Value>(&out.stdout).unwrap_or(Value::Null)
+    };
+    reg.reset().await;
+    for (method, path) in [
+        ("GET", "/api/v1/registries"),
+        ("GET", "/api/v1/registries/corp/servers"),
+        ("POST", "/api/v1/registries/corp/login"),
+        ("POST", "/mcp/corp"),
+    ] {
+        let v = as_nobody(method, path);
+        assert_eq!(v["error"]["code"], "forbidden", "{method} {path}: {v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("uid 65534"),
+            "{v}"
+        );
+    }
+    assert_eq!(
+        reg.seen().await["requests"],
+        0,
+        "nothing reached the registry"
+    );
+    assert!(w
+        .agent
+        .client()
+        .health()
+        .await
+        .unwrap()
+        .pending_logins
+        .is_empty());
+    let (s, _) = get(&format!("{}/api/v1/registries/corp/servers", serve.url)).await;
+    assert_eq!(s, 200, "the owner is served");
+}

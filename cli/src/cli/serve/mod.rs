@@ -3,6 +3,7 @@
 //! through the agent and polled.
 
 mod gateway;
+mod peer;
 
 use super::{Failure, Result};
 use axum::extract::{FromRequestParts, Request, State};
@@ -87,9 +88,10 @@ pub async fn run(agent: AgentClient, listen: SocketAddr, allow_remote: bool) -> 
         )
         .fallback(|| async { ServeError::new(ErrorCode::InvalidRequest, "no such endpoint", None) })
         .layer(middleware::from_fn_with_state(state.clone(), check_host))
+        .layer(middleware::from_fn(owner_only))
         .with_state(state);
     eprintln!("regent serve: listening on http://{addr}");
-    axum::serve(listener, app)
+    axum::serve(listener, app.into_make_service_with_connect_info::<Ends>())
         .with_graceful_shutdown(shutdown())
         .await
         .map_err(|e| Failure::Other(format!("serve failed: {e}")))
@@ -103,6 +105,55 @@ async fn shutdown() {
         _ = term.recv() => {}
         _ = int.recv() => {}
     }
+}
+
+/// Both ends of a connection.
+#[derive(Clone, Copy, Debug)]
+struct Ends {
+    peer: SocketAddr,
+    ours: SocketAddr,
+}
+
+impl
+    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>>
+    for Ends
+{
+    fn connect_info(s: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+        let peer = *s.remote_addr();
+        Ends {
+            peer,
+            ours: s.io().local_addr().unwrap_or(peer),
+        }
+    }
+}
+
+/// Serves the user who runs it, and nobody else on this machine: a loopback
+/// connection from another uid is refused before any route runs (whatever
+/// its `Host` or `Origin` say). Peers on other machines exist only with
+/// `--allow-remote`, which says they may connect.
+async fn owner_only(
+    axum::extract::ConnectInfo(ends): axum::extract::ConnectInfo<Ends>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if ends.peer.ip().is_loopback() || ends.peer.ip() == ends.ours.ip() {
+        // SAFETY: getuid has no preconditions.
+        let me = unsafe { libc::getuid() };
+        match peer::uid_of(ends.peer, ends.ours) {
+            Some(uid) if uid == me => {}
+            other => {
+                let who =
+                    other.map_or_else(|| "an unknown user".to_string(), |u| format!("uid {u}"));
+                return ServeError::new(
+                    ErrorCode::Forbidden,
+                    format!("regent serve serves its owner (uid {me}) only; this connection is from {who}"),
+                    None,
+                )
+                .into_response();
+            }
+        }
+    }
+    next.run(req).await
 }
 
 /// Refuses requests addressed to another name (a DNS-rebinding page in the
