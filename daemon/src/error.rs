@@ -98,6 +98,7 @@ impl From<AgentError> for ApiError {
             | AgentError::Shared { .. } => (ErrorCode::InvalidRequest, e.to_string()),
             AgentError::NotConfigured(..) => (ErrorCode::AuthNotConfigured, e.to_string()),
             AgentError::NotLent(_) => (ErrorCode::Forbidden, e.to_string()),
+            AgentError::ConsentNeeded { .. } => (ErrorCode::ConsentRequired, e.to_string()),
             AgentError::LoginElsewhere(_) => (ErrorCode::RegistryAuthRequired, e.to_string()),
             AgentError::InvalidAuth { .. } => (ErrorCode::InvalidAuthConfig, e.to_string()),
             AgentError::Token {

@@ -39,6 +39,9 @@ pub enum ErrorCode {
     /// The config file does not parse (changed by hand meanwhile): the change
     /// asked for was refused; the message names the line.
     InvalidConfig,
+    /// The resource would share a login with resources on other origins: the
+    /// user decides (`share_login` true or false), the agent never does.
+    ConsentRequired,
     /// A code this version does not know (a newer agent); kept for forward compatibility.
     #[serde(other)]
     Unknown,
@@ -62,6 +65,7 @@ impl ErrorCode {
             ErrorCode::AgentUnavailable => 503,
             ErrorCode::RegistryUnavailable => 502,
             ErrorCode::InvalidConfig => 409,
+            ErrorCode::ConsentRequired => 409,
             ErrorCode::Internal | ErrorCode::Unknown => 500,
         }
     }
@@ -84,6 +88,7 @@ impl ErrorCode {
             ErrorCode::AgentUnavailable => "agent_unavailable",
             ErrorCode::RegistryUnavailable => "registry_unavailable",
             ErrorCode::InvalidConfig => "invalid_config",
+            ErrorCode::ConsentRequired => "consent_required",
             ErrorCode::Unknown => "unknown",
         }
     }

@@ -463,6 +463,11 @@ pub struct PutRegistry {
     /// "installed app" clients): kept in the token store, never the config.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_secret: Option<Secret>,
+    /// Where its login would be one that resources on other origins use:
+    /// `true` shares it, `false` gives it a login of its own. Left out, such
+    /// a change is refused with `consent_required`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share_login: Option<bool>,
 }
 
 /// What the user asks for when adding an MCP server; everything else is
@@ -535,6 +540,9 @@ pub struct PutMcp {
     /// How to authenticate; absent: discovered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<McpAuth>,
+    /// As [`PutRegistry::share_login`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share_login: Option<bool>,
 }
 
 /// `GET /v1/mcp`.

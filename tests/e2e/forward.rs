@@ -71,6 +71,7 @@ async fn the_forwarding_socket_lends_tokens_of_forwardable_resources_only() {
         &w.idp.issuer,
         "--client-id",
         regent_tests::idp::CLIENT_ID,
+        "--share-login",
     ]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let listed = fwd.registries().await.unwrap();

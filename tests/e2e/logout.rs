@@ -49,6 +49,7 @@ async fn a_revocation_endpoint_in_only_one_metadata_document_is_found() {
 #[tokio::test]
 async fn a_shared_login_is_logged_out_only_when_the_user_says_all() {
     let w = world(IdpOptions::default()).await;
+    // Another origin: the login is shared only on the user's word.
     let out = w.agent.regent(&[
         "registry",
         "add",
@@ -58,6 +59,23 @@ async fn a_shared_login_is_logged_out_only_when_the_user_says_all() {
         &w.idp.issuer,
         "--client-id",
         regent_tests::idp::CLIENT_ID,
+    ]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("--share-login") && out.stderr.contains("--own-login"),
+        "{}",
+        out.stderr
+    );
+    let out = w.agent.regent(&[
+        "registry",
+        "add",
+        "mirror",
+        "https://mirror.example.test",
+        "--issuer",
+        &w.idp.issuer,
+        "--client-id",
+        regent_tests::idp::CLIENT_ID,
+        "--share-login",
     ]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     w.login("alice").await;

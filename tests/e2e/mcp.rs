@@ -491,6 +491,46 @@ async fn an_unreachable_server_is_named_not_the_idp() {
     );
 }
 
+/// A server on another origin that names the same authorization server is
+/// not lent the user's login: `mcp add` (and the proxy's add-on-first-use)
+/// fails naming --share-login and --own-login; with --own-login it gets a
+/// login of its own, and no token is minted for it from the user's login.
+#[tokio::test]
+async fn a_login_is_not_lent_to_a_server_on_another_origin() {
+    let m = Mcp::new(&["s1"]).await;
+    m.add("s1");
+    m.login("s1");
+    // The same servers on another port: another origin, the same AS.
+    let other = McpServers::start(&m.idp.issuer, &["evil"]);
+    let url = other.url("evil");
+    let out = m.agent.regent(&["mcp", "add", "evil", url]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("--share-login") && out.stderr.contains("--own-login"),
+        "{}",
+        out.stderr
+    );
+    assert!(m.agent.regent(&["token", "evil"]).code != 0);
+    let p = Proxy::start(&m.agent, &[url, "--no-login"], &[]);
+    let (code, err) = p.close_after_start().await;
+    assert_ne!(code, Some(0), "{err}");
+    assert!(err.contains("--share-login"), "{err}");
+    let out = m.agent.regent(&["mcp", "add", "evil", url, "--own-login"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = m.agent.regent(&["token", "evil"]);
+    assert_eq!(out.code, 4, "its own login is needed: {out:?}");
+    let list: Value =
+        serde_json::from_str(&m.agent.regent(&["mcp", "list", "--json"]).stdout).unwrap();
+    let s1 = list["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "s1")
+        .unwrap();
+    assert_eq!(s1["auth"]["shared_with"], json!(null), "{s1}");
+    assert_eq!(m.code_grants().await, 1);
+}
+
 #[tokio::test]
 async fn a_pending_login_is_cancelled_at_the_agent_when_the_proxy_stops() {
     let m = Mcp::new(&["s1"]).await;

@@ -187,6 +187,8 @@ pub enum RegistryCommand {
         /// NAME exists with another URL: replace it (its login ends).
         #[arg(long)]
         replace: bool,
+        #[command(flatten)]
+        share: ShareArgs,
     },
     /// Remove a registry and delete its stored tokens.
     #[command(after_help = "Example:\n  regent registry remove corp")]
@@ -221,7 +223,7 @@ Without options regent asks the server (an unauthenticated initialize), reads
 its protected resource metadata (RFC 9728) and its authorization server's
 metadata, and registers itself there (a client ID metadata document where
 supported and configured, else dynamic registration). Then: regent login NAME.")]
-    Add(McpAddArgs),
+    Add(Box<McpAddArgs>),
     /// List MCP servers and their login state.
     #[command(after_help = "Example:\n  regent mcp list --json | jq -r '.servers[].name'")]
     List {
@@ -257,7 +259,33 @@ enter instead; --no-login answers a JSON-RPC error naming `regent login NAME`."#
         /// Never start a login; answer a JSON-RPC error naming the command instead.
         #[arg(long)]
         no_login: bool,
+        /// A URL added on first use: see `regent mcp add`.
+        #[command(flatten)]
+        share: ShareArgs,
     },
+}
+
+/// Whether a new resource may use a login that resources on other origins
+/// use (never without the user's word; same-origin resources share freely).
+#[derive(Args, Debug, Clone, Default)]
+pub struct ShareArgs {
+    /// Its login is one other servers (other origins) use: share it.
+    #[arg(long, conflicts_with = "own_login")]
+    pub share_login: bool,
+    /// Its login is one other servers (other origins) use: log in on its own.
+    #[arg(long)]
+    pub own_login: bool,
+}
+
+impl ShareArgs {
+    /// The user's word, if given.
+    pub fn choice(&self) -> Option<bool> {
+        match (self.share_login, self.own_login) {
+            (true, _) => Some(true),
+            (_, true) => Some(false),
+            _ => None,
+        }
+    }
 }
 
 /// `regent mcp add`.
@@ -304,6 +332,8 @@ pub struct McpAddArgs {
     /// NAME exists with another URL: replace it (its login ends).
     #[arg(long)]
     pub replace: bool,
+    #[command(flatten)]
+    pub share: ShareArgs,
 }
 
 #[derive(Subcommand, Debug, Clone)]
@@ -447,6 +477,8 @@ pub enum ConfigCommand {
         registry: Option<String>,
         #[command(flatten)]
         auth: AuthArgs,
+        #[command(flatten)]
+        share: ShareArgs,
     },
     /// Remove a registry's auth and delete its stored tokens.
     #[command(after_help = "Example:\n  regent config unset-registry-auth --registry corp")]

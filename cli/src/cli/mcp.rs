@@ -7,7 +7,7 @@ use regent_proto::{McpAuth, PutIdp, PutMcp};
 
 pub async fn run(agent: &AgentClient, cmd: McpCommand) -> Result {
     match cmd {
-        McpCommand::Add(args) => add(agent, args).await,
+        McpCommand::Add(args) => add(agent, *args).await,
         McpCommand::List { json } => {
             let servers = agent.mcp_servers().await?;
             if json {
@@ -28,7 +28,8 @@ pub async fn run(agent: &AgentClient, cmd: McpCommand) -> Result {
             target,
             device,
             no_login,
-        } => proxy::run(agent, &target, device, no_login).await,
+            share,
+        } => proxy::run(agent, &target, device, no_login, share.choice()).await,
     }
 }
 
@@ -100,7 +101,16 @@ async fn add(agent: &AgentClient, a: McpAddArgs) -> Result {
     if auth.is_none() {
         eprintln!("Asking {url} how it wants to be authorized…");
     }
-    let status = agent.put_mcp(&a.name, &PutMcp { url, auth }).await?;
+    let status = super::with_consent(a.share.choice(), |share_login| {
+        let body = PutMcp {
+            url: url.clone(),
+            auth: auth.clone(),
+            share_login,
+        };
+        let (agent, name) = (agent.clone(), a.name.clone());
+        async move { agent.put_mcp(&name, &body).await }
+    })
+    .await?;
     output::put_result("MCP server", before.as_ref(), &status);
     Ok(())
 }

@@ -146,6 +146,7 @@ async fn run_with_agent(agent: &AgentClient, cli: Cli) -> Result {
             auth,
             no_auth,
             replace,
+            share,
         }) => {
             let client_secret = auth
                 .client_secret_file
@@ -160,17 +161,18 @@ async fn run_with_agent(agent: &AgentClient, cli: Cli) -> Result {
                 output::may_replace("registry", b, &url, replace).map_err(Failure::Other)?;
             }
             output::warn_registry_url(&url);
-            let status = agent
-                .put_registry(
-                    &name,
-                    &PutRegistry {
-                        url,
-                        auth,
-                        discover,
-                        client_secret,
-                    },
-                )
-                .await?;
+            let status = with_consent(share.choice(), |share_login| {
+                let body = PutRegistry {
+                    url: url.clone(),
+                    auth: auth.clone(),
+                    discover,
+                    client_secret: client_secret.clone(),
+                    share_login,
+                };
+                let (agent, name) = (agent.clone(), name.clone());
+                async move { agent.put_registry(&name, &body).await }
+            })
+            .await?;
             output::put_result("registry", before.as_ref(), &status);
             Ok(())
         }
@@ -205,7 +207,11 @@ async fn run_with_agent(agent: &AgentClient, cli: Cli) -> Result {
             }
             Ok(())
         }
-        Command::Config(ConfigCommand::SetRegistryAuth { registry, auth }) => {
+        Command::Config(ConfigCommand::SetRegistryAuth {
+            registry,
+            auth,
+            share,
+        }) => {
             let reg = pick_registry(&agent, registry).await?;
             let name = reg.name.clone();
             let client_secret = auth
@@ -216,24 +222,19 @@ async fn run_with_agent(agent: &AgentClient, cli: Cli) -> Result {
             let auth = auth_config(auth)?.ok_or_else(|| {
                 Failure::Usage("give --issuer and --client-id, or --token-file".into())
             })?;
-            let status = match client_secret {
-                None => agent.set_auth(&name, &auth).await?,
-                // The secret travels with the whole registry (PUT /v1/registries/{name}).
-                Some(secret) => {
-                    let url = reg.url;
-                    agent
-                        .put_registry(
-                            &name,
-                            &PutRegistry {
-                                url,
-                                auth: Some(auth.clone()),
-                                discover: false,
-                                client_secret: Some(secret),
-                            },
-                        )
-                        .await?
-                }
-            };
+            // One PUT of the whole registry: it carries a secret and the user's word on sharing.
+            let status = with_consent(share.choice(), |share_login| {
+                let body = PutRegistry {
+                    url: reg.url.clone(),
+                    auth: Some(auth.clone()),
+                    discover: false,
+                    client_secret: client_secret.clone(),
+                    share_login,
+                };
+                let (agent, name) = (agent.clone(), name.clone());
+                async move { agent.put_registry(&name, &body).await }
+            })
+            .await?;
             println!("Auth of registry {name} set.");
             if matches!(auth, AuthConfig::Oauth(_)) {
                 output::login_hint(&status);
@@ -418,6 +419,27 @@ async fn logout(agent: &AgentClient, name: Option<String>, mut all: bool) -> Res
         }
     }
     Ok(())
+}
+
+/// Sends a change that may need the user's word on sharing a login: where
+/// the agent answers `consent_required` and no word was given, it is asked
+/// on a terminal (else the agent's error, naming both flags, stands).
+async fn with_consent<F, Fut>(share: Option<bool>, mut put: F) -> Result<RegistryStatus>
+where
+    F: FnMut(Option<bool>) -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<RegistryStatus, ClientError>>,
+{
+    match put(share).await {
+        Err(ClientError::Api(f))
+            if f.detail.code == ErrorCode::ConsentRequired && share.is_none() =>
+        {
+            match output::ask_share(&f.detail.message) {
+                Some(answer) => Ok(put(Some(answer)).await?),
+                None => Err(Failure::Client(ClientError::Api(f))),
+            }
+        }
+        other => Ok(other?),
+    }
 }
 
 /// The resource of `kind` named `name`, if there is one (a name of another

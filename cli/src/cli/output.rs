@@ -18,6 +18,26 @@ pub fn confirm(question: &str) -> bool {
     matches!(answer.trim(), "y" | "Y" | "yes" | "Yes" | "YES")
 }
 
+/// Asks whether a resource may share a login other origins use (the
+/// agent's `message` says which); `Some(true)` share, `Some(false)` a login
+/// of its own, `None` neither (or no terminal to ask on).
+pub fn ask_share(message: &str) -> Option<bool> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return None;
+    }
+    eprintln!("{}", safe(message));
+    eprint!("Share that login [s], log in on its own [o], or stop [N]? ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer).ok()?;
+    match answer.trim() {
+        "s" | "S" | "share" => Some(true),
+        "o" | "O" | "own" => Some(false),
+        _ => None,
+    }
+}
+
 /// Pretty JSON on stdout.
 pub fn print_json(v: &serde_json::Value) {
     println!(

@@ -29,8 +29,14 @@ const DRAIN: Duration = Duration::from_secs(5);
 const AUTH_ERROR: i64 = -32001;
 const TRANSPORT_ERROR: i64 = -32002;
 
-pub async fn run(agent: &AgentClient, target: &str, device: bool, no_login: bool) -> Result {
-    let (name, url) = resolve(agent, target).await?;
+pub async fn run(
+    agent: &AgentClient,
+    target: &str,
+    device: bool,
+    no_login: bool,
+    share: Option<bool>,
+) -> Result {
+    let (name, url) = resolve(agent, target, share).await?;
     let url = url::Url::parse(&url).map_err(|e| Failure::Other(format!("{url}: {e}")))?;
     let flow = if device {
         LoginFlow::Device
@@ -155,7 +161,11 @@ pub async fn run(agent: &AgentClient, target: &str, device: bool, no_login: bool
 
 /// The resource a TARGET names: a configured MCP server, or a URL (added on
 /// first use under a name derived from it, so the next run reuses its login).
-async fn resolve(agent: &AgentClient, target: &str) -> Result<(String, String)> {
+async fn resolve(
+    agent: &AgentClient,
+    target: &str,
+    share: Option<bool>,
+) -> Result<(String, String)> {
     let servers = agent.mcp_servers().await?;
     if !target.starts_with("http://") && !target.starts_with("https://") {
         return match servers.iter().find(|s| s.name == target) {
@@ -177,6 +187,8 @@ async fn resolve(agent: &AgentClient, target: &str) -> Result<(String, String)> 
             &PutMcp {
                 url: target.to_string(),
                 auth: None,
+                // stdin is the protocol: nobody to ask, so the word must be given.
+                share_login: share,
             },
         )
         .await?;

@@ -10,6 +10,7 @@ use crate::resource::{Kind, Resource};
 use crate::token::TokenError;
 use regent_proto::{AuthConfig, PutIdp, PutMcp, RegistryStatus};
 use secrecy::SecretString;
+use std::sync::Arc;
 
 impl Agent {
     /// Re-reads the config file (SIGHUP). A file that does not parse, or is
@@ -65,6 +66,61 @@ impl Agent {
         }
     }
 
+    /// What the user's decision makes of `auth` for resource `name` at
+    /// `url`. A login is shared without asking only with resources on the
+    /// same origin; where the login `auth` names is one that resources on
+    /// other origins use, `share` decides (`true`: share it; `false`: a
+    /// login of its own), and without it the change is refused, naming both.
+    /// (RFC 8707 alone is no consent: many ASes mint any audience asked for.)
+    fn consent(
+        &self,
+        name: &str,
+        url: &str,
+        auth: Option<AuthConfig>,
+        share: Option<bool>,
+    ) -> Result<Option<AuthConfig>, AgentError> {
+        let Some(AuthConfig::Oauth(mut config)) = auth else {
+            return Ok(auth);
+        };
+        if share == Some(false) {
+            config.own_grant = true;
+        }
+        if config.own_grant || share == Some(true) {
+            return Ok(Some(AuthConfig::Oauth(config)));
+        }
+        let key = crate::auth::OAuthSource::spec(&config, name).key();
+        let origin = |u: &str| url::Url::parse(u).ok().map(|u| u.origin());
+        let mine = origin(url);
+        let users: Vec<Arc<Resource>> = self
+            .resources
+            .read()
+            .unwrap()
+            .values()
+            .filter(|r| r.name != name)
+            .filter(|r| r.auth.oauth().is_some_and(|o| o.grant.key() == key))
+            .cloned()
+            .collect();
+        if users.is_empty() || users.iter().any(|r| origin(&r.url) == mine) {
+            return Ok(Some(AuthConfig::Oauth(config)));
+        }
+        let who: Vec<String> = users
+            .iter()
+            .map(|r| format!("{} ({})", r.name, r.url))
+            .collect();
+        Err(AgentError::ConsentNeeded {
+            resource: name.to_string(),
+            message: format!(
+                "{name} ({url}) would use the login at {} that {} already use{}: tokens for {name} \
+                 would be minted from it without a login. Share that login with --share-login \
+                 (\"share_login\": true), or give {name} a login of its own with --own-login \
+                 (\"share_login\": false)",
+                config.issuer,
+                who.join(", "),
+                if who.len() == 1 { "s" } else { "" }
+            ),
+        })
+    }
+
     /// Adds or replaces a registry (`auth` validated against the IdP first;
     /// with `discover` and no `auth`, found out from the registry itself).
     /// `url: None` keeps the registry's URL (set/unset-registry-auth).
@@ -75,6 +131,7 @@ impl Agent {
         auth: Option<AuthConfig>,
         discover: bool,
         client_secret: Option<String>,
+        share_login: Option<bool>,
     ) -> Result<RegistryStatus, AgentError> {
         self.check_name(name, Kind::Registry)?;
         if let Some(u) = &url {
@@ -109,6 +166,7 @@ impl Agent {
             }
         };
         values::check_cleartext(name, &url, auth.is_some()).map_err(AgentError::Invalid)?;
+        let auth = self.consent(name, &url, auth, share_login)?;
         self.change(|file| {
             let entry = entry(file, Section::Registries, name, url, auth);
             file.put(Section::Registries, name, &entry)
@@ -125,6 +183,7 @@ impl Agent {
         values::validate_url(&req.url).map_err(AgentError::Invalid)?;
         let auth = self.mcp_auth(name, &req.url, req.auth).await?;
         values::check_cleartext(name, &req.url, auth.is_some()).map_err(AgentError::Invalid)?;
+        let auth = self.consent(name, &req.url, auth, req.share_login)?;
         let url = req.url;
         self.change(|file| {
             let entry = entry(file, Section::Mcp, name, url, auth);
@@ -149,6 +208,19 @@ impl Agent {
             Kind::Idp => return Err(AgentError::Invalid(format!("{name} is an IdP"))),
         };
         let url = self.resolve_kind(name, kind)?.url.clone();
+        // A server's answer (a rediscovery, a step-up) never lends it another
+        // resource's login: where it would, it gets a login of its own.
+        let auth = match self.consent(name, &url, auth.clone(), None) {
+            Ok(a) => a,
+            Err(AgentError::ConsentNeeded { .. }) => {
+                tracing::info!(
+                    resource = name,
+                    "a login of its own: it would share another origin's login"
+                );
+                self.consent(name, &url, auth, Some(false))?
+            }
+            Err(e) => return Err(e),
+        };
         self.change(|file| {
             let entry = entry(file, section, name, url, auth);
             file.put(section, name, &entry).map_err(AgentError::Config)

@@ -90,6 +90,15 @@ pub enum AgentError {
         /// Those sharing its login.
         others: Vec<String>,
     },
+    /// The resource would share a login with resources on other origins, and
+    /// the user has not said whether it may.
+    #[error("{message}")]
+    ConsentNeeded {
+        /// The resource.
+        resource: String,
+        /// Who shares it, and both ways on.
+        message: String,
+    },
     /// A forwarded caller asked for what is not lent to it (the reason says why).
     #[error("{0}")]
     NotLent(String),
@@ -115,6 +124,7 @@ impl AgentError {
             AgentError::InvalidAuth { resource, .. }
             | AgentError::Token { resource, .. }
             | AgentError::Login { resource, .. }
+            | AgentError::ConsentNeeded { resource, .. }
             | AgentError::Shared { resource, .. } => Some(resource),
             _ => None,
         }

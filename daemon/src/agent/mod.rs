@@ -427,7 +427,7 @@ impl Agent {
             }
             Some(AuthConfig::Enterprise(e)) => Auth::Enterprise(Enterprise::new(e, idp)),
             Some(AuthConfig::Oauth(c)) => {
-                let spec = OAuthSource::spec(&c);
+                let spec = OAuthSource::spec(&c, name);
                 let grant = self
                     .grants
                     .lock()

@@ -381,7 +381,7 @@ impl Agent {
                 if c.callback_port == Some(0) {
                     return Err(invalid(name, "callback_port must be 1-65535".into()));
                 }
-                let issuer = crate::auth::OAuthSource::spec(c).issuer;
+                let issuer = crate::auth::OAuthSource::spec(c, name).issuer;
                 let meta = discovery::discover(&self.ctx.idp, &issuer)
                     .await
                     .map_err(|e| invalid(name, format!("cannot use issuer {}: {e}", c.issuer)))?;

@@ -289,6 +289,7 @@ async fn put_registry(
                 body.auth,
                 body.discover,
                 body.client_secret.map(regent_proto::Secret::into_inner),
+                body.share_login,
             )
             .await?,
     ))
@@ -306,13 +307,15 @@ async fn put_auth(
 ) -> ApiResult<Json<RegistryStatus>> {
     Ok(Json(
         agent
-            .put_registry(&name, None, Some(auth), false, None)
+            .put_registry(&name, None, Some(auth), false, None, None)
             .await?,
     ))
 }
 
 async fn delete_auth(State(agent): Shared, Segment(name): Segment) -> ApiResult<StatusCode> {
-    agent.put_registry(&name, None, None, false, None).await?;
+    agent
+        .put_registry(&name, None, None, false, None, None)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

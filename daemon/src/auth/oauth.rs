@@ -21,7 +21,7 @@ pub struct OAuthSource {
 
 impl OAuthSource {
     /// The grant a configuration names.
-    pub fn spec(config: &OAuthConfig) -> Spec {
+    pub fn spec(config: &OAuthConfig, resource: &str) -> Spec {
         Spec {
             issuer: Issuer {
                 issuer: config.issuer.clone(),
@@ -40,8 +40,13 @@ impl OAuthSource {
             } else {
                 ScopeRule::Configured
             },
-            // Without a resource indicator there is nothing the AS could refuse to share.
-            own: config.own_grant.then(|| config.resource.clone()).flatten(),
+            // A login of its own: named by its resource indicator, or by its name.
+            own: config.own_grant.then(|| {
+                config
+                    .resource
+                    .clone()
+                    .unwrap_or_else(|| resource.to_string())
+            }),
         }
     }
 

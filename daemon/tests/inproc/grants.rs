@@ -197,3 +197,49 @@ async fn a_version_1_store_is_migrated_and_keeps_the_login() {
     let fresh = w.token("corp", 30).await.unwrap();
     assert!(w.idp.is_active(&fresh));
 }
+
+/// A login is lent to a resource on another origin only on the user's
+/// word: without it the change is refused (naming both ways on); `false`
+/// gives it a login of its own; the same origin shares freely.
+#[tokio::test]
+async fn a_login_is_shared_across_origins_only_on_the_users_word() {
+    let w = World::new(Options::default()).await;
+    w.add("corp", json!({})).await;
+    w.login("corp").await;
+    let put = |name: &str, url: &str, share: Option<bool>| {
+        let mut body =
+            json!({"url": url, "auth": {"type": "oauth", "issuer": ISSUER, "client_id": "cli"}});
+        if let Some(s) = share {
+            body["share_login"] = json!(s);
+        }
+        let path = format!("/v1/registries/{name}");
+        let w = &w;
+        async move { w.call("PUT", &path, Some(body)).await }
+    };
+    let (s, v) = put("evil", "https://evil.example", None).await;
+    assert_eq!(s, 409, "{v}");
+    assert_eq!(v["error"]["code"], "consent_required");
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("corp (https://corp.example)")
+            && msg.contains("--share-login")
+            && msg.contains("--own-login"),
+        "{msg}"
+    );
+    assert_eq!(w.auth("evil").await, serde_json::Value::Null, "not added");
+    // A login of its own: nothing lent.
+    let (s, v) = put("evil", "https://evil.example", Some(false)).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["auth"]["status"], "auth_required", "{v}");
+    assert_eq!(v["auth"]["shared_with"], json!(null), "{v}");
+    assert!(w.token("evil", 0).await.is_err());
+    // The same origin shares without asking.
+    let (s, v) = put("corp-two", "https://corp.example/two", None).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["auth"]["status"], "authenticated", "{v}");
+    assert_eq!(v["auth"]["shared_with"], json!(["corp"]), "{v}");
+    // And another origin with the user's word.
+    let (s, v) = put("partner", "https://partner.example", Some(true)).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["auth"]["status"], "authenticated", "{v}");
+}

@@ -98,7 +98,9 @@ impl World {
         (status, v)
     }
 
-    /// Adds registry `name` with OAuth at the fake IdP; `extra` adds fields to the auth.
+    /// Adds registry `name` with OAuth at the fake IdP; `extra` adds fields to
+    /// the auth. The tests' registries share logins with one another when
+    /// they can (`share_login`); the consent itself is tested on its own.
     pub async fn add(&self, name: &str, extra: Value) {
         let mut auth = json!({"type": "oauth", "issuer": ISSUER, "client_id": "cli"});
         if let Value::Object(m) = extra {
@@ -110,7 +112,7 @@ impl World {
             .call(
                 "PUT",
                 &format!("/v1/registries/{name}"),
-                Some(json!({"url": format!("https://{name}.example"), "auth": auth})),
+                Some(json!({"url": format!("https://{name}.example"), "auth": auth, "share_login": true})),
             )
             .await;
         assert_eq!(s, 200, "{v}");
