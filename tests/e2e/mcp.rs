@@ -426,9 +426,10 @@ async fn re_adding_a_name_with_another_url_asks_first() {
 async fn login_and_logout_of_mcp_servers_as_of_registries() {
     let m = Mcp::new(&["s1", "s2"]).await;
     m.add("s1");
+    m.add("s2");
     let out = m.login("s1");
     assert!(out.contains("Logged in to s1 as alice"), "{out}");
-    m.add("s2");
+    assert!(out.contains("s2 shares this login"), "{out}");
     let out = m.agent.regent(&["login", "s1", "--device"]);
     assert_eq!(out.code, 0, "{out:?}");
     assert!(
@@ -529,6 +530,52 @@ async fn a_login_is_not_lent_to_a_server_on_another_origin() {
         .unwrap();
     assert_eq!(s1["auth"]["shared_with"], json!(null), "{s1}");
     assert_eq!(m.code_grants().await, 1);
+}
+
+/// A server that joins a login after it was made is not refreshed for: the
+/// real IdP would consume the refresh token and then refuse the resource,
+/// and every server sharing the login would be logged out. It asks for a
+/// login that names it; the others stay logged in throughout.
+#[tokio::test]
+async fn joining_a_login_never_logs_the_others_out() {
+    let m = Mcp::new(&["s1", "s2"]).await;
+    m.add("s1");
+    m.login("s1");
+    m.add("s2"); // the same origin: it shares s1's login
+    let out = m.agent.regent(&["token", "s2"]);
+    assert_eq!(out.code, 4, "{out:?}");
+    assert!(
+        out.stderr.contains("joined this login after") && out.stderr.contains("regent login s2"),
+        "{}",
+        out.stderr
+    );
+    // s1 refreshes with the refresh token the login gave: still alive at the IdP.
+    let client = m.agent.client();
+    let t = client
+        .token(&regent_proto::TokenRequest {
+            registry: Some("s1".into()),
+            min_valid_secs: None,
+        })
+        .await
+        .unwrap();
+    client
+        .invalidate(&regent_proto::InvalidateRequest {
+            registry: Some("s1".into()),
+            access_token: t.access_token,
+        })
+        .await
+        .unwrap();
+    let out = m.agent.regent(&["token", "s1"]);
+    assert_eq!(out.code, 0, "s1 was logged out: {out:?}");
+    // A login for s2 names both: both have tokens, each its own audience.
+    m.login("s2");
+    for s in ["s1", "s2"] {
+        let mut p = m.proxy(s, &["--no-login"]);
+        p.initialize().await;
+        let me = whoami(&p.call("whoami", json!({})).await.unwrap());
+        assert_eq!(me["aud"], m.servers.url(s), "{me}");
+        p.close().await;
+    }
 }
 
 #[tokio::test]

@@ -79,7 +79,9 @@ impl OAuthSource {
         let s = self.grant.status(&self.target);
         let now = ctx.clock.now();
         let usable = s.token.as_ref().is_some_and(|t| t.usable(now));
-        let status = if s.has_refresh_token || usable {
+        // Not named by the login: nothing can be minted for it without one.
+        let can_refresh = s.has_refresh_token && s.covered;
+        let status = if can_refresh || usable {
             AuthState::Authenticated
         } else if s.logged_in {
             AuthState::Expired
@@ -89,7 +91,7 @@ impl OAuthSource {
         Standing {
             status,
             expires_at: s.token.as_ref().and_then(|t| t.expires_at),
-            has_refresh_token: s.has_refresh_token,
+            has_refresh_token: can_refresh,
             persisted: s.logged_in && s.persisted && ctx.store.persisting(),
             account: s.account,
         }

@@ -76,7 +76,17 @@ struct State {
     logged_in: bool,
     /// Whether the last write reached a persistent store.
     persisted: bool,
+    /// The targets the login's authorization named (`None`: not recorded).
+    covered: Option<std::collections::BTreeSet<Target>>,
     cells: BTreeMap<Target, Arc<Cell>>,
+}
+
+impl State {
+    /// Whether a refresh may mint `target`'s token: the login named it (a
+    /// target without a resource indicator is the login's own audience).
+    fn covers(&self, target: &Target) -> bool {
+        target.resource.is_none() || self.covered.as_ref().is_none_or(|c| c.contains(target))
+    }
 }
 
 /// A grant's state for status answers.
@@ -91,6 +101,8 @@ pub struct Status {
     pub persisted: bool,
     /// Who is logged in.
     pub account: Option<String>,
+    /// Whether the login named this target (else it needs a login that does).
+    pub covered: bool,
 }
 
 /// What a logout took away, for revocation.
@@ -228,6 +240,7 @@ impl Grant {
         st.id_token = saved.id_token;
         st.logged_in = true;
         st.persisted = persisted;
+        st.covered = saved.covered;
         for cell in st.cells.values() {
             cell.reset(epoch, None);
         }
@@ -250,6 +263,7 @@ impl Grant {
         st.account = None;
         st.id_token = None;
         st.logged_in = false;
+        st.covered = None;
         for cell in st.cells.values() {
             cell.reset(st.epoch, None);
         }
@@ -271,6 +285,7 @@ impl Grant {
             account: st.account.clone(),
             id_token: st.id_token.clone(),
             tokens,
+            covered: st.covered.clone(),
         }
     }
 
@@ -282,15 +297,21 @@ impl Grant {
         min_valid: Duration,
     ) -> Result<Arc<AccessToken>, TokenError> {
         let cell = self.cell(target);
-        let (can_mint, logged_in) = {
+        let (can_mint, logged_in, covered) = {
             let st = self.state();
-            (st.refresh_token.is_some(), st.logged_in)
+            (st.refresh_token.is_some(), st.logged_in, st.covers(target))
         };
+        // A resource the login did not name is never refreshed for: an AS may
+        // consume the refresh token before refusing the resource, and every
+        // resource sharing the login would be logged out (RFC 8707 §2.2).
         let want = Want {
             clock: &ctx.clock,
             min_valid,
-            can_mint,
-            why_not: if logged_in {
+            can_mint: can_mint && covered,
+            why_not: if !covered && logged_in {
+                "it joined this login after the login was made, so the authorization server has \
+                 not granted it yet; a login that names it is needed (the others stay logged in)"
+            } else if logged_in {
                 "the access token was refused (or expired) and the IdP issued no refresh token"
             } else {
                 "not logged in"
@@ -379,6 +400,7 @@ impl Grant {
         &self,
         ctx: &Ctx,
         target: &Target,
+        also: &[Target],
         tokens: Tokens,
         still_wanted: impl FnOnce() -> bool,
     ) -> Option<bool> {
@@ -393,6 +415,7 @@ impl Grant {
             account: tokens.account,
             id_token: tokens.id_token,
             tokens: BTreeMap::new(),
+            covered: Some(std::iter::once(target).chain(also).cloned().collect()),
         };
         saved.tokens.insert(target.clone(), token);
         let persisted = ctx
@@ -449,6 +472,7 @@ impl Grant {
             logged_in: st.logged_in,
             persisted: st.persisted,
             account: st.account.clone(),
+            covered: st.covers(target),
         }
     }
 

@@ -5,7 +5,7 @@ use crate::oauth::Target;
 use crate::token::AccessToken;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use time::OffsetDateTime;
 
 /// What one login at one authorization server yields for one client.
@@ -21,6 +21,10 @@ pub struct Saved {
     pub id_token: Option<SecretString>,
     /// The access tokens minted from it, per target.
     pub tokens: BTreeMap<Target, AccessToken>,
+    /// The targets the login's authorization named (RFC 8707 §2.1): the
+    /// only ones a refresh may mint for. `None`: not recorded (older
+    /// entries), any target may be tried.
+    pub covered: Option<BTreeSet<Target>>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -40,6 +44,8 @@ struct V2 {
     id_token: Option<String>,
     #[serde(default)]
     tokens: BTreeMap<String, Stored>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    covered: Option<Vec<String>>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -114,6 +120,10 @@ pub fn to_json(owner: &Owner<'_>, saved: &Saved) -> SecretString {
                 )
             })
             .collect(),
+        covered: saved
+            .covered
+            .as_ref()
+            .map(|c| c.iter().map(Target::key).collect()),
     };
     SecretString::from(serde_json::to_string(&v).expect("a grant serializes"))
 }
@@ -149,6 +159,9 @@ pub fn from_json(json: &SecretString) -> Result<Saved, String> {
                 )
             })
             .collect(),
+        covered: v
+            .covered
+            .map(|c| c.iter().map(|k| Target::from_key(k)).collect()),
     })
 }
 
@@ -173,6 +186,7 @@ pub fn from_v1_json(json: &SecretString, target: &Target) -> Result<Saved, Strin
         account: v.account,
         id_token: None,
         tokens,
+        covered: None,
     })
 }
 
@@ -192,6 +206,7 @@ mod tests {
             account: Some("alice".into()),
             id_token: None,
             tokens: BTreeMap::new(),
+            covered: Some([target.clone()].into_iter().collect()),
         };
         saved.tokens.insert(
             target.clone(),
@@ -211,6 +226,7 @@ mod tests {
         assert_eq!(back.refresh_token.unwrap().expose_secret(), "rt");
         assert_eq!(back.tokens[&target].token.expose_secret(), "at");
         assert_eq!(back.account.as_deref(), Some("alice"));
+        assert_eq!(back.covered, saved.covered, "what the login named is kept");
         let e = from_json(&SecretString::from("{\"refresh_token\": \"rt-secret\"")).unwrap_err();
         assert!(!e.contains("rt-secret"), "{e}");
     }

@@ -495,7 +495,9 @@ async fn complete(ctx: &Ctx, subject: &Subject, entry: &Entry, tokens: Tokens) {
     let still_wanted = subject.still_wanted.clone();
     let installed = subject
         .grant
-        .install_login(ctx, &subject.target, tokens, move || still_wanted())
+        .install_login(ctx, &subject.target, &subject.also, tokens, move || {
+            still_wanted()
+        })
         .await;
     match installed {
         Some(persisted) => {
