@@ -45,7 +45,8 @@ fn main() {
         Err(f) => {
             let message = f.message();
             if !message.is_empty() {
-                eprintln!("regent: {message}");
+                // It may quote what a server or an IdP said: shown, never acted on.
+                eprintln!("regent: {}", regent_client::text::printable(&message));
             }
             f.exit_code()
         }

@@ -43,6 +43,7 @@ pub mod mcp;
 mod registry;
 pub mod resource;
 pub mod sse;
+pub mod text;
 
 pub use agent::{AgentClient, ApiFailure, ClientError};
 pub use regent_proto as proto;

@@ -570,7 +570,7 @@ impl Answers {
 
 /// A note for the person reading stderr (stdout carries the protocol).
 fn note(msg: &str) {
-    eprintln!("regent: {msg}");
+    eprintln!("regent: {}", crate::text::printable(msg));
 }
 
 fn header(h: &HeaderMap, name: impl reqwest::header::AsHeaderName) -> Option<String> {

@@ -74,7 +74,7 @@ impl From<LoginError> for ApiError {
     fn from(e: LoginError) -> Self {
         let code = match &e {
             LoginError::TooMany(_) | LoginError::NoSuchLogin(_) => ErrorCode::InvalidRequest,
-            LoginError::PortBusy { .. } => ErrorCode::LoginFailed,
+            LoginError::PortBusy { .. } | LoginError::Unsafe(_) => ErrorCode::LoginFailed,
             LoginError::Listen { .. } => ErrorCode::Internal,
             LoginError::Idp(o) | LoginError::Refused { error: o, .. } => oauth_code(o),
         };

@@ -404,3 +404,37 @@ async fn ptrace_and_proc_mem_are_refused() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// What an IdP or a server says never reaches the terminal raw: a device
+/// login with a `javascript:` link or an escape sequence in its code is
+/// refused; an account name with escape sequences is shown escaped.
+#[tokio::test]
+async fn nothing_raw_from_a_server_reaches_the_terminal() {
+    let w = World::default().await;
+    w.idp
+        .fault(serde_json::json!({"mode": "hostile_device", "times": 1}))
+        .await;
+    let out = w.agent.regent(&["login", "corp", "--device"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("refusing the IdP's answer") && out.stderr.contains("verification_uri"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains('\u{1b}'), "{:?}", out.stderr);
+    // An account whose name carries an escape sequence (a hostile IdP's ID token).
+    crate::device_login(&w.agent, Some("corp"), "ev\u{1b}[2Jil").await;
+    for args in [
+        &["status"][..],
+        &["login", "corp"][..],
+        &["registry", "list"][..],
+    ] {
+        let out = w.agent.regent(args);
+        assert_eq!(out.code, 0, "{args:?}: {out:?}");
+        let all = format!("{}{}", out.stdout, out.stderr);
+        assert!(!all.contains('\u{1b}'), "{args:?}: {all:?}");
+        if args[0] != "registry" {
+            assert!(all.contains("ev\\u{1b}[2Jil"), "{args:?}: {all}");
+        }
+    }
+}

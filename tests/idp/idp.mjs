@@ -41,12 +41,14 @@
 //   POST /__test/release -> answers every token request held by the "hold" fault
 //   POST /__test/reset   -> zero the counters (the fault mode is left alone)
 //   POST /__test/destroy-access-token {"token": AT} -> that access token alone is revoked
-//   POST /__test/fault   {"mode": "none"|"500"|"html"|"truncated"|"slow"|"slow_down"|"down"|"hold",
+//   POST /__test/fault   {"mode": "none"|"500"|"html"|"truncated"|"slow"|"slow_down"|"down"|"hold"|"hostile_device",
 //                         "delay_ms": 5000, "times": n}
 //     "hold" keeps each affected token request waiting until POST /__test/release;
 //     /__test/counts says how many wait ("held").
 //     Faults hit only POST <token endpoint> (any grant type), except "down", which
-//     drops the connection of every request other than /__test/*. "times" (optional)
+//     drops the connection of every request other than /__test/*, and
+//     "hostile_device", which makes the device authorization answer show a
+//     javascript: link and a code with an escape sequence. "times" (optional)
 //     makes the fault apply to the next n affected requests only, then "none" again.
 //
 // Signals: SIGUSR2 toggles an outage: the server stops listening (connections are refused,
@@ -244,7 +246,7 @@ const replays = [];
 // Opaque access tokens by grant, for IDP_REVOKE_ON_ROTATION.
 const accessByGrant = new Map();
 let fault = { mode: 'none', delay_ms: 0, times: undefined };
-const FAULT_MODES = new Set(['none', '500', 'html', 'truncated', 'slow', 'slow_down', 'down', 'hold']);
+const FAULT_MODES = new Set(['none', '500', 'html', 'truncated', 'slow', 'slow_down', 'down', 'hold', 'hostile_device']);
 // Token requests held by the "hold" fault, released by POST /__test/release.
 let held = [];
 
@@ -363,6 +365,14 @@ provider.use(async (ctx, next) => {
     // RFC 8628 3.2: the provider omits `interval` (the client default is then 5 s).
     if (ctx.status === 200 && ctx.body && typeof ctx.body === 'object' && ctx.body.device_code) {
       ctx.body = { ...ctx.body, interval: DEVICE_INTERVAL };
+      if (fault.mode === 'hostile_device' && takeFault() === 'hostile_device') {
+        ctx.body = {
+          ...ctx.body,
+          verification_uri: 'javascript:alert(1)//',
+          verification_uri_complete: 'file:///etc/passwd',
+          user_code: 'AB\u001b[2JCD',
+        };
+      }
     }
     return undefined;
   }

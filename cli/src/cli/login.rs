@@ -3,7 +3,7 @@
 
 use super::args::LoginArgs;
 use super::browser;
-use super::output::human;
+use super::output::{human, safe};
 use super::{Failure, Result};
 use regent_client::resource::{BoxFuture, Login as RunLogin};
 use regent_client::AgentClient;
@@ -96,7 +96,9 @@ pub async fn run(agent: &AgentClient, args: LoginArgs) -> Result {
 
 /// " as alice", or nothing when the IdP did not say.
 fn as_whom(account: Option<&str>) -> String {
-    account.map(|a| format!(" as {a}")).unwrap_or_default()
+    account
+        .map(|a| format!(" as {}", safe(a)))
+        .unwrap_or_default()
 }
 
 /// Shows what the user must do (on stderr), opening the browser for a
@@ -106,20 +108,22 @@ pub(super) fn show_instructions(login: &Login, open_browser: bool) -> Option<std
     let mut err = std::io::stderr().lock();
     match login.flow {
         LoginFlow::Device => {
-            let uri = login.verification_uri.as_deref().unwrap_or("?");
-            let code = login.user_code.as_deref().unwrap_or("?");
+            // The agent checked them; shown escaped all the same.
+            let uri = safe(login.verification_uri.as_deref().unwrap_or("?"));
+            let code = safe(login.user_code.as_deref().unwrap_or("?"));
             let _ = writeln!(
                 err,
                 "To log in to {}, open this page on any device:\n\n    {uri}\n\nand enter the code:  {code}\n",
                 login.registry
             );
             if let Some(full) = &login.verification_uri_complete {
+                let full = safe(full);
                 let _ = writeln!(err, "(or open {full} to skip typing the code)\n");
             }
         }
         LoginFlow::Browser if login.joined => {
             // Another program started it and opened the browser: not again.
-            let url = login.authorize_url.as_deref().unwrap_or("?");
+            let url = safe(login.authorize_url.as_deref().unwrap_or("?"));
             let _ = writeln!(
                 err,
                 "A login to {} is already waiting for you (another program started it). \
@@ -128,9 +132,10 @@ pub(super) fn show_instructions(login: &Login, open_browser: bool) -> Option<std
             );
         }
         LoginFlow::Browser => {
-            let url = login.authorize_url.as_deref().unwrap_or("?");
+            let raw = login.authorize_url.as_deref().unwrap_or("?");
+            let url = safe(raw);
             let opened = if open_browser {
-                match browser::open(url) {
+                match browser::open(raw) {
                     Ok(child) => {
                         launched = child;
                         true

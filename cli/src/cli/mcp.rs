@@ -99,7 +99,10 @@ async fn add(agent: &AgentClient, a: McpAddArgs) -> Result {
         output::may_replace("MCP server", b, &url, a.replace).map_err(Failure::Other)?;
     }
     if auth.is_none() {
-        eprintln!("Asking {url} how it wants to be authorized…");
+        eprintln!(
+            "Asking {} how it wants to be authorized…",
+            output::safe(&url)
+        );
     }
     let status = super::with_consent(a.share.choice(), |share_login| {
         let body = PutMcp {

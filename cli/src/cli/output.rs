@@ -93,19 +93,9 @@ pub fn may_replace(
     ))
 }
 
-/// A string from a server, an IdP or a registry, fit for a terminal:
-/// control characters shown escaped, never acted on.
+/// A string from a server, an IdP or a registry, fit for a terminal.
 pub fn safe(s: &str) -> String {
-    s.chars()
-        .flat_map(|c| {
-            let escaped: Vec<char> = if c.is_control() {
-                c.escape_default().collect()
-            } else {
-                vec![c]
-            };
-            escaped
-        })
-        .collect()
+    regent_client::text::printable(s).into_owned()
 }
 
 /// What `registry add` and `mcp add` print: what was found, and the next step.
@@ -193,7 +183,12 @@ pub fn added(kind: &str, status: &RegistryStatus) {
                 }
                 other => auth_kind(other),
             };
-            println!("Added {kind} {} ({}): {how}.", status.name, status.url);
+            println!(
+                "Added {kind} {} ({}): {}.",
+                status.name,
+                safe(&status.url),
+                safe(&how)
+            );
             login_hint(status);
         }
     }
@@ -219,7 +214,8 @@ fn auth_kind(config: &AuthConfig) -> String {
 
 /// A table of resources; `first` names the first column.
 pub fn print_resources(first: &str, regs: &[RegistryStatus]) {
-    let rows: Vec<[String; 5]> = regs.iter().map(row).collect();
+    // Every cell may hold what a server or an IdP said (an account, a URL).
+    let rows: Vec<[String; 5]> = regs.iter().map(|r| row(r).map(|c| safe(&c))).collect();
     let headers = [first, "URL", "AUTH", "STATUS", "DETAILS"];
     let mut widths = headers.map(str::len);
     for r in &rows {
@@ -351,7 +347,8 @@ pub fn print_servers(servers: &[serde_json::Value]) {
         .iter()
         .map(|e| {
             let s = &e["server"];
-            let field = |k: &str| s[k].as_str().unwrap_or("").replace(['\n', '\r', '\t'], " ");
+            let field =
+                |k: &str| safe(&s[k].as_str().unwrap_or("").replace(['\n', '\r', '\t'], " "));
             [field("name"), field("version"), field("description")]
         })
         .collect();

@@ -180,7 +180,10 @@ async fn resolve(
         return Ok((s.name.clone(), s.url.clone()));
     }
     let name = derive_name(target);
-    eprintln!("regent: adding {target} as MCP server {name} (its login is kept for the next run)");
+    eprintln!(
+        "regent: adding {} as MCP server {name} (its login is kept for the next run)",
+        super::output::safe(target)
+    );
     let status = agent
         .put_mcp(
             &name,
@@ -243,7 +246,7 @@ async fn deliver(transport: &Arc<Transport>, out: &mpsc::Sender<String>, msg: Ou
 /// Answers each request of a message that could not be delivered with a
 /// JSON-RPC error saying why (a notification has no one to tell: stderr).
 async fn fail(out: &mpsc::Sender<String>, ids: &[serde_json::Value], e: &McpError) {
-    eprintln!("regent: {e}");
+    eprintln!("regent: {}", super::output::safe(&e.to_string()));
     let code = match e {
         McpError::Auth(_) | McpError::LoginNeeded(_) => AUTH_ERROR,
         _ => TRANSPORT_ERROR,

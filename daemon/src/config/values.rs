@@ -22,6 +22,9 @@ pub fn validate_name(name: &str) -> Result<(), String> {
 
 /// Checks a resource URL: http(s), with a host, no credentials.
 pub fn validate_url(url: &str) -> Result<(), String> {
+    if url.chars().any(char::is_control) {
+        return Err(format!("invalid URL {url:?}: it has control characters"));
+    }
     let u = url::Url::parse(url).map_err(|e| format!("invalid URL {url:?}: {e}"))?;
     if !matches!(u.scheme(), "https" | "http") || u.host().is_none() {
         return Err(format!(

@@ -45,6 +45,10 @@ pub enum LoginError {
         /// What the OS said.
         reason: String,
     },
+    /// The IdP answered something a user must not be shown (a device
+    /// login's link that is not https, a code with control characters).
+    #[error("refusing the IdP's answer: {0}")]
+    Unsafe(String),
     /// The IdP refused or could not be reached.
     #[error("{0}")]
     Idp(#[from] OAuthError),

@@ -109,6 +109,10 @@ pub enum DiscoveryError {
 
 /// Checks that `url` is https, or http on a loopback host.
 pub fn check_secure_url(what: &str, url: &str) -> Result<Url, String> {
+    if url.chars().any(char::is_control) {
+        // A terminal would act on them (clear the screen, hide a link).
+        return Err(format!("{what} {url:?} has control characters"));
+    }
     let u = Url::parse(url).map_err(|e| format!("{what} {url:?} is not a URL: {e}"))?;
     match u.scheme() {
         "https" => {}
@@ -392,6 +396,11 @@ mod tests {
         let e = check_secure_url("issuer", "http://idp.example").unwrap_err();
         assert!(e.contains("only https"), "{e}");
         assert!(check_secure_url("issuer", "ftp://idp.example").is_err());
+        let e = check_secure_url("issuer", "https://idp.example/\u{1b}]8;;x").unwrap_err();
+        assert!(
+            e.contains("control characters") && !e.contains('\u{1b}'),
+            "{e}"
+        );
     }
 
     #[test]
