@@ -438,3 +438,45 @@ async fn nothing_raw_from_a_server_reaches_the_terminal() {
         }
     }
 }
+
+/// A server whose challenge points at a link-local or unspecified address
+/// (a cloud metadata service, or 0.0.0.0: this machine) gets no request
+/// made there: refused after resolution, before connecting.
+#[tokio::test]
+async fn discovery_never_fetches_link_local_or_unspecified_addresses() {
+    let agent = regent_tests::Agent::start(regent_tests::AgentOptions::default()).await;
+    // What 0.0.0.0:PORT would reach: a listener that counts connections.
+    let target = regent_tests::hostile::Hostile::start(regent_tests::hostile::Answer::Fixed {
+        status: "200 OK",
+        headers: vec![],
+        body: "{}".into(),
+    })
+    .await;
+    for metadata in [
+        "https://169.254.169.254/latest/meta-data/iam".to_string(),
+        format!(
+            "https://0.0.0.0:{}/.well-known/oauth-protected-resource",
+            target.port
+        ),
+    ] {
+        let evil = regent_tests::hostile::Hostile::start(regent_tests::hostile::Answer::Fixed {
+            status: "401 Unauthorized",
+            headers: vec![format!(
+                "WWW-Authenticate: Bearer resource_metadata=\"{metadata}\""
+            )],
+            body: "{}".into(),
+        })
+        .await;
+        // Async: the hostile servers run on this test's runtime.
+        let out = agent
+            .regent_async(&["mcp", "add", "evil", &format!("{}/mcp", evil.url)])
+            .await;
+        assert_eq!(out.code, 1, "{out:?}");
+        assert!(
+            out.stderr.contains("refusing to connect to"),
+            "{}",
+            out.stderr
+        );
+    }
+    assert_eq!(target.connections(), 0, "a request reached 0.0.0.0");
+}

@@ -5,6 +5,7 @@
 pub mod agent;
 pub mod browser;
 pub mod forms;
+pub mod hostile;
 pub mod idp;
 pub mod keyring;
 pub mod mcp;

@@ -141,6 +141,10 @@ impl Agent {
             Some(u) => u,
             None => self.resolve_kind(name, Kind::Registry)?.url.clone(),
         };
+        self.typed(&url);
+        if let Some(AuthConfig::Oauth(o)) = &auth {
+            self.typed(&o.issuer);
+        }
         let auth = match (auth, discover) {
             (None, true) => {
                 self.discovered(name, Kind::Registry, &url, Ask::default(), None)
@@ -181,6 +185,7 @@ impl Agent {
     pub async fn put_mcp(&self, name: &str, req: PutMcp) -> Result<RegistryStatus, AgentError> {
         self.check_name(name, Kind::Mcp)?;
         values::validate_url(&req.url).map_err(AgentError::Invalid)?;
+        self.typed(&req.url);
         let auth = self.mcp_auth(name, &req.url, req.auth).await?;
         values::check_cleartext(name, &req.url, auth.is_some()).map_err(AgentError::Invalid)?;
         let auth = self.consent(name, &req.url, auth, req.share_login)?;
@@ -292,6 +297,7 @@ impl Agent {
     pub async fn put_idp(&self, name: &str, req: PutIdp) -> Result<RegistryStatus, AgentError> {
         self.check_name(name, Kind::Idp)?;
         values::validate_url(&req.issuer).map_err(AgentError::Invalid)?;
+        self.typed(&req.issuer);
         let meta = self.check_idp(name, &req.issuer).await?;
         let secret = req.client_secret.clone();
         if let Some(secret) = secret {

@@ -273,8 +273,34 @@ impl Agent {
             .collect()
     }
 
+    /// Notes `url`'s host as one the user gave (it may be at any address).
+    fn typed(&self, url: &str) {
+        if let Some(h) = url::Url::parse(url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_string))
+        {
+            self.ctx.idp.typed().add(&h);
+        }
+    }
+
     /// Makes `config` the one in force. Called with the config lock held.
     async fn apply(&self, config: &Config) {
+        // The hosts the user gave: resources' URLs, issuers given by hand
+        // (a discovered issuer came from a server's answer).
+        let given = config
+            .registries
+            .values()
+            .chain(config.mcp.values())
+            .flat_map(|rc| {
+                let issuer = match &rc.auth {
+                    Some(AuthConfig::Oauth(o)) if !o.discovered => Some(o.issuer.clone()),
+                    _ => None,
+                };
+                std::iter::once(rc.url.clone()).chain(issuer)
+            })
+            .chain(config.idps.values().map(|i| i.issuer.clone()))
+            .filter_map(|u| url::Url::parse(&u).ok()?.host_str().map(str::to_string));
+        self.ctx.idp.typed().set(given);
         *self.configured_metadata_url.write().unwrap() = config.client_metadata_url.clone();
         self.forward.set_rules(
             config

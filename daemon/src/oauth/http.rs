@@ -5,9 +5,11 @@
 
 use futures::future::BoxFuture;
 use oauth2::{AsyncHttpClient, HttpRequest, HttpResponse};
+use std::collections::HashSet;
 use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 /// Largest IdP answer the agent reads.
@@ -34,14 +36,102 @@ pub trait Transport: Send + Sync + 'static {
     fn send(&self, req: HttpRequest) -> BoxFuture<'static, Result<HttpResponse, HttpError>>;
 }
 
+/// The hosts the user gave (resources' URLs, issuers typed by hand): the
+/// only ones that may be at a link-local or unspecified address. Every other
+/// host came from a server's answer (protected resource metadata, an AS's
+/// metadata) and is refused there, after resolution: a blind request into a
+/// cloud metadata service (169.254.169.254) or to 0.0.0.0 (this machine) is
+/// never made for a server. Private ranges stay allowed: company IdPs live
+/// there.
+#[derive(Clone, Default)]
+pub struct Typed(Arc<RwLock<HashSet<String>>>);
+
+impl Typed {
+    /// Makes `hosts` the ones the user gave (lowercased).
+    pub fn set(&self, hosts: impl IntoIterator<Item = String>) {
+        *self.0.write().unwrap() = hosts.into_iter().map(|h| h.to_ascii_lowercase()).collect();
+    }
+
+    /// Adds one (a URL the user gives, before it is in the config).
+    pub fn add(&self, host: &str) {
+        self.0.write().unwrap().insert(host.to_ascii_lowercase());
+    }
+
+    fn contains(&self, host: &str) -> bool {
+        let h = host.trim_start_matches('[').trim_end_matches(']');
+        self.0.read().unwrap().contains(&h.to_ascii_lowercase())
+    }
+}
+
+/// Addresses a server's answer may not send the agent to.
+pub fn forbidden(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(a) => a.is_link_local() || a.is_unspecified() || a.is_broadcast(),
+        IpAddr::V6(a) => {
+            a.is_unspecified()
+                || (a.segments()[0] & 0xffc0) == 0xfe80
+                || a.to_ipv4_mapped()
+                    .is_some_and(|v4| forbidden(IpAddr::V4(v4)))
+        }
+    }
+}
+
+fn refused(host: &str, ip: IpAddr) -> String {
+    format!(
+        "refusing to connect to {host} ({ip}): a link-local or unspecified address, which only a \
+         URL you give may name (a server's answer named it)"
+    )
+}
+
+/// The system's resolver, with [`forbidden`] addresses dropped for hosts
+/// the user did not give.
+struct Guarded(Typed);
+
+impl reqwest::dns::Resolve for Guarded {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let typed = self.0.contains(name.as_str());
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let all: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let kept = admit(&host, all, typed)?;
+            Ok(Box::new(kept.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// The addresses of `host` the agent may connect to: all of them for a host
+/// the user gave, else those not [`forbidden`] (none left: refused).
+fn admit(host: &str, all: Vec<SocketAddr>, typed: bool) -> Result<Vec<SocketAddr>, String> {
+    let first = all.first().copied();
+    let kept: Vec<SocketAddr> = all
+        .into_iter()
+        .filter(|a| typed || !forbidden(a.ip()))
+        .collect();
+    match (kept.is_empty(), first) {
+        (true, Some(a)) => Err(refused(host, a.ip())),
+        _ => Ok(kept),
+    }
+}
+
 /// The production transport: reqwest with rustls, no redirects (SSRF, RFC
-/// 9700), bounded connect and total times.
-struct Reqwest(reqwest::Client);
+/// 9700), bounded connect and total times, no forbidden address for a host
+/// a server named.
+struct Reqwest(reqwest::Client, Typed);
 
 impl Transport for Reqwest {
     fn send(&self, req: HttpRequest) -> BoxFuture<'static, Result<HttpResponse, HttpError>> {
         let client = self.0.clone();
+        let typed = self.1.clone();
         Box::pin(async move {
+            // An address written as such is never resolved: checked here.
+            if let Some(host) = req.uri().host() {
+                let bare = host.trim_start_matches('[').trim_end_matches(']');
+                if let Ok(ip) = bare.parse::<IpAddr>() {
+                    if forbidden(ip) && !typed.contains(host) {
+                        return Err(HttpError::Transport(refused(host, ip)));
+                    }
+                }
+            }
             let req =
                 reqwest::Request::try_from(req).map_err(|e| HttpError::Build(e.to_string()))?;
             // reqwest's Display names the URL, never a body.
@@ -77,7 +167,7 @@ impl Transport for Reqwest {
 /// The agent's client towards IdPs: every discovery, token, device and
 /// revocation request goes through it.
 #[derive(Clone)]
-pub struct IdpClient(Arc<dyn Transport>);
+pub struct IdpClient(Arc<dyn Transport>, Typed);
 
 impl Default for IdpClient {
     fn default() -> Self {
@@ -88,9 +178,11 @@ impl Default for IdpClient {
 impl IdpClient {
     /// The production client.
     pub fn new() -> IdpClient {
+        let typed = Typed::default();
         let client = reqwest::Client::builder()
-            // The system's resolver (nsswitch, mDNS, ...): the agent is dynamically linked.
+            // The system's resolver (the agent is dynamically linked), guarded.
             .hickory_dns(false)
+            .dns_resolver(Arc::new(Guarded(typed.clone())))
             .redirect(reqwest::redirect::Policy::none())
             // No idle connections kept: a pooled connection the IdP (or a load balancer
             // before it) has just closed fails the next request, and a token request
@@ -102,12 +194,17 @@ impl IdpClient {
             .user_agent(concat!("regent/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("the TLS backend initialises");
-        IdpClient(Arc::new(Reqwest(client)))
+        IdpClient(Arc::new(Reqwest(client, typed.clone())), typed)
     }
 
     /// A client over another transport (the in-process tests' fake IdP).
     pub fn with_transport(t: Arc<dyn Transport>) -> IdpClient {
-        IdpClient(t)
+        IdpClient(t, Typed::default())
+    }
+
+    /// The hosts the user gave, which alone may be at forbidden addresses.
+    pub fn typed(&self) -> &Typed {
+        &self.1
     }
 
     /// Sends a request as it is (any status is an answer).
@@ -199,5 +296,79 @@ mod tests {
             assert_eq!(r.status(), 200);
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 3);
+    }
+}
+
+#[cfg(test)]
+mod guard_tests {
+    use super::*;
+
+    #[test]
+    fn link_local_and_unspecified_are_forbidden_private_ranges_are_not() {
+        for ip in [
+            "169.254.169.254",
+            "0.0.0.0",
+            "::",
+            "fe80::1",
+            "::ffff:169.254.169.254",
+            "255.255.255.255",
+        ] {
+            assert!(forbidden(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in [
+            "10.0.0.1",
+            "192.168.1.1",
+            "172.16.0.1",
+            "127.0.0.1",
+            "::1",
+            "8.8.8.8",
+            "fd00::1",
+        ] {
+            assert!(!forbidden(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    #[test]
+    fn a_host_name_is_judged_by_what_it_resolves_to() {
+        let addr = |s: &str| s.parse::<SocketAddr>().unwrap();
+        // A name (or a rebinding) that resolves to the metadata service: refused.
+        let e = admit("meta.evil.example", vec![addr("169.254.169.254:0")], false).unwrap_err();
+        assert!(e.contains("meta.evil.example (169.254.169.254)"), "{e}");
+        // Mixed answers keep only the allowed addresses.
+        let kept = admit("x", vec![addr("169.254.1.1:0"), addr("10.1.2.3:0")], false).unwrap();
+        assert_eq!(kept, [addr("10.1.2.3:0")]);
+        // The user's own host keeps everything.
+        assert_eq!(
+            admit("x", vec![addr("169.254.1.1:0")], true).unwrap().len(),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn a_server_named_address_is_refused_unless_the_user_gave_it() {
+        let client = IdpClient::new();
+        let err = client
+            .get_json("http://169.254.169.254/latest/meta-data/")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("refusing to connect to 169.254.169.254"),
+            "{err}"
+        );
+        let err = client
+            .get_json("http://[::]:1/")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("refusing to connect"), "{err}");
+        // Given by the user: tried (and fails only for being unreachable here).
+        client.typed().add("0.0.0.0");
+        let err = client
+            .get_json("http://0.0.0.0:1/")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("refusing to connect"), "{err}");
     }
 }
