@@ -785,3 +785,64 @@ async fn serve_lists_mcp_servers_and_its_gateway_names_the_command_to_run() {
         gateway(&http, &format!("{}/mcp/nope", serve.url), None, json!({})).await;
     assert_eq!(status, 404, "{err}");
 }
+
+/// Peak resident memory (kB) and CPU time (ticks) of a running process.
+fn usage(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let hwm = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // After the command name, from the state (field 3): utime is field 14, stime 15.
+    let rest: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    let field = |n: usize| rest[n - 3].parse::<u64>().unwrap();
+    (hwm, field(14) + field(15))
+}
+
+/// A server that streams one event that never ends (data lines without the
+/// blank line, or one line without an end) gets an error once the event
+/// passes the message limit: the proxy's memory stays bounded by it, and
+/// each byte is scanned once (no quadratic rescanning of a long line).
+#[tokio::test]
+async fn a_hostile_event_stream_costs_bounded_memory_and_cpu() {
+    use regent_tests::hostile::{Answer, Hostile};
+    let agent = Agent::start(AgentOptions::default()).await;
+    let line = format!("data: {}\n", "x".repeat(1017)).into_bytes();
+    for (name, chunk) in [("lines", line), ("oneline", vec![b'x'; 64 * 1024])] {
+        let evil = Hostile::start(Answer::Endless {
+            chunk,
+            total: 1 << 30,
+        })
+        .await;
+        let out = agent
+            .regent_async(&[
+                "mcp",
+                "add",
+                name,
+                &format!("{}/mcp", evil.url),
+                "--no-auth",
+            ])
+            .await;
+        assert_eq!(out.code, 0, "{out:?}");
+        let mut p = Proxy::start(&agent, &[name], &[]);
+        p.send(&json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}))
+            .await;
+        let answer = p.recv().await.expect("an answer");
+        let msg = answer["error"]["message"].as_str().unwrap_or_default();
+        assert!(msg.contains("larger than 16 MiB"), "{name}: {answer}");
+        let (hwm_kb, cpu_ticks) = usage(p.pid());
+        eprintln!(
+            "{name}: peak RSS {hwm_kb} kB, CPU {cpu_ticks} ticks, {} bytes sent",
+            evil.sent()
+        );
+        // The 16 MiB event limit, twice over for the buffers, and the program itself.
+        assert!(hwm_kb < 96 * 1024, "{name}: peak RSS {hwm_kb} kB");
+        // Linear in the bytes read (rescanning a 16 MiB line took seconds per MiB).
+        assert!(cpu_ticks < 1000, "{name}: {cpu_ticks} ticks of CPU");
+        assert!(evil.sent() < 64 << 20, "{name}: read {} bytes", evil.sent());
+        let (code, err) = p.close().await;
+        assert_eq!(code, Some(0), "{err}");
+    }
+}
