@@ -210,8 +210,25 @@ fn logs(running: Option<&AgentRecord>, follow: bool, lines: usize) -> Result {
         c
     };
     let program = if journal { "journalctl" } else { "tail" };
-    let status = cmd
-        .status()
+    // The log quotes what servers said: each line is shown with control characters escaped.
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| Failure::Other(format!("cannot run {program}: {e}")))?;
+    if let Some(out) = child.stdout.take() {
+        use std::io::{BufRead, Write};
+        let mut stdout = std::io::stdout().lock();
+        for line in std::io::BufReader::new(out).split(b'\n') {
+            let Ok(line) = line else { break };
+            let line = String::from_utf8_lossy(&line);
+            if writeln!(stdout, "{}", regent_client::text::printable(&line)).is_err() {
+                break;
+            }
+            let _ = stdout.flush();
+        }
+    }
+    let status = child
+        .wait()
         .map_err(|e| Failure::Other(format!("cannot run {program}: {e}")))?;
     if status.success() {
         Ok(())
