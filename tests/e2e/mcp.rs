@@ -6,6 +6,7 @@
 use regent_tests::mcp::{McpServers, Proxy};
 use regent_tests::{Agent, AgentOptions, Idp, IdpOptions};
 use serde_json::{json, Value};
+use std::time::Duration;
 
 /// An IdP, three MCP servers behind it, and an agent.
 struct Mcp {
@@ -845,4 +846,47 @@ async fn a_hostile_event_stream_costs_bounded_memory_and_cpu() {
         let (code, err) = p.close().await;
         assert_eq!(code, Some(0), "{err}");
     }
+}
+
+/// A server whose GET stream says `retry: 0` and ends at once is not
+/// hammered: the proxy reopens it after a floor, backing off while the
+/// reopenings bring nothing (the gaps only grow; none is under the floor).
+#[tokio::test]
+async fn a_stream_that_ends_at_once_is_reopened_with_a_floor_and_backoff() {
+    use regent_tests::hostile::{Answer, Hostile};
+    let agent = Agent::start(AgentOptions::default()).await;
+    let init = r#"{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-11-25","capabilities":{},"serverInfo":{"name":"h","version":"1"}}}"#;
+    let evil = Hostile::start(Answer::PerMethod {
+        post: Box::new(Answer::Fixed {
+            status: "200 OK",
+            headers: vec!["mcp-session-id: s1".into()],
+            body: init.into(),
+        }),
+        get: Box::new(Answer::Endless {
+            chunk: b"retry: 0\n\n".to_vec(),
+            total: 1,
+        }),
+    })
+    .await;
+    let out = agent
+        .regent_async(&["mcp", "add", "h", &format!("{}/mcp", evil.url), "--no-auth"])
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let mut p = Proxy::start(&agent, &["h"], &[]);
+    p.initialize().await;
+    regent_tests::eventually("five reopenings", Duration::from_secs(30), || async {
+        (evil.gets().len() >= 5).then_some(())
+    })
+    .await;
+    let gets = evil.gets();
+    let gaps: Vec<Duration> = gets.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(
+        gaps.iter().all(|g| *g >= Duration::from_millis(200)),
+        "a reopening under the floor: {gaps:?}"
+    );
+    // Backing off: without it every gap would be the floor. (Lower bounds
+    // only: a loaded machine makes gaps longer, never shorter.)
+    assert!(gaps[3] >= Duration::from_secs(2), "no backoff: {gaps:?}");
+    let (code, err) = p.close().await;
+    assert_eq!(code, Some(0), "{err}");
 }

@@ -20,6 +20,13 @@ pub enum Answer {
         /// The body.
         body: String,
     },
+    /// One answer to POSTs, another to GETs.
+    PerMethod {
+        /// To POSTs.
+        post: Box<Answer>,
+        /// To GETs.
+        get: Box<Answer>,
+    },
     /// A `text/event-stream` whose body repeats `chunk` until the client
     /// goes away (or `total` bytes were sent).
     Endless {
@@ -38,6 +45,7 @@ pub struct Hostile {
     pub port: u16,
     connections: Arc<AtomicUsize>,
     sent: Arc<AtomicUsize>,
+    gets: Arc<std::sync::Mutex<Vec<std::time::Instant>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -48,14 +56,15 @@ impl Hostile {
         let port = listener.local_addr().unwrap().port();
         let connections = Arc::new(AtomicUsize::new(0));
         let sent = Arc::new(AtomicUsize::new(0));
-        let (c, b) = (connections.clone(), sent.clone());
+        let gets = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (c, b, g) = (connections.clone(), sent.clone(), gets.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((mut s, _)) = listener.accept().await else {
                     return;
                 };
                 c.fetch_add(1, Ordering::SeqCst);
-                let (answer, sent) = (answer.clone(), b.clone());
+                let (answer, sent, gets) = (answer.clone(), b.clone(), g.clone());
                 tokio::spawn(async move {
                     // Read the request head (a body, if any, is not needed).
                     let mut buf = vec![0u8; 64 * 1024];
@@ -66,7 +75,19 @@ impl Hostile {
                             Ok(k) => n += k,
                         }
                     }
+                    let answer = match answer {
+                        Answer::PerMethod { post, get } => {
+                            if buf.starts_with(b"GET ") {
+                                gets.lock().unwrap().push(std::time::Instant::now());
+                                *get
+                            } else {
+                                *post
+                            }
+                        }
+                        other => other,
+                    };
                     match answer {
+                        Answer::PerMethod { .. } => {}
                         Answer::Fixed {
                             status,
                             headers,
@@ -108,6 +129,7 @@ impl Hostile {
             port,
             connections,
             sent,
+            gets,
             task,
         }
     }
@@ -115,6 +137,11 @@ impl Hostile {
     /// Connections accepted so far.
     pub fn connections(&self) -> usize {
         self.connections.load(Ordering::SeqCst)
+    }
+
+    /// When each GET came.
+    pub fn gets(&self) -> Vec<std::time::Instant> {
+        self.gets.lock().unwrap().clone()
     }
 
     /// Bytes of endless streams sent so far.

@@ -161,7 +161,8 @@ pub fn added(kind: &str, status: &RegistryStatus) {
     match &status.auth {
         None => println!(
             "Added {kind} {} ({}); it asks for no auth.",
-            status.name, status.url
+            status.name,
+            safe(&status.url)
         ),
         Some(a) => {
             let how = match &a.config {
@@ -189,6 +190,14 @@ pub fn added(kind: &str, status: &RegistryStatus) {
                 safe(&status.url),
                 safe(&how)
             );
+            if !a.shared_with.is_empty() {
+                // Never silent: one login (one account) for all of them.
+                println!(
+                    "It shares the login of {} (the same account); for a login of its own, add it \
+                     again with --own-login.",
+                    a.shared_with.join(", ")
+                );
+            }
             login_hint(status);
         }
     }
