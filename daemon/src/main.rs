@@ -38,6 +38,12 @@ struct Args {
     #[arg(long, value_name = "URL")]
     client_metadata_url: Option<String>,
 
+    /// Also refuse private addresses (10/8, 172.16/12, 192.168/16, fc00::/7)
+    /// for hosts that servers' answers name (link-local and unspecified ones
+    /// are always refused; the hosts you give are always allowed).
+    #[arg(long)]
+    no_private_addresses: bool,
+
     /// Check the config file and exit: 0 if it is valid (what it configures
     /// is printed), 1 with the error and its line if not. The service's
     /// reload runs it first, so a broken file fails `systemctl --user reload`.
@@ -255,6 +261,7 @@ async fn async_main(
         systemd: serving_systemd,
     };
     let ctx = ctx::Ctx::new(store.clone(), settings);
+    ctx.idp.typed().deny_private(args.no_private_addresses);
     let agent = agent::Agent::start(ctx.clone(), config).await;
     tracing::info!(
         socket = %serving_on.display(),

@@ -44,9 +44,22 @@ pub trait Transport: Send + Sync + 'static {
 /// never made for a server. Private ranges stay allowed: company IdPs live
 /// there.
 #[derive(Clone, Default)]
-pub struct Typed(Arc<RwLock<HashSet<String>>>);
+pub struct Typed(
+    Arc<RwLock<HashSet<String>>>,
+    Arc<std::sync::atomic::AtomicBool>,
+);
 
 impl Typed {
+    /// Refuses private addresses too (`regentd --no-private-addresses`).
+    pub fn deny_private(&self, deny: bool) {
+        self.1.store(deny, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether a host a server named may be at `ip`.
+    fn refuses(&self, ip: IpAddr) -> bool {
+        forbidden(ip) || (self.1.load(std::sync::atomic::Ordering::Relaxed) && private(ip))
+    }
+
     /// Makes `hosts` the ones the user gave (lowercased).
     pub fn set(&self, hosts: impl IntoIterator<Item = String>) {
         *self.0.write().unwrap() = hosts.into_iter().map(|h| h.to_ascii_lowercase()).collect();
@@ -60,6 +73,17 @@ impl Typed {
     fn contains(&self, host: &str) -> bool {
         let h = host.trim_start_matches('[').trim_end_matches(']');
         self.0.read().unwrap().contains(&h.to_ascii_lowercase())
+    }
+}
+
+/// Private (RFC 1918, RFC 4193) addresses, refused only where the user says so.
+pub fn private(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(a) => a.is_private(),
+        IpAddr::V6(a) => {
+            (a.segments()[0] & 0xfe00) == 0xfc00
+                || a.to_ipv4_mapped().is_some_and(|v4| v4.is_private())
+        }
     }
 }
 
@@ -78,8 +102,9 @@ pub fn forbidden(ip: IpAddr) -> bool {
 
 fn refused(host: &str, ip: IpAddr) -> String {
     format!(
-        "refusing to connect to {host} ({ip}): a link-local or unspecified address, which only a \
-         URL you give may name (a server's answer named it)"
+        "refusing to connect to {host} ({ip}): a link-local, unspecified (or, with \
+         --no-private-addresses, private) address, which only a URL you give may name (a server's \
+         answer named it)"
     )
 }
 
@@ -89,23 +114,24 @@ struct Guarded(Typed);
 
 impl reqwest::dns::Resolve for Guarded {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let typed = self.0.contains(name.as_str());
+        let guard = self.0.clone();
         Box::pin(async move {
             let host = name.as_str().to_string();
             let all: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let kept = admit(&host, all, typed)?;
+            let kept = admit(&host, all, &guard)?;
             Ok(Box::new(kept.into_iter()) as reqwest::dns::Addrs)
         })
     }
 }
 
 /// The addresses of `host` the agent may connect to: all of them for a host
-/// the user gave, else those not [`forbidden`] (none left: refused).
-fn admit(host: &str, all: Vec<SocketAddr>, typed: bool) -> Result<Vec<SocketAddr>, String> {
+/// the user gave, else those the guard does not refuse (none left: refused).
+fn admit(host: &str, all: Vec<SocketAddr>, guard: &Typed) -> Result<Vec<SocketAddr>, String> {
+    let typed = guard.contains(host);
     let first = all.first().copied();
     let kept: Vec<SocketAddr> = all
         .into_iter()
-        .filter(|a| typed || !forbidden(a.ip()))
+        .filter(|a| typed || !guard.refuses(a.ip()))
         .collect();
     match (kept.is_empty(), first) {
         (true, Some(a)) => Err(refused(host, a.ip())),
@@ -127,7 +153,7 @@ impl Transport for Reqwest {
             if let Some(host) = req.uri().host() {
                 let bare = host.trim_start_matches('[').trim_end_matches(']');
                 if let Ok(ip) = bare.parse::<IpAddr>() {
-                    if forbidden(ip) && !typed.contains(host) {
+                    if typed.refuses(ip) && !typed.contains(host) {
                         return Err(HttpError::Transport(refused(host, ip)));
                     }
                 }
@@ -332,14 +358,23 @@ mod guard_tests {
     fn a_host_name_is_judged_by_what_it_resolves_to() {
         let addr = |s: &str| s.parse::<SocketAddr>().unwrap();
         // A name (or a rebinding) that resolves to the metadata service: refused.
-        let e = admit("meta.evil.example", vec![addr("169.254.169.254:0")], false).unwrap_err();
+        let guard = Typed::default();
+        let e = admit("meta.evil.example", vec![addr("169.254.169.254:0")], &guard).unwrap_err();
         assert!(e.contains("meta.evil.example (169.254.169.254)"), "{e}");
         // Mixed answers keep only the allowed addresses.
-        let kept = admit("x", vec![addr("169.254.1.1:0"), addr("10.1.2.3:0")], false).unwrap();
+        let kept = admit("x", vec![addr("169.254.1.1:0"), addr("10.1.2.3:0")], &guard).unwrap();
         assert_eq!(kept, [addr("10.1.2.3:0")]);
+        // Private ones too, where the user says so.
+        guard.deny_private(true);
+        assert!(admit("x", vec![addr("10.1.2.3:0")], &guard).is_err());
+        assert!(admit("x", vec![addr("[fd00::1]:0")], &guard).is_err());
+        assert!(admit("x", vec![addr("8.8.8.8:0")], &guard).is_ok());
         // The user's own host keeps everything.
+        guard.add("x");
         assert_eq!(
-            admit("x", vec![addr("169.254.1.1:0")], true).unwrap().len(),
+            admit("x", vec![addr("169.254.1.1:0")], &guard)
+                .unwrap()
+                .len(),
             1
         );
     }
