@@ -497,10 +497,10 @@ impl Answers {
                 }
                 Source::Stream(s) => {
                     if let Some(ev) = s.next().await? {
-                        self.resume.empty = 0;
                         if ev.data.trim().is_empty() {
-                            continue;
+                            continue; // brings nothing: no reason to reopen sooner
                         }
+                        self.resume.empty = 0;
                         self.deliver(ev.data.as_bytes());
                         return Ok(Some(one_line(&ev.data)));
                     }
@@ -634,7 +634,7 @@ impl EventStream {
     async fn next(&mut self) -> Result<Option<sse::Event>, McpError> {
         loop {
             if let Some(ev) = self.parser.next_event() {
-                self.delivered = true;
+                self.delivered |= !ev.data.trim().is_empty();
                 return Ok(Some(ev));
             }
             if self.done {

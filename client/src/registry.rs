@@ -342,6 +342,7 @@ impl RegistryClient {
                         registry: reg.name.clone(),
                         message: "a redirect without a usable Location".into(),
                     })?;
+                check_redirect(reg, &next)?;
                 url = next;
                 continue;
             }
@@ -372,6 +373,28 @@ impl RegistryClient {
             message: format!("more than {MAX_REDIRECTS} redirects"),
         })
     }
+}
+
+/// Where a registry may redirect to: http(s) only, and never a link-local or
+/// unspecified address (a cloud metadata service, 0.0.0.0: this machine).
+fn check_redirect(reg: &RegistryStatus, to: &Url) -> Result<(), RegistryError> {
+    let ip = match to.host() {
+        Some(url::Host::Ipv4(a)) => Some(std::net::IpAddr::V4(a)),
+        Some(url::Host::Ipv6(a)) => Some(std::net::IpAddr::V6(a)),
+        _ => None,
+    };
+    let bad =
+        !matches!(to.scheme(), "https" | "http") || ip.is_some_and(regent_proto::net::forbidden);
+    if bad {
+        return Err(RegistryError::Unavailable {
+            registry: reg.name.clone(),
+            message: format!(
+                "refusing its redirect to {}",
+                crate::text::printable(&url_without_query(to))
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// The registry's base URL, with a trailing slash so `join` appends.

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod error;
+pub mod net;
 pub mod paths;
 pub mod types;
 

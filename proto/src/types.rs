@@ -783,6 +783,10 @@ pub struct Login {
     /// The other resources this login logs in too (they share its grant).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub also: Vec<String>,
+    /// The authorization server the login is at (shown beside a device
+    /// code, so a page on another host stands out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
 }
 
 impl Login {
@@ -802,6 +806,7 @@ impl Login {
             joined: false,
             account: None,
             also: Vec::new(),
+            issuer: None,
         }
     }
 }

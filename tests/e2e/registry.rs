@@ -519,6 +519,51 @@ async fn serve_refuses_another_local_user() {
         .unwrap()
         .pending_logins
         .is_empty());
+    // From this machine's own non-loopback address to the loopback listener:
+    // still this machine, still another user.
+    let ip = std::process::Command::new("ip")
+        .args(["-4", "-o", "addr", "show", "scope", "global"])
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .skip_while(|w| *w != "inet")
+                .nth(1)
+                .and_then(|a| a.split('/').next().map(str::to_string))
+        });
+    match ip {
+        Some(ip) => {
+            let out = std::process::Command::new("setpriv")
+                .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+                .args(["curl", "-s", "-S", "--interface", &ip])
+                .arg(format!("{}/api/v1/registries", serve.url))
+                .output()
+                .unwrap();
+            let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+            assert_eq!(v["error"]["code"], "forbidden", "from {ip}: {v}");
+        }
+        None => regent_tests::missing(
+            "a non-loopback address on this machine",
+            "ip -4 addr shows none",
+        ),
+    }
     let (s, _) = get(&format!("{}/api/v1/registries/corp/servers", serve.url)).await;
     assert_eq!(s, 200, "the owner is served");
+}
+
+/// A registry cannot send the reader into a link-local address with a redirect.
+#[tokio::test]
+async fn a_redirect_to_a_link_local_address_is_refused() {
+    let (w, reg) = world_with_registry().await;
+    w.login("alice").await;
+    reg.mode(serde_json::json!({"redirect_to": "http://169.254.169.254/latest"}))
+        .await;
+    let out = w.agent.regent(&["servers"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("refusing its redirect"),
+        "{}",
+        out.stderr
+    );
 }

@@ -111,11 +111,40 @@ pub(super) fn show_instructions(login: &Login, open_browser: bool) -> Option<std
             // The agent checked them; shown escaped all the same.
             let uri = safe(login.verification_uri.as_deref().unwrap_or("?"));
             let code = safe(login.user_code.as_deref().unwrap_or("?"));
+            let at = login
+                .issuer
+                .as_deref()
+                .map(|i| format!(" at {}", safe(i)))
+                .unwrap_or_default();
             let _ = writeln!(
                 err,
-                "To log in to {}, open this page on any device:\n\n    {uri}\n\nand enter the code:  {code}\n",
+                "To log in to {}{at}, open this page on any device:\n\n    {uri}\n\nand enter the code:  {code}\n",
                 login.registry
             );
+            // A code is worth what the page it is typed into is: say so when
+            // the page is not on the authorization server's own host.
+            let host = |u: &str| {
+                url::Url::parse(u)
+                    .ok()
+                    .and_then(|u| u.host_str().map(str::to_string))
+            };
+            if let (Some(i), Some(page)) = (
+                login.issuer.as_deref().and_then(host),
+                login.verification_uri.as_deref().and_then(host),
+            ) {
+                let related = page == i
+                    || page.ends_with(&format!(".{i}"))
+                    || i.ends_with(&format!(".{page}"));
+                if !related {
+                    let _ = writeln!(
+                        err,
+                        "Note: that page is on {}, not on the authorization server's host {}; \
+                         enter the code only if you expect that.\n",
+                        safe(&page),
+                        safe(&i)
+                    );
+                }
+            }
             if let Some(full) = &login.verification_uri_complete {
                 let full = safe(full);
                 let _ = writeln!(err, "(or open {full} to skip typing the code)\n");

@@ -42,8 +42,23 @@ pub fn ask_share(message: &str) -> Option<bool> {
 pub fn print_json(v: &serde_json::Value) {
     println!(
         "{}",
-        serde_json::to_string_pretty(v).expect("JSON values serialize")
+        json_for_terminal(&serde_json::to_string_pretty(v).expect("JSON values serialize"))
     );
+}
+
+/// JSON text whose strings may hold what servers chose, fit for a terminal:
+/// serde escapes C0 controls but writes DEL, C1 and formatting characters as
+/// they are; here they become `\uXXXX` escapes (still the same JSON).
+pub fn json_for_terminal(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if regent_client::text::unsafe_char(c) && !matches!(c, '\n' | '\t') {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The registry table (or a hint when there is none).
@@ -427,10 +442,31 @@ pub fn print_token(
     }
     let mut out = std::io::stdout().lock();
     if json {
-        serde_json::to_writer(&mut out, t).map_err(std::io::Error::other)?;
+        let text = serde_json::to_string(t).map_err(std::io::Error::other)?;
+        out.write_all(json_for_terminal(&text).as_bytes())?;
     } else {
         out.write_all(t.access_token.as_bytes())?;
     }
     out.write_all(b"\n")?;
     out.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_for_a_terminal_escapes_what_serde_leaves_raw() {
+        let v = serde_json::json!({"account": "a\u{9b}31m\u{7f}b\u{202e}c", "ok": "plain é"});
+        let text = json_for_terminal(&serde_json::to_string_pretty(&v).unwrap());
+        assert!(
+            !text
+                .chars()
+                .any(|c| regent_client::text::unsafe_char(c) && c != '\n'),
+            "{text}"
+        );
+        // Still the same JSON.
+        let back: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, v);
+    }
 }

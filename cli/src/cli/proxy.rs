@@ -51,7 +51,9 @@ pub async fn run(
         .noting()
         .with_login(logins.clone());
     let transport = Transport::new(url, auth);
-    let (out, mut lines_out) = mpsc::channel::<String>(256);
+    // Bounded: a client that reads slowly holds the server back, not our memory
+    // (at most this many messages of at most 16 MiB wait for stdout).
+    let (out, mut lines_out) = mpsc::channel::<String>(8);
     let writer = tokio::spawn(async move {
         let mut stdout = tokio::io::stdout();
         while let Some(line) = lines_out.recv().await {
@@ -179,7 +181,25 @@ async fn resolve(
     if let Some(s) = servers.iter().find(|s| same(&s.url)) {
         return Ok((s.name.clone(), s.url.clone()));
     }
-    let name = derive_name(target);
+    // A name already taken (by another URL, or another kind) gets a suffix: a
+    // URL never replaces what another name holds.
+    let base = derive_name(target);
+    let mut name = base.clone();
+    let mut n = 2;
+    while !matches!(
+        agent.resource(Some(&name), None).await,
+        Err(e) if e.code() == Some(regent_proto::ErrorCode::UnknownRegistry)
+    ) {
+        let suffix = format!("-{n}");
+        name = format!("{}{suffix}", &base[..base.len().min(64 - suffix.len())]);
+        n += 1;
+        if n > 100 {
+            return Err(Failure::Other(format!(
+                "cannot find a free name for {}; add it with: regent mcp add NAME URL",
+                super::output::safe(target)
+            )));
+        }
+    }
     eprintln!(
         "regent: adding {} as MCP server {name} (its login is kept for the next run)",
         super::output::safe(target)
@@ -267,7 +287,10 @@ async fn listen(transport: Arc<Transport>, out: mpsc::Sender<String>) {
         Ok(Some(s)) => s,
         Ok(None) => return,
         Err(e) => {
-            eprintln!("regent: the server's event stream: {e}");
+            eprintln!(
+                "regent: the server's event stream: {}",
+                super::output::safe(&e.to_string())
+            );
             return;
         }
     };
@@ -280,7 +303,10 @@ async fn listen(transport: Arc<Transport>, out: mpsc::Sender<String>) {
             }
             Ok(None) => return,
             Err(e) => {
-                eprintln!("regent: the server's event stream: {e}");
+                eprintln!(
+                    "regent: the server's event stream: {}",
+                    super::output::safe(&e.to_string())
+                );
                 return;
             }
         }

@@ -170,8 +170,10 @@ impl Agent {
             }
         };
         values::check_cleartext(name, &url, auth.is_some()).map_err(AgentError::Invalid)?;
-        let auth = self.consent(name, &url, auth, share_login)?;
+        // Decided under the config lock, on the config as it is now: two adds
+        // at once cannot both find nobody to share with.
         self.change(|file| {
+            let auth = self.consent(name, &url, auth, share_login)?;
             let entry = entry(file, Section::Registries, name, url, auth);
             file.put(Section::Registries, name, &entry)
                 .map_err(AgentError::Config)
@@ -188,9 +190,9 @@ impl Agent {
         self.typed(&req.url);
         let auth = self.mcp_auth(name, &req.url, req.auth).await?;
         values::check_cleartext(name, &req.url, auth.is_some()).map_err(AgentError::Invalid)?;
-        let auth = self.consent(name, &req.url, auth, req.share_login)?;
-        let url = req.url;
+        let (url, share) = (req.url, req.share_login);
         self.change(|file| {
+            let auth = self.consent(name, &url, auth, share)?;
             let entry = entry(file, Section::Mcp, name, url, auth);
             file.put(Section::Mcp, name, &entry)
                 .map_err(AgentError::Config)
@@ -213,20 +215,20 @@ impl Agent {
             Kind::Idp => return Err(AgentError::Invalid(format!("{name} is an IdP"))),
         };
         let url = self.resolve_kind(name, kind)?.url.clone();
-        // A server's answer (a rediscovery, a step-up) never lends it another
-        // resource's login: where it would, it gets a login of its own.
-        let auth = match self.consent(name, &url, auth.clone(), None) {
-            Ok(a) => a,
-            Err(AgentError::ConsentNeeded { .. }) => {
-                tracing::info!(
-                    resource = name,
-                    "a login of its own: it would share another origin's login"
-                );
-                self.consent(name, &url, auth, Some(false))?
-            }
-            Err(e) => return Err(e),
-        };
         self.change(|file| {
+            // A server's answer (a rediscovery, a step-up) never lends it another
+            // resource's login: where it would, it gets a login of its own.
+            let auth = match self.consent(name, &url, auth.clone(), None) {
+                Ok(a) => a,
+                Err(AgentError::ConsentNeeded { .. }) => {
+                    tracing::info!(
+                        resource = name,
+                        "a login of its own: it would share another origin's login"
+                    );
+                    self.consent(name, &url, auth, Some(false))?
+                }
+                Err(e) => return Err(e),
+            };
             let entry = entry(file, section, name, url, auth);
             file.put(section, name, &entry).map_err(AgentError::Config)
         })

@@ -40,6 +40,7 @@ pub async fn prepare(flow: Flow) -> Result<Prepared, LoginError> {
         &flow.meta,
         &flow.scopes,
         &flow.target,
+        &flow.also,
     )
     .await?;
     let wait = auth.expires_in().min(MAX_WAIT);

@@ -415,6 +415,7 @@ pub async fn start(
         registry: subject.resource.clone(),
         flow,
         expires_at: OffsetDateTime::now_utc() + started.wait,
+        issuer: Some(spec.issuer.issuer.clone()),
         ..started.login
     };
     *entry.login.lock().unwrap() = Some(login.clone());
@@ -497,11 +498,11 @@ async fn complete(ctx: &Ctx, subject: &Subject, entry: &Entry, tokens: Tokens) {
     let account = tokens.account.clone();
     let has_rt = tokens.refresh_token.is_some();
     let still_wanted = subject.still_wanted.clone();
+    // What the authorization named: both flows name every sharer (RFC 8707 §2.1).
+    let named: &[Target] = &subject.also;
     let installed = subject
         .grant
-        .install_login(ctx, &subject.target, &subject.also, tokens, move || {
-            still_wanted()
-        })
+        .install_login(ctx, &subject.target, named, tokens, move || still_wanted())
         .await;
     match installed {
         Some(persisted) => {

@@ -19,6 +19,7 @@ pub async fn start(
     meta: &Metadata,
     scopes: &[String],
     target: &Target,
+    also: &[Target],
 ) -> Result<DeviceAuthorization, OAuthError> {
     let client = client(auth, meta)?;
     let mut req = client.exchange_device_code().map_err(|_| {
@@ -32,6 +33,15 @@ pub async fn start(
     }
     for (k, v) in target.params() {
         req = req.add_extra_param(k, v);
+    }
+    // The other resources of the grant, as in the browser flow (RFC 8707 §2.1):
+    // the one login covers each of them.
+    let mut named: Vec<&str> = target.resource.as_deref().into_iter().collect();
+    for r in also.iter().filter_map(|t| t.resource.as_deref()) {
+        if !named.contains(&r) {
+            named.push(r);
+            req = req.add_extra_param("resource", r.to_string());
+        }
     }
     req.request_async(http).await.map_err(classify)
 }

@@ -76,29 +76,7 @@ impl Typed {
     }
 }
 
-/// Private (RFC 1918, RFC 4193) addresses, refused only where the user says so.
-pub fn private(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(a) => a.is_private(),
-        IpAddr::V6(a) => {
-            (a.segments()[0] & 0xfe00) == 0xfc00
-                || a.to_ipv4_mapped().is_some_and(|v4| v4.is_private())
-        }
-    }
-}
-
-/// Addresses a server's answer may not send the agent to.
-pub fn forbidden(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(a) => a.is_link_local() || a.is_unspecified() || a.is_broadcast(),
-        IpAddr::V6(a) => {
-            a.is_unspecified()
-                || (a.segments()[0] & 0xffc0) == 0xfe80
-                || a.to_ipv4_mapped()
-                    .is_some_and(|v4| forbidden(IpAddr::V4(v4)))
-        }
-    }
-}
+pub use regent_proto::net::{forbidden, private};
 
 fn refused(host: &str, ip: IpAddr) -> String {
     format!(
@@ -149,11 +127,18 @@ impl Transport for Reqwest {
         let client = self.0.clone();
         let typed = self.1.clone();
         Box::pin(async move {
-            // An address written as such is never resolved: checked here.
-            if let Some(host) = req.uri().host() {
-                let bare = host.trim_start_matches('[').trim_end_matches(']');
-                if let Ok(ip) = bare.parse::<IpAddr>() {
-                    if typed.refuses(ip) && !typed.contains(host) {
+            // An address written as such is never resolved: checked here, as the
+            // URL parser (and so the connector) reads it — `2852039166`,
+            // `0xa9.0xfe.0xa9.0xfe` and `0` are addresses too.
+            if let Ok(u) = url::Url::parse(&req.uri().to_string()) {
+                let ip = match u.host() {
+                    Some(url::Host::Ipv4(a)) => Some(IpAddr::V4(a)),
+                    Some(url::Host::Ipv6(a)) => Some(IpAddr::V6(a)),
+                    _ => None,
+                };
+                let host = req.uri().host().unwrap_or_default();
+                if let Some(ip) = ip.filter(|ip| typed.refuses(*ip)) {
+                    if !typed.contains(host) && !typed.contains(&ip.to_string()) {
                         return Err(HttpError::Transport(refused(host, ip)));
                     }
                 }

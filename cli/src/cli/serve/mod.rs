@@ -27,6 +27,8 @@ struct Serve {
     http: reqwest::Client,
     /// `Host` values accepted (loopback listeners only): the DNS-rebinding defence.
     allowed_hosts: Option<Vec<String>>,
+    /// Peers on other machines may connect (`--allow-remote`).
+    allow_remote: bool,
 }
 
 type Shared = State<Arc<Serve>>;
@@ -55,6 +57,7 @@ pub async fn run(agent: AgentClient, listen: SocketAddr, allow_remote: bool) -> 
     let state = Arc::new(Serve {
         registries: RegistryClient::new(agent),
         http: regent_client::http::mcp_client(),
+        allow_remote,
         allowed_hosts: loopback.then(|| {
             let mut hosts = vec![
                 addr.to_string(),
@@ -88,7 +91,7 @@ pub async fn run(agent: AgentClient, listen: SocketAddr, allow_remote: bool) -> 
         )
         .fallback(|| async { ServeError::new(ErrorCode::InvalidRequest, "no such endpoint", None) })
         .layer(middleware::from_fn_with_state(state.clone(), check_host))
-        .layer(middleware::from_fn(owner_only))
+        .layer(middleware::from_fn_with_state(state.clone(), owner_only))
         .with_state(state);
     eprintln!("regent serve: listening on http://{addr}");
     axum::serve(listener, app.into_make_service_with_connect_info::<Ends>())
@@ -132,26 +135,29 @@ impl
 /// its `Host` or `Origin` say). Peers on other machines exist only with
 /// `--allow-remote`, which says they may connect.
 async fn owner_only(
+    State(s): Shared,
     axum::extract::ConnectInfo(ends): axum::extract::ConnectInfo<Ends>,
     req: Request,
     next: Next,
 ) -> Response {
-    if ends.peer.ip().is_loopback() || ends.peer.ip() == ends.ours.ip() {
-        // SAFETY: getuid has no preconditions.
-        let me = unsafe { libc::getuid() };
-        match peer::uid_of(ends.peer, ends.ours) {
-            Some(uid) if uid == me => {}
-            other => {
-                let who =
-                    other.map_or_else(|| "an unknown user".to_string(), |u| format!("uid {u}"));
-                return ServeError::new(
-                    ErrorCode::Forbidden,
-                    format!("regent serve serves its owner (uid {me}) only; this connection is from {who}"),
-                    None,
-                )
-                .into_response();
-            }
-        }
+    // SAFETY: getuid has no preconditions.
+    let me = unsafe { libc::getuid() };
+    // Every connection from this machine is in the kernel's socket table,
+    // whatever source address it chose: it must be the owner's. One that is
+    // not listed came from another machine, which only --allow-remote admits.
+    let refuse = match peer::uid_of(ends.peer, ends.ours) {
+        Some(uid) if uid == me => None,
+        Some(uid) => Some(format!("uid {uid}")),
+        None if s.allow_remote => None,
+        None => Some("an unknown user".to_string()),
+    };
+    if let Some(who) = refuse {
+        return ServeError::new(
+            ErrorCode::Forbidden,
+            format!("regent serve serves its owner (uid {me}) only; this connection is from {who}"),
+            None,
+        )
+        .into_response();
     }
     next.run(req).await
 }

@@ -10,12 +10,26 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 /// The uid owning the socket at `peer` connected to `ours`, if the kernel
 /// lists it (a peer on another machine is not listed).
 pub fn uid_of(peer: SocketAddr, ours: SocketAddr) -> Option<u32> {
+    // A v4 client of a dual-stack listener is seen as ::ffff:a.b.c.d; its own
+    // socket is in the v4 table with plain addresses.
+    let (peer, ours) = (plain(peer), plain(ours));
     let table = match peer {
         SocketAddr::V4(_) => "/proc/net/tcp",
         SocketAddr::V6(_) => "/proc/net/tcp6",
     };
     let text = std::fs::read_to_string(table).ok()?;
     find(&text, peer, ours)
+}
+
+/// An IPv4-mapped address as the IPv4 address it is.
+fn plain(a: SocketAddr) -> SocketAddr {
+    match a {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(IpAddr::V4(v4), v6.port()),
+            None => a,
+        },
+        v4 => v4,
+    }
 }
 
 /// The uid of the line whose local address is `peer` and remote is `ours`.
