@@ -81,24 +81,56 @@ impl From<AuthError<McpError>> for McpError {
     }
 }
 
+/// The first revision with the stateless wire and its routing headers.
+const STATELESS: &str = "2026-07-28";
+
 /// A message from the client, read once for what the transport needs.
 #[derive(Debug, Clone)]
 pub struct Outgoing {
     bytes: Bytes,
     ids: Vec<Value>,
     is_initialize: bool,
+    /// Its method (`Mcp-Method`), for a single message.
+    method: Option<String>,
+    /// Its name-shaped parameter (`Mcp-Name`): a tool's or prompt's name, a
+    /// resource's URI, a task's id.
+    name: Option<String>,
+    /// The protocol version its `_meta` names (the stateless wire).
+    version: Option<String>,
 }
 
 impl Outgoing {
     /// Reads a JSON-RPC message (or batch) as the client wrote it. Something
     /// that is not JSON is sent as it is (the server answers it).
     pub fn parse(bytes: Bytes) -> Outgoing {
+        // The stateless wire (2026-07-28) carries each request's version in its `_meta`.
+        #[derive(Deserialize)]
+        struct Meta {
+            #[serde(default, rename = "io.modelcontextprotocol/protocolVersion")]
+            version: Option<String>,
+        }
+        #[derive(Deserialize)]
+        struct Params {
+            /// `initialize`'s: the version it asks for.
+            #[serde(default, rename = "protocolVersion")]
+            protocol_version: Option<Value>,
+            #[serde(default)]
+            name: Option<Value>,
+            #[serde(default)]
+            uri: Option<Value>,
+            #[serde(default, rename = "taskId")]
+            task_id: Option<Value>,
+            #[serde(default, rename = "_meta")]
+            meta: Option<Meta>,
+        }
         #[derive(Deserialize)]
         struct One {
             #[serde(default)]
             id: Option<Value>,
             #[serde(default)]
             method: Option<String>,
+            #[serde(default)]
+            params: Option<Params>,
         }
         #[derive(Deserialize)]
         #[serde(untagged)]
@@ -106,12 +138,38 @@ impl Outgoing {
             Batch(Vec<One>),
             One(One),
         }
-        let all = match serde_json::from_slice::<Shape>(&bytes) {
-            Ok(Shape::Batch(v)) => v,
-            Ok(Shape::One(o)) => vec![o],
-            Err(_) => Vec::new(),
+        let (all, single) = match serde_json::from_slice::<Shape>(&bytes) {
+            Ok(Shape::Batch(v)) => (v, false),
+            Ok(Shape::One(o)) => (vec![o], true),
+            Err(_) => (Vec::new(), false),
         };
+        let one = all.first().filter(|_| single);
+        let method = one.and_then(|m| m.method.clone());
+        let params = one.and_then(|m| m.params.as_ref());
+        let text = |v: &Option<Value>| v.as_ref().and_then(Value::as_str).map(str::to_string);
+        let name = params.and_then(|p| match method.as_deref() {
+            Some("tools/call" | "prompts/get") => text(&p.name),
+            Some("resources/read" | "resources/subscribe" | "resources/unsubscribe") => {
+                text(&p.uri)
+            }
+            Some(m) if m.starts_with("tasks/") => text(&p.task_id),
+            _ => None,
+        });
+        let version = params
+            .and_then(|p| p.meta.as_ref())
+            .and_then(|m| m.version.clone())
+            // An `initialize` that asks for the stateless wire's revision (or later)
+            // is routed as that revision's requests are.
+            .or_else(|| {
+                (method.as_deref() == Some("initialize"))
+                    .then(|| params.and_then(|p| text(&p.protocol_version)))
+                    .flatten()
+                    .filter(|v| v.as_str() >= STATELESS)
+            });
         Outgoing {
+            method,
+            name,
+            version,
             is_initialize: all
                 .iter()
                 .any(|m| m.method.as_deref() == Some("initialize")),
@@ -239,14 +297,39 @@ impl Transport {
         }
     }
 
-    fn headers(&self, token: Option<&str>, accept: &'static str) -> HeaderMap {
+    /// The headers of a request: the token, the session (where the wire has
+    /// one), and the protocol version: the message's own (`_meta`, the
+    /// stateless wire) or the one `initialize` negotiated; from 2026-07-28
+    /// on, `Mcp-Method` and `Mcp-Name` mirror the message (SEP-2243).
+    fn headers(
+        &self,
+        token: Option<&str>,
+        accept: &'static str,
+        msg: Option<&Outgoing>,
+    ) -> HeaderMap {
         let mut h = HeaderMap::new();
         h.insert(ACCEPT, HeaderValue::from_static(accept));
         if let Some(s) = self.session.lock().unwrap().clone() {
             h.insert("mcp-session-id", s);
         }
-        if let Some(v) = self.version.lock().unwrap().clone() {
+        let version = msg
+            .and_then(|m| m.version.as_deref())
+            .and_then(|v| HeaderValue::from_str(v).ok())
+            .or_else(|| self.version.lock().unwrap().clone());
+        let routed = version
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v >= STATELESS);
+        if let Some(v) = version {
             h.insert("mcp-protocol-version", v);
+        }
+        if let (true, Some(m)) = (routed, msg) {
+            if let Some(v) = m.method.as_deref().and_then(header_value) {
+                h.insert("mcp-method", v);
+            }
+            if let Some(v) = m.name.as_deref().and_then(header_value) {
+                h.insert("mcp-name", v);
+            }
         }
         if let Some(t) = token {
             if let Ok(v) = HeaderValue::from_str(&format!("Bearer {t}")) {
@@ -288,7 +371,11 @@ impl Transport {
                 .send(|token| {
                     self.http
                         .post(self.url.clone())
-                        .headers(self.headers(token, "application/json, text/event-stream"))
+                        .headers(self.headers(
+                            token,
+                            "application/json, text/event-stream",
+                            Some(msg),
+                        ))
                         .header(CONTENT_TYPE, "application/json")
                         .body(msg.bytes.clone())
                 })
@@ -371,10 +458,11 @@ impl Transport {
     ) -> Result<Option<EventStream>, McpError> {
         let resp = self
             .send(|token| {
-                let mut req = self
-                    .http
-                    .get(self.url.clone())
-                    .headers(self.headers(token, "text/event-stream"));
+                let mut req = self.http.get(self.url.clone()).headers(self.headers(
+                    token,
+                    "text/event-stream",
+                    None,
+                ));
                 if let Some(id) = last_event_id.and_then(|i| HeaderValue::from_str(i).ok()) {
                     req = req.header("last-event-id", id);
                 }
@@ -403,7 +491,11 @@ impl Transport {
         let _ = self
             .http
             .delete(self.url.clone())
-            .headers(self.headers(token.as_deref(), "application/json, text/event-stream"))
+            .headers(self.headers(
+                token.as_deref(),
+                "application/json, text/event-stream",
+                None,
+            ))
             .timeout(Duration::from_secs(2))
             .send()
             .await;
@@ -573,6 +665,23 @@ fn note(msg: &str) {
     eprintln!("regent: {}", crate::text::printable(msg));
 }
 
+/// A header value for `s`: as it is where it is visible ASCII (and has no
+/// leading or trailing space), else Base64 in the `=?base64?...?=` form
+/// SEP-2243 defines for values a header cannot carry.
+fn header_value(s: &str) -> Option<HeaderValue> {
+    let plain = !s.is_empty()
+        && s.bytes().all(|b| (0x20..0x7f).contains(&b))
+        && !s.starts_with(' ')
+        && !s.ends_with(' ')
+        && !s.starts_with("=?");
+    if plain {
+        return HeaderValue::from_str(s).ok();
+    }
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
+    HeaderValue::from_str(&format!("=?base64?{encoded}?=")).ok()
+}
+
 fn header(h: &HeaderMap, name: impl reqwest::header::AsHeaderName) -> Option<String> {
     h.get(name)
         .and_then(|v| v.to_str().ok())
@@ -680,6 +789,45 @@ mod tests {
         assert!(Outgoing::parse(Bytes::from_static(b"not json"))
             .ids()
             .is_empty());
+    }
+
+    #[test]
+    fn stateless_requests_carry_their_version_method_and_name() {
+        let m = Outgoing::parse(Bytes::from_static(
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add","arguments":{},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#,
+        ));
+        assert_eq!(m.version.as_deref(), Some("2026-07-28"));
+        assert_eq!(m.method.as_deref(), Some("tools/call"));
+        assert_eq!(m.name.as_deref(), Some("add"));
+        let m = Outgoing::parse(Bytes::from_static(
+            br#"{"jsonrpc":"2.0","id":2,"method":"resources/read","params":{"uri":"file:///a b"}}"#,
+        ));
+        assert_eq!(m.name.as_deref(), Some("file:///a b"));
+        assert_eq!(m.version, None);
+        // A 2025 initialize sets no version of its own; a 2026 one does.
+        let old = Outgoing::parse(Bytes::from_static(
+            br#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25"}}"#,
+        ));
+        assert_eq!(old.version, None);
+        let new = Outgoing::parse(Bytes::from_static(
+            br#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2026-07-28"}}"#,
+        ));
+        assert_eq!(new.version.as_deref(), Some("2026-07-28"));
+    }
+
+    #[test]
+    fn header_values_a_header_cannot_carry_go_as_base64() {
+        assert_eq!(header_value("add_numbers").unwrap(), "add_numbers");
+        assert_eq!(
+            header_value("Hello, 世界").unwrap(),
+            "=?base64?SGVsbG8sIOS4lueVjA==?="
+        );
+        assert_eq!(header_value(" padded ").unwrap(), "=?base64?IHBhZGRlZCA=?=");
+        assert!(header_value("line1\nline2")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("=?base64?"));
     }
 
     #[test]

@@ -5,12 +5,16 @@
 // It starts a regent agent of its own (memory store, fresh directories), sets
 // up what the scenario gives in MCP_CONFORMANCE_CONTEXT (a pre-registered
 // client, client credentials, an enterprise IdP and its ID token) with the
-// regent CLI, then drives `regent mcp proxy` with the official SDK's stdio
-// client: initialize, tools/list, tools/call. Logins go through $BROWSER
-// (regent's headless test browser). Exit 0 when the session worked.
+// regent CLI, then drives `regent mcp proxy` with the official TypeScript
+// SDK's v2 stdio client, on the wire of the revision the suite runs
+// (MCP_CONFORMANCE_PROTOCOL_VERSION: the stateful `initialize` handshake up
+// to 2025-11-25, the stateless 2026-07-28 wire pinned after it): connect,
+// tools/list, tools/call. Logins go through $BROWSER (regent's headless test
+// browser). Exit 0 when the session worked.
 //
 // Environment: REGENT_BIN_DIR (where regent and regentd are), BROWSER,
-// MCP_CONFORMANCE_SCENARIO, MCP_CONFORMANCE_CONTEXT.
+// MCP_CONFORMANCE_SCENARIO, MCP_CONFORMANCE_CONTEXT,
+// MCP_CONFORMANCE_PROTOCOL_VERSION.
 
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -18,8 +22,12 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { Client } from '@modelcontextprotocol/client';
+import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
+
+// A subclass: the SDK then negotiates on this one process (its base class
+// would probe a sibling process first, and regent would authorize twice).
+class OneProcess extends StdioClientTransport {}
 
 // The runner cannot kill what this starts (it signals only the shell): keep
 // a deadline of our own, below its 30 s.
@@ -28,6 +36,9 @@ const CIMD_URL = 'https://conformance-test.local/client-metadata.json';
 
 const url = process.argv[process.argv.length - 1];
 const scenario = process.env.MCP_CONFORMANCE_SCENARIO ?? '';
+const revision = process.env.MCP_CONFORMANCE_PROTOCOL_VERSION ?? '2025-11-25';
+// Dated revisions compare as strings; the stateless wire starts at 2026-07-28.
+const stateless = revision >= '2026-07-28';
 const context = JSON.parse(process.env.MCP_CONFORMANCE_CONTEXT || '{}');
 const bin = (name) => path.join(process.env.REGENT_BIN_DIR ?? '', name);
 
@@ -104,7 +115,7 @@ function setUp() {
       '--client-key-file', secretFile('key.pem', context.private_key_pem));
     return 'server';
   }
-  if (scenario === 'auth/cross-app-access-complete-flow') {
+  if (scenario === 'auth/enterprise-managed-authorization' || scenario === 'auth/cross-app-access-complete-flow') {
     regent('idp', 'add', 'corp-idp', '--issuer', context.idp_issuer, '--client-id', context.idp_client_id);
     regent('login', 'corp-idp', '--id-token-file', secretFile('id_token', context.idp_id_token));
     regent('mcp', 'add', 'server', url, '--enterprise-idp', 'corp-idp', '--client-id', context.client_id,
@@ -118,19 +129,28 @@ function setUp() {
 try {
   await startAgent();
   const target = setUp();
-  const transport = new StdioClientTransport({
+  const transport = new OneProcess({
     command: bin('regent'),
     args: ['mcp', 'proxy', target],
     env,
     stderr: 'inherit',
   });
-  mcp = new Client({ name: 'regent-conformance-client', version: '1.0.0' });
+  mcp = new Client(
+    { name: 'regent-conformance-client', version: '1.0.0' },
+    { versionNegotiation: { mode: stateless ? { pin: revision } : 'legacy' } },
+  );
   await mcp.connect(transport);
   const tools = await mcp.listTools();
   log('tools:', tools.tools.map((t) => t.name).join(', '));
-  if (tools.tools.some((t) => t.name === 'test-tool')) {
-    const result = await mcp.callTool({ name: 'test-tool', arguments: {} });
-    log('tools/call:', JSON.stringify(result.content));
+  // The calls a scenario asks for, else those its tools are known for.
+  const calls = context.toolCalls ?? [
+    { name: 'test-tool', arguments: {} },
+    { name: 'add_numbers', arguments: { a: 5, b: 3 } },
+  ];
+  for (const call of calls) {
+    if (!tools.tools.some((t) => t.name === call.name)) continue;
+    const result = await mcp.callTool(call);
+    log(`tools/call ${call.name}:`, JSON.stringify(result.content));
   }
   await mcp.close();
   cleanup(0);

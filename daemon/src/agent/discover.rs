@@ -33,26 +33,37 @@ pub struct Found {
     pub scopes: Vec<String>,
 }
 
-/// The JSON-RPC `initialize` an MCP server is probed with.
-fn initialize() -> serde_json::Value {
+/// The revision whose wire the probe speaks.
+const PROBE_VERSION: &str = "2026-07-28";
+
+/// What an MCP server is probed with: `server/discover` on the stateless
+/// wire (its version in `_meta` and the header, SEP-2575; `Mcp-Method`,
+/// SEP-2243). A server asks for auth before it dispatches, so a 2025-era
+/// server answers its 401 to it as well; it opens no session on either.
+fn discover_request() -> serde_json::Value {
     serde_json::json!({
-        "jsonrpc": "2.0", "id": 0, "method": "initialize",
+        "jsonrpc": "2.0", "id": 0, "method": "server/discover",
         "params": {
-            "protocolVersion": "2025-11-25",
-            "capabilities": {},
-            "clientInfo": {"name": "regent", "version": env!("CARGO_PKG_VERSION")}
+            "_meta": {
+                "io.modelcontextprotocol/protocolVersion": PROBE_VERSION,
+                "io.modelcontextprotocol/clientInfo": {"name": "regent", "version": env!("CARGO_PKG_VERSION")},
+                "io.modelcontextprotocol/clientCapabilities": {}
+            }
         }
     })
 }
 
-/// Requests the resource without a token: an MCP server gets an `initialize`
-/// (and, if that opened a session, its `DELETE`), a registry a one-entry list.
+/// Requests the resource without a token: an MCP server gets a
+/// `server/discover` (and, should a server open a session for it, its
+/// `DELETE`), a registry a one-entry list.
 pub async fn probe(ctx: &Ctx, kind: Kind, url: &str) -> Result<Probe, String> {
     let req = match kind {
         Kind::Mcp => oauth2::http::Request::post(url)
             .header("content-type", "application/json")
             .header("accept", "application/json, text/event-stream")
-            .body(initialize().to_string().into_bytes()),
+            .header("mcp-protocol-version", PROBE_VERSION)
+            .header("mcp-method", "server/discover")
+            .body(discover_request().to_string().into_bytes()),
         Kind::Registry => {
             let base = url.trim_end_matches('/');
             oauth2::http::Request::get(format!("{base}/v0.1/servers?limit=1"))
