@@ -891,3 +891,57 @@ async fn a_stream_that_ends_at_once_is_reopened_with_a_floor_and_backoff() {
     let (code, err) = p.close().await;
     assert_eq!(code, Some(0), "{err}");
 }
+
+/// The `regent serve` gateway passes both wires: the session where there
+/// is one, and the stateless wire's routing headers (Mcp-Method, Mcp-Name,
+/// Mcp-Param-*); never the client's own Authorization or cookies.
+#[tokio::test]
+async fn the_gateway_passes_the_stateless_wires_headers() {
+    use regent_tests::hostile::{Answer, Hostile};
+    let agent = Agent::start(AgentOptions::default()).await;
+    let server = Hostile::start(Answer::Fixed {
+        status: "200 OK",
+        headers: vec![],
+        body: r#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#.into(),
+    })
+    .await;
+    let out = agent
+        .regent_async(&[
+            "mcp",
+            "add",
+            "h",
+            &format!("{}/mcp", server.url),
+            "--no-auth",
+        ])
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let serve = regent_tests::registry::Serve::start(&agent);
+    let r = reqwest::Client::new()
+        .post(format!("{}/mcp/h", serve.url))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "add")
+        .header("mcp-param-region", "us-west1")
+        .header("authorization", "Bearer the-clients-own")
+        .header("cookie", "c=1")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add"}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let head = server.heads().last().cloned().unwrap().to_ascii_lowercase();
+    for h in [
+        "mcp-protocol-version: 2026-07-28",
+        "mcp-method: tools/call",
+        "mcp-name: add",
+        "mcp-param-region: us-west1",
+    ] {
+        assert!(head.contains(h), "{h} not passed on: {head}");
+    }
+    assert!(
+        !head.contains("the-clients-own") && !head.contains("cookie"),
+        "{head}"
+    );
+}

@@ -46,6 +46,7 @@ pub struct Hostile {
     connections: Arc<AtomicUsize>,
     sent: Arc<AtomicUsize>,
     gets: Arc<std::sync::Mutex<Vec<std::time::Instant>>>,
+    heads: Arc<std::sync::Mutex<Vec<String>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -57,14 +58,20 @@ impl Hostile {
         let connections = Arc::new(AtomicUsize::new(0));
         let sent = Arc::new(AtomicUsize::new(0));
         let gets = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (c, b, g) = (connections.clone(), sent.clone(), gets.clone());
+        let heads = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (c, b, g, h) = (
+            connections.clone(),
+            sent.clone(),
+            gets.clone(),
+            heads.clone(),
+        );
         let task = tokio::spawn(async move {
             loop {
                 let Ok((mut s, _)) = listener.accept().await else {
                     return;
                 };
                 c.fetch_add(1, Ordering::SeqCst);
-                let (answer, sent, gets) = (answer.clone(), b.clone(), g.clone());
+                let (answer, sent, gets, heads) = (answer.clone(), b.clone(), g.clone(), h.clone());
                 tokio::spawn(async move {
                     // Read the request head (a body, if any, is not needed).
                     let mut buf = vec![0u8; 64 * 1024];
@@ -75,6 +82,14 @@ impl Hostile {
                             Ok(k) => n += k,
                         }
                     }
+                    let end = buf[..n]
+                        .windows(4)
+                        .position(|w| w == b"\r\n\r\n")
+                        .unwrap_or(n);
+                    heads
+                        .lock()
+                        .unwrap()
+                        .push(String::from_utf8_lossy(&buf[..end]).into_owned());
                     let answer = match answer {
                         Answer::PerMethod { post, get } => {
                             if buf.starts_with(b"GET ") {
@@ -130,6 +145,7 @@ impl Hostile {
             connections,
             sent,
             gets,
+            heads,
             task,
         }
     }
@@ -137,6 +153,11 @@ impl Hostile {
     /// Connections accepted so far.
     pub fn connections(&self) -> usize {
         self.connections.load(Ordering::SeqCst)
+    }
+
+    /// The head (request line and headers) of every request so far.
+    pub fn heads(&self) -> Vec<String> {
+        self.heads.lock().unwrap().clone()
     }
 
     /// When each GET came.

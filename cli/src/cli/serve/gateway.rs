@@ -20,14 +20,20 @@ use serde_json::{json, Value};
 pub const MAX_BODY: usize = 16 * 1024 * 1024;
 
 /// Request headers of the transport, passed to the server; nothing else
-/// (never the client's own `Authorization` or cookies).
-const UPSTREAM: [&str; 5] = [
+/// (never the client's own `Authorization` or cookies). Both wires: the
+/// session where there is one, and the routing headers of 2026-07-28
+/// (`Mcp-Method`, `Mcp-Name`, and every `Mcp-Param-*`, SEP-2243).
+const UPSTREAM: [&str; 7] = [
     "accept",
     "content-type",
     "mcp-session-id",
     "mcp-protocol-version",
     "last-event-id",
+    "mcp-method",
+    "mcp-name",
 ];
+/// The prefix of the headers a client mirrors tool parameters into.
+const PARAM_PREFIX: &str = "mcp-param-";
 /// Response headers passed back to the client.
 const DOWNSTREAM: [&str; 3] = ["content-type", "mcp-session-id", "cache-control"];
 
@@ -82,6 +88,11 @@ pub async fn forward(
                 .body(body.clone());
             for h in UPSTREAM {
                 if let Some(v) = headers.get(h) {
+                    req = req.header(h, v);
+                }
+            }
+            for (h, v) in headers.iter() {
+                if h.as_str().starts_with(PARAM_PREFIX) {
                     req = req.header(h, v);
                 }
             }
