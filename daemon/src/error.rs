@@ -92,7 +92,7 @@ impl From<AgentError> for ApiError {
             AgentError::Ambiguous(_)
             | AgentError::Invalid(_)
             | AgentError::StaticToken(..)
-            | AgentError::NoUser(_)
+            | AgentError::NoUser(..)
             | AgentError::ThroughIdp { .. }
             | AgentError::Taken { .. }
             | AgentError::Shared { .. } => (ErrorCode::InvalidRequest, e.to_string()),

@@ -128,6 +128,10 @@ pub enum AuthConfig {
     /// Enterprise-managed authorization: a token exchanged from the login at
     /// an enterprise IdP (MCP servers).
     Enterprise(EnterpriseConfig),
+    /// Workload identity federation: a platform-issued workload JWT (read
+    /// fresh from a file) exchanged by the RFC 7523 JWT bearer grant (MCP
+    /// servers; SEP-1933).
+    Workload(WorkloadConfig),
 }
 
 fn is_false(b: &bool) -> bool {
@@ -230,6 +234,29 @@ pub struct ClientCredentialsConfig {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scopes: Vec<String>,
     /// RFC 8707 resource indicator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    /// Where the AS metadata is, when not at the issuer's well-known URLs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata_url: Option<String>,
+}
+
+/// Workload identity federation: no user and no client secret; the
+/// machine's platform identity (a Kubernetes projected service-account
+/// token, a CI provider's OIDC token) is the assertion of each grant.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct WorkloadConfig {
+    /// The server's authorization server.
+    pub issuer: String,
+    /// The client id there, where the AS wants one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// The file the workload JWT is read from, fresh for every grant.
+    pub token_file: PathBuf,
+    /// Scopes to ask for (none: no `scope`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+    /// The server's resource identifier.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource: Option<String>,
     /// Where the AS metadata is, when not at the issuer's well-known URLs.
@@ -528,6 +555,18 @@ pub enum McpAuth {
     Bearer {
         /// Path of the file holding the token.
         token_file: PathBuf,
+    },
+    /// Workload identity federation: the JWT in `token_file` (read fresh
+    /// for each grant) is the assertion of a JWT bearer grant.
+    Workload {
+        /// The file the workload JWT is in.
+        token_file: PathBuf,
+        /// The client id at the server's AS, where it wants one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_id: Option<String>,
+        /// Scopes instead of the discovered ones.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        scopes: Vec<String>,
     },
 }
 

@@ -122,6 +122,12 @@ function setUp() {
       '--client-secret-file', secretFile('secret', context.client_secret));
     return 'server';
   }
+  if (scenario === 'auth/wif-jwt-bearer') {
+    // The platform's workload JWT, as a pod would have it mounted.
+    regent('mcp', 'add', 'server', url, '--client-id', context.client_id,
+      '--workload-token-file', secretFile('workload.jwt', context.valid_jwt));
+    return 'server';
+  }
   // Everything else: the URL itself; the proxy adds it on first use and discovers the rest.
   return url;
 }

@@ -224,6 +224,7 @@ scenarios! {
         client_credentials_jwt_2026_07_28 => ("auth/client-credentials-jwt", "2026-07-28", extension),
         client_credentials_basic_2026_07_28 => ("auth/client-credentials-basic", "2026-07-28", extension),
         enterprise_managed_authorization_2026_07_28 => ("auth/enterprise-managed-authorization", "2026-07-28", extension),
+        wif_jwt_bearer_2026_07_28 => ("auth/wif-jwt-bearer", "2026-07-28", extension),
         initialize_2025_11_25 => ("initialize", "2025-11-25"),
         tools_call_2025_11_25 => ("tools_call", "2025-11-25"),
         tools_call_2026_07_28 => ("tools_call", "2026-07-28"),
@@ -236,8 +237,6 @@ scenarios! {
             "DPoP (RFC 9449) is issue 18",
         dpop_nonce_2026_07_28 => ("auth/dpop-nonce", "2026-07-28", extension):
             "DPoP (RFC 9449) is issue 18",
-        wif_jwt_bearer_2026_07_28 => ("auth/wif-jwt-bearer", "2026-07-28", extension):
-            "workload identity federation (--workload-token-file) is not built yet",
         elicitation_defaults_2025_11_25 => ("elicitation-sep1034-client-defaults", "2025-11-25"):
             "the client command registers no elicitation handler yet",
         sse_retry_2025_11_25 => ("sse-retry", "2025-11-25"):

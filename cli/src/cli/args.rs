@@ -218,8 +218,10 @@ pub enum McpCommand {
       --client-id ci-bot --client-key-file /run/secrets/ci-bot.pem
   regent mcp add wiki https://wiki.corp.example/mcp \\\n      --enterprise-idp okta --client-id regent-wiki
   regent mcp add search --from corp io.example/search  # URL from corp
+  regent mcp add deploy https://mcp.corp.example/mcp \\
+      --workload-token-file /var/run/secrets/tokens/mcp  # a pod's identity
 
-Without options regent asks the server (an unauthenticated initialize), reads
+Without options regent asks the server (an unauthenticated request), reads
 its protected resource metadata (RFC 9728) and its authorization server's
 metadata, and registers itself there (a client ID metadata document where
 supported and configured, else dynamic registration). Then: regent login NAME.")]
@@ -326,8 +328,13 @@ pub struct McpAddArgs {
     /// A static Bearer token from a file instead.
     #[arg(long, value_name = "PATH", conflicts_with_all = ["client_id", "client_credentials", "enterprise_idp"])]
     pub token_file: Option<PathBuf>,
+    /// No user: workload identity. The platform's JWT in PATH (a Kubernetes
+    /// service-account token, a CI OIDC token; read fresh for every grant) is
+    /// exchanged at the server's authorization server (RFC 7523 JWT bearer).
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["client_credentials", "enterprise_idp", "token_file", "client_secret_file", "callback_port"])]
+    pub workload_token_file: Option<PathBuf>,
     /// No auth at all (skip discovery).
-    #[arg(long, conflicts_with_all = ["client_id", "client_credentials", "enterprise_idp", "token_file"])]
+    #[arg(long, conflicts_with_all = ["client_id", "client_credentials", "enterprise_idp", "token_file", "workload_token_file"])]
     pub no_auth: bool,
     /// NAME exists with another URL: replace it (its login ends).
     #[arg(long)]

@@ -55,6 +55,15 @@ async fn add(agent: &AgentClient, a: McpAddArgs) -> Result {
         let token_file = std::path::absolute(&path)
             .map_err(|e| Failure::Other(format!("bad --token-file {}: {e}", path.display())))?;
         Some(McpAuth::Bearer { token_file })
+    } else if let Some(path) = a.workload_token_file {
+        let token_file = std::path::absolute(&path).map_err(|e| {
+            Failure::Other(format!("bad --workload-token-file {}: {e}", path.display()))
+        })?;
+        Some(McpAuth::Workload {
+            token_file,
+            client_id: a.client_id.clone(),
+            scopes,
+        })
     } else if a.client_credentials {
         let private_key_pem = a
             .client_key_file

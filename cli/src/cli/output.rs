@@ -233,6 +233,7 @@ fn auth_kind(config: &AuthConfig) -> String {
         AuthConfig::Bearer(b) => format!("token file {}", b.token_file.display()),
         AuthConfig::ClientCredentials(c) => format!("client credentials at {}", c.issuer),
         AuthConfig::Enterprise(e) => format!("through IdP {}", e.idp),
+        AuthConfig::Workload(w) => format!("workload identity at {}", w.issuer),
     }
 }
 

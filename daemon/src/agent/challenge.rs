@@ -223,6 +223,7 @@ impl Agent {
             AuthConfig::Oauth(c) => (&mut c.scopes, Next::Login),
             AuthConfig::ClientCredentials(c) => (&mut c.scopes, Next::Retry),
             AuthConfig::Enterprise(c) => (&mut c.scopes, Next::Retry),
+            AuthConfig::Workload(c) => (&mut c.scopes, Next::Retry),
             AuthConfig::Bearer(_) => {
                 return Ok(answer(
                     Next::Fail,
@@ -319,6 +320,7 @@ fn held_scopes(auth: &Auth) -> Vec<String> {
         Some(AuthConfig::Oauth(c)) => c.scopes,
         Some(AuthConfig::ClientCredentials(c)) => c.scopes,
         Some(AuthConfig::Enterprise(c)) => c.scopes,
+        Some(AuthConfig::Workload(c)) => c.scopes,
         _ => Vec::new(),
     };
     if let Auth::OAuth(o) = auth {

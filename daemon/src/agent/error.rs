@@ -36,11 +36,10 @@ pub enum AgentError {
         /// What has it.
         by: Kind,
     },
-    /// The resource uses client credentials: there is no user to log in.
-    #[error(
-        "{0} uses client credentials: there is no user login, its tokens are minted as needed"
-    )]
-    NoUser(String),
+    /// The resource uses a machine identity (client credentials, workload
+    /// identity): there is no user to log in.
+    #[error("{0} uses {1}: there is no user login, its tokens are minted as needed")]
+    NoUser(String, &'static str),
     /// The resource's tokens come from the login at an enterprise IdP.
     #[error("{name} gets its tokens through the enterprise IdP {idp}; log in there with: regent login {idp}")]
     ThroughIdp {

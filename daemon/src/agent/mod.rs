@@ -21,7 +21,7 @@ mod setup;
 pub use error::AgentError;
 pub use forward::{Caller, Forwarding, Peer};
 
-use crate::auth::{Auth, BearerFile, ClientCredentials, Enterprise, Idp, OAuthSource};
+use crate::auth::{Auth, BearerFile, ClientCredentials, Enterprise, Idp, OAuthSource, Workload};
 use crate::config::{Config, ConfigFile, IdpConfig};
 use crate::ctx::Ctx;
 use crate::grant::Grant;
@@ -452,6 +452,7 @@ impl Agent {
                 Auth::ClientCredentials(ClientCredentials::new(c))
             }
             Some(AuthConfig::Enterprise(e)) => Auth::Enterprise(Enterprise::new(e, idp)),
+            Some(AuthConfig::Workload(w)) => Auth::Workload(Workload::new(w)),
             Some(AuthConfig::Oauth(c)) => {
                 let spec = OAuthSource::spec(&c, name);
                 let grant = self
@@ -617,7 +618,10 @@ impl Agent {
         match &res.auth {
             Auth::OAuth(o) => Ok(o),
             Auth::Bearer(_) => Err(AgentError::StaticToken(res.name.clone(), res.kind)),
-            Auth::ClientCredentials(_) => Err(AgentError::NoUser(res.name.clone())),
+            Auth::ClientCredentials(_) => {
+                Err(AgentError::NoUser(res.name.clone(), "client credentials"))
+            }
+            Auth::Workload(_) => Err(AgentError::NoUser(res.name.clone(), "workload identity")),
             Auth::Enterprise(e) => Err(AgentError::ThroughIdp {
                 name: res.name.clone(),
                 idp: e.config.idp.clone(),
@@ -794,6 +798,11 @@ fn client_of(auth: &Auth) -> Option<(String, String)> {
         Auth::OAuth(o) => Some((o.config.issuer.clone(), o.config.client_id.clone())),
         Auth::ClientCredentials(c) => Some((c.config.issuer.clone(), c.config.client_id.clone())),
         Auth::Enterprise(e) => Some((e.config.issuer.clone(), e.config.client_id.clone())),
+        Auth::Workload(w) => w
+            .config
+            .client_id
+            .as_ref()
+            .map(|id| (w.config.issuer.clone(), id.clone())),
         Auth::None | Auth::Bearer(_) => None,
     }
 }

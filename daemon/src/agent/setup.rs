@@ -13,7 +13,7 @@ use crate::oauth::{client::SigningKey, register};
 use crate::resource::Kind;
 use regent_proto::{
     AuthConfig, BearerConfig, ClientCredentialsConfig, ClientOrigin, EnterpriseConfig, McpAuth,
-    OAuthConfig, Secret, TokenAuthMethod,
+    OAuthConfig, Secret, TokenAuthMethod, WorkloadConfig,
 };
 use secrecy::SecretString;
 
@@ -45,6 +45,29 @@ impl Agent {
             Some(McpAuth::None) => Ok(None),
             Some(McpAuth::Bearer { token_file }) => {
                 let auth = AuthConfig::Bearer(BearerConfig { token_file });
+                self.check_auth(name, Some(&auth)).await?;
+                Ok(Some(auth))
+            }
+            Some(McpAuth::Workload {
+                token_file,
+                client_id,
+                scopes,
+            }) => {
+                let found = self
+                    .find_always(name, Kind::Mcp, url, Pkce::NotNeeded)
+                    .await?;
+                let auth = AuthConfig::Workload(WorkloadConfig {
+                    issuer: found.issuer.issuer.clone(),
+                    client_id: client_id.filter(|c| !c.trim().is_empty()),
+                    token_file,
+                    scopes: if scopes.is_empty() {
+                        found.scopes
+                    } else {
+                        scopes
+                    },
+                    resource: Some(found.resource),
+                    metadata_url: found.issuer.metadata_url,
+                });
                 self.check_auth(name, Some(&auth)).await?;
                 Ok(Some(auth))
             }
@@ -360,6 +383,21 @@ impl Agent {
     ) -> Result<Option<Metadata>, AgentError> {
         match auth {
             None | Some(AuthConfig::ClientCredentials(_)) | Some(AuthConfig::Enterprise(_)) => {
+                Ok(None)
+            }
+            Some(AuthConfig::Workload(w)) => {
+                if !w.token_file.is_absolute() {
+                    return Err(invalid(
+                        name,
+                        format!(
+                            "token_file {} must be an absolute path",
+                            w.token_file.display()
+                        ),
+                    ));
+                }
+                // Read now so a wrong path or a file that is not a JWT is
+                // said at add, not at the first call.
+                crate::auth::workload::read_token(w).map_err(|e| invalid(name, e))?;
                 Ok(None)
             }
             Some(AuthConfig::Bearer(b)) => {

@@ -6,11 +6,13 @@ mod bearer;
 mod client_credentials;
 mod enterprise;
 mod oauth;
+pub mod workload;
 
 pub use bearer::BearerFile;
 pub use client_credentials::ClientCredentials;
 pub use enterprise::{Enterprise, Idp};
 pub use oauth::OAuthSource;
+pub use workload::Workload;
 
 use crate::ctx::Ctx;
 use crate::token::{AccessToken, TokenError};
@@ -30,6 +32,8 @@ pub enum Auth {
     ClientCredentials(ClientCredentials),
     /// A token exchanged from the login at an enterprise IdP.
     Enterprise(Enterprise),
+    /// A token for the machine's workload identity (a JWT bearer grant).
+    Workload(Workload),
 }
 
 /// Where a resource's auth stands, for status answers.
@@ -52,7 +56,7 @@ impl Auth {
     pub fn mints_without_user(&self) -> bool {
         match self {
             Auth::OAuth(o) => o.grant.status(&o.target).has_refresh_token,
-            Auth::ClientCredentials(_) | Auth::Enterprise(_) => true,
+            Auth::ClientCredentials(_) | Auth::Enterprise(_) | Auth::Workload(_) => true,
             Auth::None | Auth::Bearer(_) => false,
         }
     }
@@ -65,6 +69,7 @@ impl Auth {
             Auth::OAuth(o) => Some(AuthConfig::Oauth(o.config.clone())),
             Auth::ClientCredentials(c) => Some(AuthConfig::ClientCredentials(c.config.clone())),
             Auth::Enterprise(e) => Some(AuthConfig::Enterprise(e.config.clone())),
+            Auth::Workload(w) => Some(AuthConfig::Workload(w.config.clone())),
         }
     }
 
@@ -88,6 +93,7 @@ impl Auth {
             Auth::OAuth(o) => o.token(ctx, min_valid).await,
             Auth::ClientCredentials(c) => c.token(ctx, min_valid).await,
             Auth::Enterprise(e) => e.token(ctx, min_valid).await,
+            Auth::Workload(w) => w.token(ctx, min_valid).await,
         })
     }
 
@@ -97,6 +103,7 @@ impl Auth {
             Auth::OAuth(o) => o.invalidate(presented),
             Auth::ClientCredentials(c) => c.invalidate(presented),
             Auth::Enterprise(e) => e.invalidate(presented),
+            Auth::Workload(w) => w.invalidate(presented),
             Auth::None | Auth::Bearer(_) => false,
         }
     }
@@ -109,6 +116,7 @@ impl Auth {
             Auth::OAuth(o) => Some(o.state(ctx)),
             Auth::ClientCredentials(c) => Some(c.state()),
             Auth::Enterprise(e) => Some(e.state(ctx)),
+            Auth::Workload(w) => Some(w.state()),
         }
     }
 }

@@ -36,6 +36,11 @@ impl std::fmt::Debug for ClientAuth {
 }
 
 impl ClientAuth {
+    /// No client at all (a grant whose assertion is the credential).
+    pub fn anonymous() -> ClientAuth {
+        ClientAuth::public("")
+    }
+
     /// A public client.
     pub fn public(id: &str) -> ClientAuth {
         ClientAuth {
@@ -62,7 +67,9 @@ impl ClientAuth {
         };
         match self.method {
             TokenAuthMethod::None => {
-                form.push(("client_id", self.id.clone()));
+                if !self.id.is_empty() {
+                    form.push(("client_id", self.id.clone()));
+                }
                 Ok(None)
             }
             TokenAuthMethod::ClientSecretPost => {

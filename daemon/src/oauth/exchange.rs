@@ -166,3 +166,27 @@ pub async fn jwt_bearer(
     scope_param(&mut form, scopes);
     request(http, &meta.token_endpoint, client, &meta.issuer, form).await
 }
+
+/// The JWT bearer grant for a resource (RFC 7523 §2.1, RFC 8707): a workload
+/// JWT as the assertion.
+pub async fn jwt_bearer_for(
+    http: &IdpClient,
+    meta: &Metadata,
+    client: &ClientAuth,
+    assertion: &SecretString,
+    scopes: &[String],
+    resource: Option<&str>,
+) -> Result<Tokens, OAuthError> {
+    let mut form = vec![
+        (
+            "grant_type",
+            "urn:ietf:params:oauth:grant-type:jwt-bearer".to_string(),
+        ),
+        ("assertion", assertion.expose_secret().to_string()),
+    ];
+    scope_param(&mut form, scopes);
+    if let Some(r) = resource {
+        form.push(("resource", r.to_string()));
+    }
+    request(http, &meta.token_endpoint, client, &meta.issuer, form).await
+}

@@ -8,6 +8,7 @@ mod api;
 mod fake_idp;
 mod grants;
 mod tokens;
+mod workload;
 
 use axum::body::Body;
 use axum::http::Request;
