@@ -184,6 +184,33 @@ async fn auth0_audience_names_the_api_the_token_is_for() {
     assert_eq!(claims["aud"], api, "{claims}");
 }
 
+/// An OpenID Provider that requires a nonce with `openid`: the browser login
+/// sends a fresh one each time, the ID token carries it back, and the login
+/// works; the IdP's words are shown where an IdP refuses a request.
+#[tokio::test]
+async fn an_idp_that_requires_a_nonce_gets_one_and_the_login_works() {
+    let idp = Idp::start(IdpOptions {
+        require_nonce: true,
+        ..Default::default()
+    });
+    let agent = Agent::start(AgentOptions::default()).await;
+    assert_eq!(add(&agent, &idp, regent_tests::idp::CLIENT_ID, &[]).code, 0);
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let login = browser_login(&agent, Some(log.path()));
+    assert!(login.status.success(), "{}", stderr(&login));
+    let opened = std::fs::read_to_string(log.path()).unwrap();
+    let url = opened
+        .split_whitespace()
+        .find(|w| w.starts_with("http"))
+        .expect("the browser opened the authorization URL");
+    let url = url::Url::parse(url).unwrap();
+    let q: std::collections::HashMap<_, _> = url.query_pairs().into_owned().collect();
+    assert!(q["scope"].split(' ').any(|s| s == "openid"), "{url}");
+    assert!(q.get("nonce").is_some_and(|n| n.len() >= 32), "{url}");
+    let token = agent.regent(&["token", "corp"]).stdout.trim().to_string();
+    assert!(idp.is_active(&token).await);
+}
+
 /// An error redirect without `iss` from an IdP that promises it (RFC 9207)
 /// is refused, and what it said is shown as unverified text.
 #[tokio::test]

@@ -17,6 +17,8 @@
 //                           authorization request, not `resource` (Auth0)
 //   IDP_EXACT_PORT=N        client regent-exact allows exactly http://127.0.0.1:N/callback,
 //                           no other port (Okta, and any IdP that matches redirect URIs exactly)
+//   IDP_REQUIRE_NONCE=1     an authorization request for `openid` without a nonce is refused
+//                           with invalid_request "nonce required"
 // Clients besides regent-test (public, native, every grant):
 //   regent-nodevice  public, without the device grant (Keycloak's switch left off):
 //                    a device login answers unauthorized_client
@@ -41,7 +43,7 @@
 //   POST /__test/release -> answers every token request held by the "hold" fault
 //   POST /__test/reset   -> zero the counters (the fault mode is left alone)
 //   POST /__test/destroy-access-token {"token": AT} -> that access token alone is revoked
-//   POST /__test/fault   {"mode": "none"|"500"|"html"|"truncated"|"slow"|"slow_down"|"down"|"hold"|"hostile_device",
+//   POST /__test/fault   {"mode": "none"|"500"|"html"|"truncated"|"slow"|"slow_down"|"down"|"hold"|"hostile_device"|"empty_400",
 //                         "delay_ms": 5000, "times": n}
 //     "hold" keeps each affected token request waiting until POST /__test/release;
 //     /__test/counts says how many wait ("held").
@@ -84,6 +86,9 @@ const NO_REVOCATION = process.env.IDP_NO_REVOCATION === '1';
 const RFC8414 = process.env.IDP_RFC8414 || '';
 const NO_PKCE_METADATA = process.env.IDP_NO_PKCE_METADATA === '1';
 const AUDIENCE = process.env.IDP_AUDIENCE === '1';
+// Refuse an authorization request for `openid` without a nonce, as some OpenID
+// Providers do (the ID token's replay defence).
+const REQUIRE_NONCE = process.env.IDP_REQUIRE_NONCE === '1';
 const EXACT_PORT = env('IDP_EXACT_PORT', 0);
 
 const PUBLIC_CLIENT = 'regent-test';
@@ -246,7 +251,7 @@ const replays = [];
 // Opaque access tokens by grant, for IDP_REVOKE_ON_ROTATION.
 const accessByGrant = new Map();
 let fault = { mode: 'none', delay_ms: 0, times: undefined };
-const FAULT_MODES = new Set(['none', '500', 'html', 'truncated', 'slow', 'slow_down', 'down', 'hold', 'hostile_device']);
+const FAULT_MODES = new Set(['none', '500', 'html', 'truncated', 'slow', 'slow_down', 'down', 'hold', 'hostile_device', 'empty_400']);
 // Token requests held by the "hold" fault, released by POST /__test/release.
 let held = [];
 
@@ -325,6 +330,19 @@ provider.use(async (ctx, next) => {
       ctx.body = rest;
     }
     return undefined;
+  }
+  if (REQUIRE_NONCE && ctx.method === 'GET' && ctx.path === provider.pathFor('authorization')) {
+    const q = new URLSearchParams(ctx.querystring);
+    const redirect = q.get('redirect_uri');
+    if ((q.get('scope') ?? '').split(' ').includes('openid') && !q.get('nonce') && redirect) {
+      const back = new URL(redirect);
+      back.searchParams.set('error', 'invalid_request');
+      back.searchParams.set('error_description', 'nonce required');
+      if (q.get('state')) back.searchParams.set('state', q.get('state'));
+      back.searchParams.set('iss', issuer);
+      return ctx.redirect(back.toString());
+    }
+    return next();
   }
   if (AUDIENCE && ctx.method === 'GET' && ctx.path === provider.pathFor('authorization')) {
     // Auth0 names the API by `audience`: read it as the resource indicator.
@@ -429,6 +447,12 @@ provider.use(async (ctx, next) => {
       ctx.status = 200;
       ctx.type = 'text/html';
       ctx.body = '<!DOCTYPE html><html><head><title>Gateway</title></head><body><h1>Please sign in to the corporate proxy</h1></body></html>';
+      return undefined;
+    case 'empty_400':
+      // A refusal without an OAuth error object, as some IdPs answer a revoked
+      // refresh token.
+      ctx.status = 400;
+      ctx.body = '';
       return undefined;
     case 'truncated':
       ctx.status = 200;

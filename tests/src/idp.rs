@@ -33,6 +33,8 @@ pub struct IdpOptions {
     pub audience: bool,
     /// Client `regent-exact` allows only `http://127.0.0.1:PORT/callback` (Okta).
     pub exact_port: Option<u16>,
+    /// An authorization request for `openid` without a nonce is refused.
+    pub require_nonce: bool,
 }
 
 impl Default for IdpOptions {
@@ -48,6 +50,7 @@ impl Default for IdpOptions {
             no_pkce_metadata: false,
             audience: false,
             exact_port: None,
+            require_nonce: false,
         }
     }
 }
@@ -101,6 +104,10 @@ impl Idp {
                 if opts.no_pkce_metadata { "1" } else { "" },
             )
             .env("IDP_AUDIENCE", if opts.audience { "1" } else { "" })
+            .env(
+                "IDP_REQUIRE_NONCE",
+                if opts.require_nonce { "1" } else { "" },
+            )
             .env(
                 "IDP_EXACT_PORT",
                 opts.exact_port.map(|p| p.to_string()).unwrap_or_default(),

@@ -575,6 +575,7 @@ impl Agent {
                 let fix = res.auth.oauth().and_then(|o| {
                     crate::oauth::explain::fix(
                         &code,
+                        description.as_deref(),
                         crate::oauth::explain::Step::Refresh,
                         &o.config.client_id,
                     )

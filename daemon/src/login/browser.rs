@@ -95,6 +95,7 @@ struct Callback {
     state: String,
     verifier: Mutex<Option<PkceCodeVerifier>>,
     redirect: oauth2::RedirectUrl,
+    nonce: Option<String>,
     flow: Flow,
     resource: String,
     entry: Arc<Entry>,
@@ -114,6 +115,7 @@ async fn serve_callback(
         state: auth.state.secret().clone(),
         verifier: Mutex::new(Some(auth.verifier)),
         redirect: auth.redirect,
+        nonce: auth.nonce,
         flow,
         resource,
         entry,
@@ -258,6 +260,7 @@ async fn outcome(cb: &Callback, query: &str, verifier: PkceCodeVerifier) -> Resu
         code,
         verifier,
         &cb.redirect,
+        cb.nonce.as_deref(),
     )
     .await
     .map_err(|e| {

@@ -5,7 +5,7 @@
 
 use super::client::ClientAuth;
 use super::grant::shorten;
-use super::http::{HttpError, IdpClient};
+use super::http::{refused_without_error, HttpError, IdpClient};
 use super::{Metadata, OAuthError, Target, Tokens};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -62,7 +62,7 @@ pub async fn request(
         .await
         .map_err(|e| OAuthError::Unavailable(format!("cannot reach the IdP: {e}")))?;
     let status = resp.status();
-    if status.is_server_error() || status.as_u16() == 429 {
+    if status.is_server_error() || matches!(status.as_u16(), 408 | 429) {
         return Err(OAuthError::Unavailable(format!(
             "the IdP answered HTTP {}",
             status.as_u16()
@@ -92,6 +92,12 @@ pub async fn request(
             code: shorten(&e.error),
             description: e.error_description.map(|d| shorten(&d)),
         }),
+        Err(_) if refused_without_error(status.as_u16(), resp.body()) => {
+            Err(OAuthError::InvalidGrant(format!(
+                "the IdP refused the request with HTTP {} and no OAuth error",
+                status.as_u16()
+            )))
+        }
         Err(_) => Err(OAuthError::Unavailable(format!(
             "the IdP answered HTTP {} without an OAuth error",
             status.as_u16()

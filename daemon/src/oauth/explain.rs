@@ -29,8 +29,13 @@ impl Step {
     }
 }
 
-/// The likely fix for OAuth error `code` at `step`, for client `client_id`.
-pub fn fix(code: &str, step: Step, client_id: &str) -> Option<String> {
+/// The likely fix for OAuth error `code` (with the IdP's `description`) at
+/// `step`, for client `client_id`: only where the error supports it. The
+/// IdP's own words are always shown beside it.
+pub fn fix(code: &str, description: Option<&str>, step: Step, client_id: &str) -> Option<String> {
+    // `invalid_request` covers any malformed request; the redirect URI is the
+    // likely cause only when the IdP says nothing else.
+    let about_redirect = description.is_none_or(|d| d.to_ascii_lowercase().contains("redirect"));
     Some(match (code, step) {
         ("unauthorized_client", Step::DeviceStart | Step::DevicePoll) => format!(
             "client {client_id} may not use the device flow at this IdP: allow the device \
@@ -57,7 +62,7 @@ pub fn fix(code: &str, step: Step, client_id: &str) -> Option<String> {
         ("access_denied", _) => {
             "the login was declined at the IdP (by you, or by a policy there)".to_string()
         }
-        ("invalid_request", Step::Authorize) => format!(
+        ("invalid_request", Step::Authorize) if about_redirect => format!(
             "the IdP refused the authorization request: check that client {client_id} allows \
              loopback redirect URIs on any port (RFC 8252), or fix one with --callback-port and \
              register http://127.0.0.1:PORT/callback"
@@ -69,9 +74,9 @@ pub fn fix(code: &str, step: Step, client_id: &str) -> Option<String> {
 /// `e` as the user should read it: the resource, the step, the client, and the fix.
 pub fn describe(e: &OAuthError, step: Step, resource: &str, client_id: &str) -> String {
     match e {
-        OAuthError::Protocol { code, .. } => {
+        OAuthError::Protocol { code, description } => {
             let base = format!("the {} of {resource} failed: {e}", step.what());
-            match fix(code, step, client_id) {
+            match fix(code, description.as_deref(), step, client_id) {
                 Some(f) => format!("{base}; {f}"),
                 None => base,
             }
@@ -96,9 +101,33 @@ mod tests {
             m.contains("client regent-cli may not use the device flow"),
             "{m}"
         );
-        assert!(fix("invalid_client", Step::Refresh, "x")
+        assert!(fix("invalid_client", None, Step::Refresh, "x")
             .unwrap()
             .contains("--client-secret-file"));
-        assert!(fix("server_error", Step::Refresh, "x").is_none());
+        assert!(fix("server_error", None, Step::Refresh, "x").is_none());
+    }
+
+    /// The redirect-URI hint is given where the IdP's words allow it, and
+    /// the IdP's words are always shown.
+    #[test]
+    fn an_invalid_request_gets_the_redirect_hint_only_where_it_fits() {
+        let said = |d: Option<&str>| {
+            let e = OAuthError::Protocol {
+                code: "invalid_request".into(),
+                description: d.map(str::to_string),
+            };
+            describe(&e, Step::Authorize, "corp", "regent-cli")
+        };
+        let m = said(Some("nonce required"));
+        assert!(m.contains("nonce required"), "{m}");
+        assert!(!m.contains("--callback-port"), "{m}");
+        let m = said(Some(
+            "redirect_uri did not match any client's registered redirect_uris",
+        ));
+        assert!(
+            m.contains("did not match") && m.contains("--callback-port"),
+            "{m}"
+        );
+        assert!(said(None).contains("--callback-port"));
     }
 }

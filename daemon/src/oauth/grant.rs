@@ -161,7 +161,8 @@ pub fn jwt_expiry(jwt: &str) -> Option<time::OffsetDateTime> {
     time::OffsetDateTime::from_unix_timestamp(claims.get("exp")?.as_i64()?).ok()
 }
 
-fn jwt_claims(jwt: &str) -> Option<serde_json::Value> {
+/// The claims of a JWT, read without checking its signature.
+pub(crate) fn jwt_claims(jwt: &str) -> Option<serde_json::Value> {
     use base64::Engine;
     let payload = jwt.split('.').nth(1)?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -198,6 +199,9 @@ where
                 OAuthError::Protocol { code, description }
             }
         }
+        RequestTokenError::Request(HttpError::Refused(s)) => OAuthError::InvalidGrant(format!(
+            "the IdP refused the request with HTTP {s} and no OAuth error"
+        )),
         RequestTokenError::Request(HttpError::Status(s)) => {
             OAuthError::Unavailable(format!("the IdP answered HTTP {s}"))
         }

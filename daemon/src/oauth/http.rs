@@ -28,6 +28,23 @@ pub enum HttpError {
     /// A request the client could not build.
     #[error("cannot build the request: {0}")]
     Build(String),
+    /// A 4xx whose body is no OAuth error object (an empty `400`, a proxy's
+    /// `403` page): the server refused the request, in other words than OAuth's.
+    #[error("it refused the request with HTTP {0} and no OAuth error")]
+    Refused(u16),
+}
+
+/// Whether a token endpoint's answer is a refusal without an OAuth error
+/// object: a 4xx (not 408 or 429, which say "later") whose body has no
+/// string `error`. Such an answer is final, as an `invalid_grant` is.
+pub fn refused_without_error(status: u16, body: &[u8]) -> bool {
+    (400..500).contains(&status)
+        && status != 408
+        && status != 429
+        && serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v.get("error").map(|e| e.is_string()))
+            != Some(true)
 }
 
 /// Sends one request and reads its whole (bounded) answer.
@@ -241,8 +258,11 @@ impl<'c> AsyncHttpClient<'c> for IdpClient {
         Box::pin(async move {
             let resp = self.send(request).await?;
             let status = resp.status();
-            if status.is_server_error() || status.as_u16() == 429 {
+            if status.is_server_error() || matches!(status.as_u16(), 408 | 429) {
                 return Err(HttpError::Status(status.as_u16()));
+            }
+            if refused_without_error(status.as_u16(), resp.body()) {
+                return Err(HttpError::Refused(status.as_u16()));
             }
             Ok(resp)
         })

@@ -28,6 +28,8 @@ pub enum Fault {
     Html,
     /// A 200 whose JSON breaks off.
     Truncated,
+    /// A 400 with an empty body: refused, but not in OAuth's words.
+    Empty400,
 }
 
 /// How the fake behaves.
@@ -116,7 +118,6 @@ impl FakeIdp {
         *self.delay.lock().unwrap() = d;
     }
 
-    /// Token requests of a grant type so far.
     /// When each device-code poll came.
     pub fn device_polls(&self) -> Vec<tokio::time::Instant> {
         self.state.lock().unwrap().device_polls.clone()
@@ -329,6 +330,7 @@ impl FakeIdp {
                     Fault::Down => return Err(HttpError::Transport("connection refused".into())),
                     Fault::Error500 => (500, json!({"error": "server_error"})),
                     Fault::Html => return Ok(raw(200, "text/html", "<html>sign in</html>")),
+                    Fault::Empty400 => return Ok(raw(400, "text/plain", "")),
                     Fault::Truncated => {
                         return Ok(raw(200, "application/json", r#"{"access_token": "at-tru"#))
                     }

@@ -183,6 +183,41 @@ async fn a_refused_refresh_token_means_login_required_and_is_not_retried() {
     );
 }
 
+/// A refresh answered with a 4xx that is no OAuth error object (an empty
+/// `400`, as some IdPs answer a revoked refresh token) is a refused grant:
+/// said, and not tried again on every call.
+#[tokio::test]
+async fn an_empty_400_on_refresh_is_a_refused_grant_not_an_outage() {
+    let w = World::with_file_store(ttl(100)).await;
+    w.add("corp", serde_json::json!({})).await;
+    w.login("corp").await;
+    let t = w.token("corp", 0).await.unwrap();
+    w.idp.set_fault(Fault::Empty400);
+    let (s, _) = w
+        .call(
+            "POST",
+            "/v1/token/invalidate",
+            Some(serde_json::json!({"registry": "corp", "access_token": t})),
+        )
+        .await;
+    assert_eq!(s, 204);
+    let e = w.token("corp", 0).await.unwrap_err();
+    assert_eq!(e["code"], "registry_auth_required", "{e}");
+    let m = e["message"].as_str().unwrap();
+    assert!(
+        m.contains("refused the refresh token") && m.contains("HTTP 400"),
+        "{e}"
+    );
+    assert_eq!(w.auth("corp").await["status"], "auth_required");
+    let before = w.idp.attempts();
+    assert!(w.token("corp", 0).await.is_err());
+    assert_eq!(
+        w.idp.attempts(),
+        before,
+        "a refused refresh was tried again"
+    );
+}
+
 /// A refresh's rotated refresh token is in the store before the caller has
 /// its answer: a crash right after answering loses nothing.
 #[tokio::test]
