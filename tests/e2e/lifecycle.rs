@@ -105,6 +105,33 @@ async fn a_refresh_token_revoked_at_the_idp_means_login_required_and_nothing_kep
     );
 }
 
+/// An IdP that refuses a refresh with an empty `400` (no OAuth error object)
+/// has refused the grant: `regent token` says log in, exits 4, and the next
+/// call does not refresh again.
+#[tokio::test]
+async fn an_empty_400_on_refresh_means_login_required_and_is_not_retried() {
+    let w = World::default().await;
+    w.login("alice").await;
+    w.idp
+        .fault(serde_json::json!({"mode": "empty_400", "times": 1}))
+        .await;
+    w.invalidate().await;
+    let out = w.agent.regent(&["token"]);
+    assert_eq!(out.code, 4, "{out:?}");
+    assert!(
+        out.stderr.contains("HTTP 400") && out.stderr.contains("regent login corp"),
+        "{}",
+        out.stderr
+    );
+    let refreshes = w.idp.counts().await["token"]["refresh_token"].clone();
+    assert_eq!(w.agent.regent(&["token"]).code, 4);
+    assert_eq!(
+        w.idp.counts().await["token"]["refresh_token"],
+        refreshes,
+        "a refused refresh was tried again"
+    );
+}
+
 #[tokio::test]
 async fn an_idp_outage_keeps_everything_and_recovers() {
     let w = World::default().await;

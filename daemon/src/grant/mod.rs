@@ -78,6 +78,9 @@ struct State {
     persisted: bool,
     /// The targets the login's authorization named (`None`: not recorded).
     covered: Option<std::collections::BTreeSet<Target>>,
+    /// Why the login ended, when the IdP ended it (a refused refresh), said
+    /// to every later caller instead of a bare "not logged in".
+    ended: Option<String>,
     cells: BTreeMap<Target, Arc<Cell>>,
 }
 
@@ -241,6 +244,7 @@ impl Grant {
         st.logged_in = true;
         st.persisted = persisted;
         st.covered = saved.covered;
+        st.ended = None;
         for cell in st.cells.values() {
             cell.reset(epoch, None);
         }
@@ -264,6 +268,7 @@ impl Grant {
         st.id_token = None;
         st.logged_in = false;
         st.covered = None;
+        st.ended = None;
         for cell in st.cells.values() {
             cell.reset(st.epoch, None);
         }
@@ -297,9 +302,14 @@ impl Grant {
         min_valid: Duration,
     ) -> Result<Arc<AccessToken>, TokenError> {
         let cell = self.cell(target);
-        let (can_mint, logged_in, covered) = {
+        let (can_mint, logged_in, covered, ended) = {
             let st = self.state();
-            (st.refresh_token.is_some(), st.logged_in, st.covers(target))
+            (
+                st.refresh_token.is_some(),
+                st.logged_in,
+                st.covers(target),
+                st.ended.clone(),
+            )
         };
         // A resource the login did not name is never refreshed for: an AS may
         // consume the refresh token before refusing the resource, and every
@@ -314,7 +324,7 @@ impl Grant {
             } else if logged_in {
                 "the access token was refused (or expired) and the IdP issued no refresh token"
             } else {
-                "not logged in"
+                ended.as_deref().unwrap_or("not logged in")
             },
         };
         let (grant, ctx2, target2) = (self.clone(), ctx.clone(), target.clone());
@@ -383,10 +393,11 @@ impl Grant {
             Err(OAuthError::InvalidGrant(why)) => {
                 tracing::warn!(grant = %self.key, "refresh token refused ({why}); deleting the stored grant");
                 ctx.store.delete(&self.key).await;
-                Self::end(&mut self.state());
-                Err(TokenError::AuthRequired(format!(
-                    "the IdP refused the refresh token ({why})"
-                )))
+                let why = format!("the IdP refused the refresh token ({why})");
+                let mut st = self.state();
+                Self::end(&mut st);
+                st.ended = Some(why.clone());
+                Err(TokenError::AuthRequired(why))
             }
             Err(e) => Err(from_oauth(e)),
         }
