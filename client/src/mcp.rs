@@ -26,6 +26,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use url::Url;
 
+mod params;
+
 /// Largest single message (or SSE event) read from the server.
 pub const MAX_MESSAGE: usize = 16 * 1024 * 1024;
 /// How long to wait before resuming a stream when the server says nothing.
@@ -97,6 +99,8 @@ pub struct Outgoing {
     name: Option<String>,
     /// The protocol version its `_meta` names (the stateless wire).
     version: Option<String>,
+    /// A `tools/call`'s arguments, for the parameters mirrored into headers.
+    arguments: Option<Value>,
 }
 
 impl Outgoing {
@@ -120,6 +124,8 @@ impl Outgoing {
             uri: Option<Value>,
             #[serde(default, rename = "taskId")]
             task_id: Option<Value>,
+            #[serde(default)]
+            arguments: Option<Value>,
             #[serde(default, rename = "_meta")]
             meta: Option<Meta>,
         }
@@ -136,11 +142,11 @@ impl Outgoing {
         #[serde(untagged)]
         enum Shape {
             Batch(Vec<One>),
-            One(One),
+            One(Box<One>),
         }
         let (all, single) = match serde_json::from_slice::<Shape>(&bytes) {
             Ok(Shape::Batch(v)) => (v, false),
-            Ok(Shape::One(o)) => (vec![o], true),
+            Ok(Shape::One(o)) => (vec![*o], true),
             Err(_) => (Vec::new(), false),
         };
         let one = all.first().filter(|_| single);
@@ -166,10 +172,14 @@ impl Outgoing {
                     .flatten()
                     .filter(|v| v.as_str() >= STATELESS)
             });
+        let arguments = params
+            .filter(|_| method.as_deref() == Some("tools/call"))
+            .and_then(|p| p.arguments.clone());
         Outgoing {
             method,
             name,
             version,
+            arguments,
             is_initialize: all
                 .iter()
                 .any(|m| m.method.as_deref() == Some("initialize")),
@@ -194,11 +204,13 @@ impl Outgoing {
     }
 }
 
-/// A message from the server, read once: which requests it answers, and the
-/// protocol version if it is an `initialize` result.
+/// A message from the server, read once: which requests it answers, the
+/// protocol version if it is an `initialize` result, and the tools a
+/// `tools/list` result declares headers for.
 struct Incoming {
     answers: Vec<Value>,
     version: Option<String>,
+    tools: Vec<(String, params::Declarations)>,
 }
 
 impl Incoming {
@@ -210,6 +222,9 @@ impl Incoming {
             #[serde(rename = "serverInfo")]
             server_info: Option<IgnoredAny>,
             capabilities: Option<IgnoredAny>,
+            // Read loosely: a result that is not a tool list is still an answer.
+            #[serde(default)]
+            tools: Option<Value>,
         }
         #[derive(Deserialize)]
         struct One {
@@ -233,6 +248,7 @@ impl Incoming {
         };
         let mut version = None;
         let mut answers = Vec::new();
+        let mut tools = Vec::new();
         for m in all {
             if m.method.is_some() {
                 continue; // a request or notification of the server's
@@ -241,10 +257,27 @@ impl Incoming {
                 if r.server_info.is_some() || r.capabilities.is_some() {
                     version = r.protocol_version.or(version);
                 }
+                for t in r
+                    .tools
+                    .as_ref()
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    if let (Some(name), Some(schema)) =
+                        (t.get("name").and_then(Value::as_str), t.get("inputSchema"))
+                    {
+                        tools.push((name.to_string(), params::scan(schema)));
+                    }
+                }
             }
             answers.extend(m.id);
         }
-        Incoming { answers, version }
+        Incoming {
+            answers,
+            version,
+            tools,
+        }
     }
 }
 
@@ -257,6 +290,8 @@ pub struct Transport {
     version: Mutex<Option<HeaderValue>>,
     /// The client's `initialize`, replayed when the server forgets the session.
     init: Mutex<Option<Bytes>>,
+    /// Each listed tool's parameters mirrored into headers (or why it is left out).
+    tools: Mutex<std::collections::HashMap<String, params::Declarations>>,
 }
 
 impl Transport {
@@ -269,6 +304,7 @@ impl Transport {
             session: Mutex::default(),
             version: Mutex::default(),
             init: Mutex::default(),
+            tools: Mutex::default(),
         })
     }
 
@@ -288,6 +324,12 @@ impl Transport {
     }
 
     fn observe(&self, m: &Incoming) {
+        if !m.tools.is_empty() {
+            let mut tools = self.tools.lock().unwrap();
+            for (name, d) in &m.tools {
+                tools.insert(name.clone(), d.clone());
+            }
+        }
         if let Some(v) = m
             .version
             .as_deref()
@@ -297,10 +339,19 @@ impl Transport {
         }
     }
 
+    /// Whether a message goes on the 2026-07-28 wire (by its own version, or
+    /// the one negotiated).
+    fn routed(&self, msg: Option<&Outgoing>) -> bool {
+        msg.and_then(|m| m.version.clone())
+            .or_else(|| self.protocol_version())
+            .is_some_and(|v| v.as_str() >= STATELESS)
+    }
+
     /// The headers of a request: the token, the session (where the wire has
     /// one), and the protocol version: the message's own (`_meta`, the
     /// stateless wire) or the one `initialize` negotiated; from 2026-07-28
-    /// on, `Mcp-Method` and `Mcp-Name` mirror the message (SEP-2243).
+    /// on, `Mcp-Method`, `Mcp-Name` and a tool's `Mcp-Param-*` mirror the
+    /// message (SEP-2243).
     fn headers(
         &self,
         token: Option<&str>,
@@ -329,6 +380,22 @@ impl Transport {
             }
             if let Some(v) = m.name.as_deref().and_then(header_value) {
                 h.insert("mcp-name", v);
+            }
+            if let (Some(args), Some(Ok(decls))) = (
+                m.arguments.as_ref(),
+                m.name
+                    .as_ref()
+                    .and_then(|n| self.tools.lock().unwrap().get(n).cloned()),
+            ) {
+                for d in decls {
+                    let name = format!("mcp-param-{}", d.header.to_ascii_lowercase());
+                    if let (Ok(name), Some(v)) = (
+                        reqwest::header::HeaderName::from_bytes(name.as_bytes()),
+                        params::value(&d, args).as_deref().and_then(header_value),
+                    ) {
+                        h.insert(name, v);
+                    }
+                }
             }
         }
         if let Some(t) = token {
@@ -359,6 +426,17 @@ impl Transport {
 
     /// Sends one message; its answers (none for a notification) follow.
     pub async fn post(self: &Arc<Self>, msg: &Outgoing) -> Result<Answers, McpError> {
+        let routed = self.routed(Some(msg));
+        if let (true, Some("tools/call"), Some(name)) =
+            (routed, msg.method.as_deref(), msg.name.as_deref())
+        {
+            if let Some(Err(why)) = self.tools.lock().unwrap().get(name) {
+                return Err(McpError::Protocol(format!(
+                    "tool {} is left out, so regent does not call it: {why}",
+                    crate::text::printable(name)
+                )));
+            }
+        }
         if msg.is_initialize {
             *self.init.lock().unwrap() = Some(msg.bytes.clone());
             // A new initialize is a new session.
@@ -401,6 +479,7 @@ impl Transport {
                 source,
                 pending: msg.ids.clone(),
                 listening: false,
+                routed,
                 resume: Resume::default(),
             });
         }
@@ -447,6 +526,7 @@ impl Transport {
             source: Source::Stream(Box::new(s)),
             pending: Vec::new(),
             listening: true,
+            routed: self.routed(None),
             resume: Resume::default(),
         }))
     }
@@ -556,6 +636,8 @@ pub struct Answers {
     pending: Vec<Value>,
     /// The GET stream: reopened for as long as the session lasts.
     listening: bool,
+    /// On the 2026-07-28 wire: tools with invalid header declarations are left out.
+    routed: bool,
     resume: Resume,
 }
 
@@ -583,9 +665,9 @@ impl Answers {
                         self.source = Source::Done;
                         continue;
                     };
-                    self.deliver(&body);
+                    let line = self.deliver(&body);
                     self.pending.clear(); // a JSON answer is the whole answer
-                    return Ok(Some(one_line(&String::from_utf8_lossy(&body))));
+                    return Ok(Some(line));
                 }
                 Source::Stream(s) => {
                     if let Some(ev) = s.next().await? {
@@ -593,8 +675,7 @@ impl Answers {
                             continue; // brings nothing: no reason to reopen sooner
                         }
                         self.resume.empty = 0;
-                        self.deliver(ev.data.as_bytes());
-                        return Ok(Some(one_line(&ev.data)));
+                        return Ok(Some(self.deliver(ev.data.as_bytes())));
                     }
                     // The stream ended (or broke off): resume it if something is owed.
                     if let Some(id) = s.parser.last_id() {
@@ -652,12 +733,51 @@ impl Answers {
         }
     }
 
-    /// Takes note of a message on its way to the client.
-    fn deliver(&mut self, data: &[u8]) {
+    /// Takes note of a message on its way to the client; the line to give it.
+    fn deliver(&mut self, data: &[u8]) -> String {
         let m = Incoming::read(data);
         self.transport.observe(&m);
         self.pending.retain(|id| !m.answers.contains(id));
+        let left_out: Vec<(&String, &String)> = m
+            .tools
+            .iter()
+            .filter_map(|(name, d)| d.as_ref().err().map(|why| (name, why)))
+            .collect();
+        if self.routed && !left_out.is_empty() {
+            if let Some(line) = without_tools(data, &left_out) {
+                return line;
+            }
+        }
+        one_line(&String::from_utf8_lossy(data))
     }
+}
+
+/// A `tools/list` answer without the tools whose header declarations are
+/// invalid (each named on stderr); the rest of the message as it was.
+fn without_tools(data: &[u8], left_out: &[(&String, &String)]) -> Option<String> {
+    let mut v: Value = serde_json::from_slice(data).ok()?;
+    let messages: Vec<&mut Value> = match &mut v {
+        Value::Array(all) => all.iter_mut().collect(),
+        one => vec![one],
+    };
+    for m in messages {
+        if let Some(tools) = m
+            .get_mut("result")
+            .and_then(|r| r.get_mut("tools"))
+            .and_then(Value::as_array_mut)
+        {
+            tools.retain(|t| {
+                let name = t.get("name").and_then(Value::as_str);
+                !left_out.iter().any(|(n, _)| Some(n.as_str()) == name)
+            });
+        }
+    }
+    for (name, why) in left_out {
+        note(&format!(
+            "tool {name} is left out of the list: {why} (SEP-2243)"
+        ));
+    }
+    serde_json::to_string(&v).ok()
 }
 
 /// A note for the person reading stderr (stdout carries the protocol).

@@ -231,21 +231,16 @@ scenarios! {
         request_metadata_2026_07_28 => ("request-metadata", "2026-07-28"),
         http_standard_headers_2026_07_28 => ("http-standard-headers", "2026-07-28"),
         json_schema_ref_no_deref_2026_07_28 => ("json-schema-ref-no-deref", "2026-07-28"),
+        elicitation_defaults_2025_11_25 => ("elicitation-sep1034-client-defaults", "2025-11-25"),
+        sse_retry_2025_11_25 => ("sse-retry", "2025-11-25"),
+        client_request_state_2026_07_28 => ("sep-2322-client-request-state", "2026-07-28"),
+        http_custom_headers_2026_07_28 => ("http-custom-headers", "2026-07-28"),
+        http_invalid_tool_headers_2026_07_28 => ("http-invalid-tool-headers", "2026-07-28"),
     }
     not_yet: {
         dpop_2026_07_28 => ("auth/dpop", "2026-07-28", extension):
             "DPoP (RFC 9449) is issue 18",
         dpop_nonce_2026_07_28 => ("auth/dpop-nonce", "2026-07-28", extension):
             "DPoP (RFC 9449) is issue 18",
-        elicitation_defaults_2025_11_25 => ("elicitation-sep1034-client-defaults", "2025-11-25"):
-            "the client command registers no elicitation handler yet",
-        sse_retry_2025_11_25 => ("sse-retry", "2025-11-25"):
-            "the suite wants Last-Event-ID on the reconnection of a POST stream it closes before any event id",
-        client_request_state_2026_07_28 => ("sep-2322-client-request-state", "2026-07-28"):
-            "multi-round-trip requests (SEP-2322) are not driven by the client command yet",
-        http_custom_headers_2026_07_28 => ("http-custom-headers", "2026-07-28"):
-            "the bridge does not mirror x-mcp-header tool parameters into Mcp-Param headers yet",
-        http_invalid_tool_headers_2026_07_28 => ("http-invalid-tool-headers", "2026-07-28"):
-            "the client command calls only the tools a scenario names",
     }
 }

@@ -25,6 +25,8 @@ use tokio::sync::{mpsc, watch};
 const MAX_LINE: usize = 16 * 1024 * 1024;
 /// How long in-flight requests may still finish after stdin closed.
 const DRAIN: Duration = Duration::from_secs(5);
+/// How long the next message waits for the GET stream to open.
+const LISTEN_OPEN: Duration = Duration::from_secs(5);
 /// JSON-RPC error codes of the bridge (the implementation-defined range).
 const AUTH_ERROR: i64 = -32001;
 const TRANSPORT_ERROR: i64 = -32002;
@@ -100,8 +102,17 @@ pub async fn run(
             done = async { (&mut inline.as_mut().expect("guarded").0).await }, if inline.is_some() => {
                 let (_, was_initialize) = inline.take().expect("guarded");
                 if done.is_ok() && was_initialize && listener.is_none() {
-                    // Server-initiated messages arrive on the GET stream, once the session exists.
-                    listener = Some(tokio::spawn(listen(transport.clone(), out.clone())));
+                    // Server-initiated messages arrive on the GET stream, once the session
+                    // exists. It is open before the next message goes out: a server that
+                    // sends a request there (an elicitation during a tool call) and has no
+                    // event store would otherwise drop it. Bounded: a GET that hangs before
+                    // its headers does not hold the client.
+                    let (opened, is_open) = tokio::sync::oneshot::channel();
+                    listener = Some(tokio::spawn(listen(transport.clone(), out.clone(), opened)));
+                    let wait = async move {
+                        let _ = tokio::time::timeout(LISTEN_OPEN, is_open).await;
+                    };
+                    inline = Some((tokio::spawn(wait), false));
                 }
             }
             // stdin ended while a message waits: stop waiting (bounded drain below).
@@ -282,8 +293,14 @@ async fn fail(out: &mpsc::Sender<String>, ids: &[serde_json::Value], e: &McpErro
 
 /// The GET stream: server-initiated messages, for as long as the server
 /// offers them (the transport reopens it after a cut).
-async fn listen(transport: Arc<Transport>, out: mpsc::Sender<String>) {
-    let mut stream = match transport.listen().await {
+async fn listen(
+    transport: Arc<Transport>,
+    out: mpsc::Sender<String>,
+    opened: tokio::sync::oneshot::Sender<()>,
+) {
+    let listening = transport.listen().await;
+    let _ = opened.send(());
+    let mut stream = match listening {
         Ok(Some(s)) => s,
         Ok(None) => return,
         Err(e) => {
