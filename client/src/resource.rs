@@ -215,10 +215,14 @@ impl ResourceAuth {
                 })
                 .await?;
             if self.notes {
-                eprintln!(
-                    "regent: {} answered {status}: {}",
-                    self.name, decision.message
-                );
+                // A login this caller runs itself is announced as such, not as
+                // a command for the user to type.
+                let acting = decision.next == Next::Login && self.login.is_some();
+                let said = match (acting, decision.reason.is_empty()) {
+                    (true, false) => format!("{}; logging in", decision.reason),
+                    _ => decision.message.clone(),
+                };
+                eprintln!("regent: {} answered {status}: {said}", self.name);
             }
             match decision.next {
                 Next::Retry => {}

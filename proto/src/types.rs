@@ -700,8 +700,14 @@ pub enum Next {
 pub struct ChallengeAnswer {
     /// What to do.
     pub next: Next,
-    /// What the agent did or found, for people.
+    /// What the agent did or found, for people (with what to run, where a
+    /// person must act).
     pub message: String,
+    /// What the refusal means, without what to run: shown by a caller that
+    /// acts on `next` by itself (a proxy that logs in on `login`). Empty from
+    /// agents older than this field: use `message` then.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
     /// With `login`: log in even though a token can be had without the user
     /// (`force` on the login): the server refused one freshly minted.
     #[serde(default, skip_serializing_if = "is_false")]

@@ -209,7 +209,13 @@ async fn a_403_for_more_scope_logs_in_again_with_the_union_of_scopes() {
         scopes.contains(&"mcp:tools") && scopes.contains(&"mcp:admin"),
         "{after}"
     );
-    p.close().await;
+    let (_, err) = p.close().await;
+    // The proxy logs in by itself: it says so, and tells nobody to type a command.
+    assert!(
+        err.contains("wants scope") && err.contains("logging in"),
+        "{err}"
+    );
+    assert!(!err.contains("log in with"), "{err}");
     assert_eq!(m.code_grants().await, 2);
     let list: Value =
         serde_json::from_str(&m.agent.regent(&["mcp", "list", "--json"]).stdout).unwrap();
@@ -217,6 +223,30 @@ async fn a_403_for_more_scope_logs_in_again_with_the_union_of_scopes() {
         list["servers"][0]["auth"]["scopes"],
         json!(["mcp:tools", "mcp:admin"])
     );
+}
+
+/// A server that answers 403 insufficient_scope without naming a scope (the
+/// Python SDK's required_scopes): regent steps up to its metadata's
+/// scopes_supported, as the SDKs' own clients do.
+#[tokio::test]
+async fn a_403_without_a_scope_steps_up_to_the_scopes_its_metadata_lists() {
+    let m = Mcp::new(&["py1"]).await;
+    let out = m.agent.regent(&[
+        "mcp",
+        "add",
+        "py1",
+        m.servers.url("py1"),
+        "--scopes",
+        "mcp:tools",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    m.login("py1");
+    let mut p = m.proxy("py1", &[]);
+    p.initialize().await;
+    assert_eq!(p.call("admin", json!({})).await.unwrap(), "admin done");
+    let (_, err) = p.close().await;
+    assert!(err.contains("mcp:admin"), "{err}");
+    assert_eq!(m.code_grants().await, 2);
 }
 
 #[tokio::test]

@@ -13,7 +13,9 @@
 //
 // Tools: "whoami" (the token's audience, subject and scopes, as the server saw
 // them), "echo" {text}, "admin" (needs scope mcp:admin beyond mcp:tools: a 403
-// insufficient_scope otherwise, for step-up). An "echo" of the text
+// insufficient_scope otherwise, for step-up). A server whose name starts with
+// "py" answers that 403 as the Python SDK's required_scopes does: without a
+// scope parameter, its metadata's scopes_supported naming mcp:admin too. An "echo" of the text
 // "cut-in-the-middle" has its answer's event cut halfway by a dropped
 // connection (once per session); the event store still has it, for a resume.
 // Test endpoints (not MCP):
@@ -129,7 +131,9 @@ for (const name of NAMES) {
   const url = new URL(`${base}/${name}/mcp`);
   const canonical = url.href;
   const metadataUrl = getOAuthProtectedResourceMetadataUrl(url);
-  app.use(mcpAuthMetadataRouter({ oauthMetadata: discovery, resourceServerUrl: url, scopesSupported: ['mcp:tools'], resourceName: name }));
+  const pythonish = name.startsWith('py');
+  const scopesSupported = pythonish ? ['mcp:tools', 'mcp:admin'] : ['mcp:tools'];
+  app.use(mcpAuthMetadataRouter({ oauthMetadata: discovery, resourceServerUrl: url, scopesSupported, resourceName: name }));
   const sessions = new Map();
   servers[name] = { sessions };
   const auth = requireBearerAuth({ verifier: verifier(canonical), requiredScopes: ['mcp:tools'], resourceMetadataUrl: metadataUrl });
@@ -137,7 +141,9 @@ for (const name of NAMES) {
   const admin = (req, res, next) => {
     const b = req.body;
     if (b?.method === 'tools/call' && b?.params?.name === 'admin' && !req.auth?.scopes?.includes('mcp:admin')) {
-      res.set('WWW-Authenticate', `Bearer error="insufficient_scope", scope="mcp:tools mcp:admin", resource_metadata="${metadataUrl}"`);
+      res.set('WWW-Authenticate', pythonish
+        ? `Bearer error="insufficient_scope", error_description="Required scope: mcp:admin", resource_metadata="${metadataUrl}"`
+        : `Bearer error="insufficient_scope", scope="mcp:tools mcp:admin", resource_metadata="${metadataUrl}"`);
       return res.status(403).json({ error: 'insufficient_scope', error_description: 'admin needs mcp:admin' });
     }
     return next();

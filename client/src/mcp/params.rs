@@ -76,8 +76,9 @@ fn declaration(
 ) -> Result<Declaration, String> {
     // Only a property reached through `properties` alone names one argument:
     // under items, oneOf, additionalProperties and the like it names none or many.
-    let through_properties =
-        !at.is_empty() && at.len().is_multiple_of(2) && at.iter().step_by(2).all(|k| k == "properties");
+    let through_properties = !at.is_empty()
+        && at.len().is_multiple_of(2)
+        && at.iter().step_by(2).all(|k| k == "properties");
     let shown = |n: &Value| crate::text::printable(&n.to_string()).to_string();
     if !through_properties {
         return Err(format!(

@@ -14,9 +14,21 @@ use crate::resource::{Kind, Resource};
 use regent_proto::{AuthConfig, ChallengeAnswer, ChallengeRequest, Next};
 
 fn answer(next: Next, message: impl Into<String>) -> ChallengeAnswer {
+    let message = message.into();
     ChallengeAnswer {
         next,
-        message: message.into(),
+        reason: message.clone(),
+        message,
+        fresh_login: false,
+    }
+}
+
+/// A `login` answer: `reason`, and the command a person would run.
+fn login(reason: String, command: String) -> ChallengeAnswer {
+    ChallengeAnswer {
+        next: Next::Login,
+        message: format!("{reason}; log in with: {command}"),
+        reason,
         fresh_login: false,
     }
 }
@@ -93,12 +105,19 @@ impl Agent {
         let changed = |a: ChallengeAnswer| Ok((a, false));
         match (status, &res.auth) {
             (403, _) if challenge.insufficient_scope() => {
-                let wanted = challenge.scope.clone().unwrap_or_default();
+                let mut wanted = challenge.scope.clone().unwrap_or_default();
+                if wanted.is_empty() {
+                    // Named none (the Python SDK's required_scopes): the scopes its
+                    // metadata lists, as the SDKs' own clients do.
+                    wanted = self
+                        .scopes_supported(res, challenge.resource_metadata.as_deref())
+                        .await;
+                }
                 if wanted.is_empty() {
                     return changed(answer(
                         Next::Fail,
                         format!(
-                            "{name} refused the token for lack of scope but named none it wants"
+                            "{name} refused the token for lack of scope but named none it wants,                              and its metadata lists none"
                         ),
                     ));
                 }
@@ -117,9 +136,9 @@ impl Agent {
                     .discovered(name, res.kind, &res.url, Ask::default(), Some(challenge))
                     .await?;
                 self.set_auth(name, res.kind, auth).await?;
-                changed(answer(
-                    Next::Login,
-                    format!("{name} wants a login; log in with: regent login {name}"),
+                changed(login(
+                    format!("{name} wants a login"),
+                    format!("regent login {name}"),
                 ))
             }
             (401, Auth::OAuth(o)) => {
@@ -136,9 +155,9 @@ impl Agent {
                             .discovered(name, res.kind, &res.url, ask, Some(challenge))
                             .await?;
                         self.set_auth(name, res.kind, auth).await?;
-                        return changed(answer(
-                            Next::Login,
-                            format!("{name} moved to another authorization server; log in with: regent login {name}"),
+                        return changed(login(
+                            format!("{name} moved to another authorization server"),
+                            format!("regent login {name}"),
                         ));
                     }
                 }
@@ -156,9 +175,9 @@ impl Agent {
                         true,
                     ))
                 } else {
-                    changed(answer(
-                        Next::Login,
-                        format!("{name} wants a new login: regent login {name}"),
+                    changed(login(
+                        format!("{name} refused the token and wants a new login"),
+                        format!("regent login {name}"),
                     ))
                 }
             }
@@ -247,15 +266,31 @@ impl Agent {
         let union = scopes.join(" ");
         self.set_auth(name, res.kind, Some(config)).await?;
         tracing::info!(resource = name, scopes = %union, "stepping up to more scope");
-        Ok(answer(
-            next,
-            match next {
-                Next::Login => {
-                    format!("{name} wants scope {union}; log in again with: regent login {name}")
-                }
-                _ => format!("{name} wants scope {union}; a new token is minted with it"),
-            },
-        ))
+        Ok(match next {
+            Next::Login => login(
+                format!("{name} wants scope {union}, which needs a new login"),
+                format!("regent login {name}"),
+            ),
+            _ => answer(
+                next,
+                format!("{name} wants scope {union}; a new token is minted with it"),
+            ),
+        })
+    }
+
+    /// The `scopes_supported` of the resource's protected resource metadata
+    /// (at `prm`, else the well-known URLs); none where it has none, or the
+    /// document speaks for another resource.
+    async fn scopes_supported(&self, res: &Resource, prm: Option<&str>) -> Vec<String> {
+        let Ok(urls) = crate::oauth::resource::candidates(&res.url, prm) else {
+            return Vec::new();
+        };
+        match crate::oauth::resource::fetch(&self.ctx.idp, &urls).await {
+            Ok(Some((doc, _))) if crate::oauth::resource::identifies(&doc.resource, &res.url) => {
+                doc.scopes_supported.unwrap_or_default()
+            }
+            _ => Vec::new(),
+        }
     }
 
     /// Whether the protected resource metadata at `prm` names another AS than `issuer`.
@@ -293,11 +328,9 @@ fn repeated(
         Next::Retry if only_fresh && attempt >= 2 => match res.auth {
             Auth::OAuth(_) => ChallengeAnswer {
                 fresh_login: true,
-                ..answer(
-                    Next::Login,
-                    format!(
-                        "{name} refused a freshly minted token too; a new login may help: regent login {name} --force"
-                    ),
+                ..login(
+                    format!("{name} refused a freshly minted token too; a new login may help"),
+                    format!("regent login {name} --force"),
                 )
             },
             _ => answer(
