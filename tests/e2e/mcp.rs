@@ -225,9 +225,12 @@ async fn a_403_for_more_scope_logs_in_again_with_the_union_of_scopes() {
     );
 }
 
-/// A server that answers 403 insufficient_scope without naming a scope (the
-/// Python SDK's required_scopes): regent steps up to its metadata's
-/// scopes_supported, as the SDKs' own clients do.
+/// A server written as Python SDK servers commonly are: its metadata lists
+/// the AS as `http://host:port/` (the issuer has no slash), which names the
+/// same metadata and is taken, with the AS's own issuer recorded; and it
+/// answers 403 insufficient_scope without naming a scope (required_scopes),
+/// where regent steps up to the metadata's scopes_supported, as the SDKs'
+/// own clients do.
 #[tokio::test]
 async fn a_403_without_a_scope_steps_up_to_the_scopes_its_metadata_lists() {
     let m = Mcp::new(&["py1"]).await;
@@ -240,6 +243,9 @@ async fn a_403_without_a_scope_steps_up_to_the_scopes_its_metadata_lists() {
         "mcp:tools",
     ]);
     assert_eq!(out.code, 0, "{}", out.stderr);
+    let list: Value =
+        serde_json::from_str(&m.agent.regent(&["mcp", "list", "--json"]).stdout).unwrap();
+    assert_eq!(list["servers"][0]["auth"]["issuer"], m.idp.issuer, "{list}");
     m.login("py1");
     let mut p = m.proxy("py1", &[]);
     p.initialize().await;

@@ -14,8 +14,10 @@
 // Tools: "whoami" (the token's audience, subject and scopes, as the server saw
 // them), "echo" {text}, "admin" (needs scope mcp:admin beyond mcp:tools: a 403
 // insufficient_scope otherwise, for step-up). A server whose name starts with
-// "py" answers that 403 as the Python SDK's required_scopes does: without a
-// scope parameter, its metadata's scopes_supported naming mcp:admin too. An "echo" of the text
+// "py" is written as Python SDK servers commonly are: its metadata lists the
+// AS with a root slash its issuer lacks, and it answers that 403 as the
+// required_scopes option does: without a scope parameter, its metadata's
+// scopes_supported naming mcp:admin too. An "echo" of the text
 // "cut-in-the-middle" has its answer's event cut halfway by a dropped
 // connection (once per session); the event store still has it, for a resume.
 // Test endpoints (not MCP):
@@ -133,7 +135,9 @@ for (const name of NAMES) {
   const metadataUrl = getOAuthProtectedResourceMetadataUrl(url);
   const pythonish = name.startsWith('py');
   const scopesSupported = pythonish ? ['mcp:tools', 'mcp:admin'] : ['mcp:tools'];
-  app.use(mcpAuthMetadataRouter({ oauthMetadata: discovery, resourceServerUrl: url, scopesSupported, resourceName: name }));
+  // The Python SDK's AnyHttpUrl writes the AS as http://host:port/ (its issuer has no slash).
+  const oauthMetadata = pythonish ? { ...discovery, issuer: `${discovery.issuer}/` } : discovery;
+  app.use(mcpAuthMetadataRouter({ oauthMetadata, resourceServerUrl: url, scopesSupported, resourceName: name }));
   const sessions = new Map();
   servers[name] = { sessions };
   const auth = requireBearerAuth({ verifier: verifier(canonical), requiredScopes: ['mcp:tools'], resourceMetadataUrl: metadataUrl });

@@ -130,15 +130,31 @@ pub async fn find(
     let as_url = prm.authorization_servers.first().ok_or_else(|| {
         format!("the protected resource metadata at {at} names no authorization server")
     })?;
-    let issuer = Issuer {
+    let mut issuer = Issuer {
         issuer: as_url.clone(),
         metadata_url: None,
         endpoints: None,
         pkce,
     };
-    let meta = discovery::discover(&ctx.idp, &issuer)
-        .await
-        .map_err(|e| format!("the authorization server {as_url}: {e}"))?;
+    let meta = match discovery::discover(&ctx.idp, &issuer).await {
+        // `http://host:port/` for an AS whose issuer is `http://host:port` (the
+        // Python SDK's AnyHttpUrl adds the slash): the same metadata URL, so the
+        // same server. Its own issuer is recorded, and every `iss` is compared
+        // with that, exactly.
+        Err(DiscoveryError::IssuerMismatch {
+            named, expected, ..
+        }) if discovery::root_slash_only(&expected, &named) => {
+            tracing::info!(
+                listed = %expected,
+                issuer = %named,
+                "the resource lists its authorization server with a root slash its issuer lacks; using the issuer"
+            );
+            issuer.issuer = named;
+            discovery::discover(&ctx.idp, &issuer).await
+        }
+        other => other,
+    }
+    .map_err(|e| format!("the authorization server {as_url}: {e}"))?;
     let scopes = challenged_scopes
         .or_else(|| prm.scopes_supported.clone())
         .unwrap_or_default();

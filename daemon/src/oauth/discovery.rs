@@ -105,6 +105,35 @@ pub enum DiscoveryError {
     /// The configuration or the document is unusable (the user must act).
     #[error("{0}")]
     Invalid(String),
+    /// The metadata names another issuer than the one it was looked up for.
+    #[error("the metadata at {url} names issuer {named:?}, not {expected:?}; the issuer must match exactly (RFC 8414 §3.3){}", mismatch_hint(expected, named))]
+    IssuerMismatch {
+        /// The document's URL.
+        url: String,
+        /// The issuer it names.
+        named: String,
+        /// The issuer it was looked up for.
+        expected: String,
+    },
+}
+
+/// What a person should check, where the two issuers differ in a way that has a name.
+fn mismatch_hint(expected: &str, named: &str) -> &'static str {
+    if expected.trim_end_matches('/') == named.trim_end_matches('/') {
+        " — they differ only in a trailing slash, which regent overlooks only where the issuer \
+         is at the root of its host (both forms name the same metadata there)"
+    } else {
+        " — check for a different host, port or path"
+    }
+}
+
+/// Whether `named` is `expected` without the `/` of a root path: `http://h:p/`
+/// and `http://h:p` name the same metadata URL (RFC 8414 §3.1), and servers
+/// built on URL types write the first for an AS whose issuer is the second.
+pub fn root_slash_only(expected: &str, named: &str) -> bool {
+    expected.strip_suffix('/') == Some(named)
+        && Url::parse(expected).is_ok_and(|u| u.path() == "/" && u.query().is_none())
+        && Url::parse(named).is_ok_and(|u| u.path() == "/")
 }
 
 /// Checks that `url` is https, or http on a loopback host.
@@ -323,11 +352,11 @@ pub fn validate(
 ) -> Result<(), DiscoveryError> {
     let invalid = |m: String| Err(DiscoveryError::Invalid(m));
     if meta.issuer != issuer {
-        return invalid(format!(
-            "the metadata at {url} names issuer {:?}, not {issuer:?}; the issuer must match exactly \
-             (RFC 8414 §3.3) — check for a trailing slash or a different host",
-            meta.issuer
-        ));
+        return Err(DiscoveryError::IssuerMismatch {
+            url: url.to_string(),
+            named: meta.issuer.clone(),
+            expected: issuer.to_string(),
+        });
     }
     if pkce == Pkce::Required
         && !meta
@@ -366,6 +395,38 @@ pub fn validate(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Only a root path's slash is overlooked; any other difference is not.
+    #[test]
+    fn a_root_slash_alone_may_differ() {
+        assert!(root_slash_only(
+            "http://127.0.0.1:9000/",
+            "http://127.0.0.1:9000"
+        ));
+        assert!(root_slash_only("https://as.example/", "https://as.example"));
+        assert!(!root_slash_only(
+            "https://as.example/tenant/",
+            "https://as.example/tenant"
+        ));
+        assert!(!root_slash_only(
+            "https://as.example",
+            "https://as.example/"
+        ));
+        assert!(!root_slash_only(
+            "https://as.example/",
+            "https://AS.example"
+        ));
+        assert!(!root_slash_only(
+            "https://as.example/",
+            "https://other.example"
+        ));
+        let e = DiscoveryError::IssuerMismatch {
+            url: "u".into(),
+            named: "https://as.example/tenant".into(),
+            expected: "https://as.example/tenant/".into(),
+        };
+        assert!(e.to_string().contains("only in a trailing slash"), "{e}");
+    }
 
     #[test]
     fn candidates_follow_the_mcp_order() {
