@@ -187,6 +187,30 @@ async fn without_a_login_no_login_answers_a_json_rpc_error_naming_the_command() 
     );
 }
 
+/// A proxy that cannot start (no such server) answers the MCP client's
+/// first request with a JSON-RPC error saying what to do, instead of a
+/// closed connection.
+#[tokio::test]
+async fn a_proxy_that_cannot_start_says_why_to_the_client() {
+    let m = Mcp::new(&["s1"]).await;
+    let mut p = m.proxy("nope", &[]);
+    let r = p
+        .request(
+            "initialize",
+            json!({"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}),
+        )
+        .await;
+    assert_eq!(r["error"]["code"], -32002, "{r}");
+    let msg = r["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("no MCP server named nope") && msg.contains("regent mcp add nope"),
+        "{msg}"
+    );
+    let (code, err) = p.close().await;
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("no MCP server named nope"), "{err}");
+}
+
 #[tokio::test]
 async fn a_403_for_more_scope_logs_in_again_with_the_union_of_scopes() {
     let m = Mcp::new(&["s1"]).await;
@@ -550,8 +574,16 @@ async fn a_login_is_not_lent_to_a_server_on_another_origin() {
         out.stderr
     );
     assert!(m.agent.regent(&["token", "evil"]).code != 0);
-    let p = Proxy::start(&m.agent, &[url, "--no-login"], &[]);
-    let (code, err) = p.close_after_start().await;
+    let mut p = Proxy::start(&m.agent, &[url, "--no-login"], &[]);
+    let r = p
+        .request(
+            "initialize",
+            json!({"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}),
+        )
+        .await;
+    let said = r["error"]["message"].as_str().unwrap_or_default();
+    assert!(said.contains("--share-login"), "{r}");
+    let (code, err) = p.close().await;
     assert_ne!(code, Some(0), "{err}");
     assert!(err.contains("--share-login"), "{err}");
     let out = m.agent.regent(&["mcp", "add", "evil", url, "--own-login"]);
@@ -628,6 +660,79 @@ async fn a_pending_login_is_cancelled_at_the_agent_when_the_proxy_stops() {
     let (code, err) = p.signal(libc::SIGTERM).await;
     assert_eq!(code, Some(0), "{err}");
     m.agent.wait_log("login cancelled: by request", 1).await;
+}
+
+/// What does not answer as an MCP server is not taken for one that asks
+/// for no auth: a 404 page, a registry's URL given to `mcp add`, an MCP
+/// endpoint given to `registry add` are refused with what answered.
+#[tokio::test]
+async fn a_url_that_is_not_what_it_is_added_as_is_refused_with_what_answered() {
+    let m = Mcp::new(&["s1"]).await;
+    let reg = regent_tests::registry::Registry::start(regent_tests::registry::RegistryOptions {
+        public: true,
+        ..Default::default()
+    });
+    let page = format!(
+        "{}/nothing-here",
+        m.servers.url("s1").trim_end_matches("/s1/mcp")
+    );
+    let out = m.agent.regent(&["mcp", "add", "typo", &page]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("does not answer as an MCP server") && out.stderr.contains("HTTP 404"),
+        "{}",
+        out.stderr
+    );
+    let out = m.agent.regent(&["mcp", "add", "reg", &reg.url]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("does not answer as an MCP server"),
+        "{}",
+        out.stderr
+    );
+    let out = m
+        .agent
+        .regent(&["registry", "add", "srv", m.servers.url("s1")]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("does not answer as an MCP registry"),
+        "{}",
+        out.stderr
+    );
+    let list: Value =
+        serde_json::from_str(&m.agent.regent(&["mcp", "list", "--json"]).stdout).unwrap();
+    assert_eq!(
+        list["servers"],
+        json!([]),
+        "a refused URL was added: {list}"
+    );
+    // What is what it is added as still is taken.
+    assert_eq!(
+        m.agent.regent(&["registry", "add", "corp", &reg.url]).code,
+        0
+    );
+    m.add("s1");
+}
+
+/// A server whose client regent registered itself (RFC 7591) can be logged
+/// in to with the device flow (an SSH session): the registration asked for
+/// the device grant, which the authorization server lists.
+#[tokio::test]
+async fn a_registered_client_logs_in_with_the_device_flow_too() {
+    let m = Mcp::new(&["s1"]).await;
+    m.add("s1");
+    let status = crate::device_login(&m.agent, Some("s1"), "alice").await;
+    assert_eq!(status.account.as_deref(), Some("alice"), "{status:?}");
+    let mut p = m.proxy("s1", &["--no-login"]);
+    p.initialize().await;
+    let me = whoami(&p.call("whoami", json!({})).await.unwrap());
+    assert_eq!(me["server"], "s1", "{me}");
+    p.close().await;
+    assert_eq!(
+        m.code_grants().await,
+        0,
+        "the login was not the device flow"
+    );
 }
 
 #[tokio::test]

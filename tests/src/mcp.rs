@@ -256,12 +256,6 @@ impl Proxy {
         self.finish().await
     }
 
-    /// Waits for a proxy that ends on its own (it could not start); its
-    /// exit code and stderr.
-    pub async fn close_after_start(self) -> (Option<i32>, String) {
-        self.finish().await
-    }
-
     /// Sends a signal and waits for the proxy to exit; its exit code and stderr.
     pub async fn signal(self, sig: i32) -> (Option<i32>, String) {
         crate::idp::signal(self.child.id().expect("running"), sig);

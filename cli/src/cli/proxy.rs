@@ -25,6 +25,8 @@ use tokio::sync::{mpsc, watch};
 const MAX_LINE: usize = 16 * 1024 * 1024;
 /// How long in-flight requests may still finish after stdin closed.
 const DRAIN: Duration = Duration::from_secs(5);
+/// How long a bridge that cannot start waits for the request to refuse.
+const REFUSE_WAIT: Duration = Duration::from_secs(30);
 /// How long the next message waits for the GET stream to open.
 const LISTEN_OPEN: Duration = Duration::from_secs(5);
 /// JSON-RPC error codes of the bridge (the implementation-defined range).
@@ -38,8 +40,17 @@ pub async fn run(
     no_login: bool,
     share: Option<bool>,
 ) -> Result {
-    let (name, url) = resolve(agent, target, share).await?;
-    let url = url::Url::parse(&url).map_err(|e| Failure::Other(format!("{url}: {e}")))?;
+    let resolved = resolve(agent, target, share).await.and_then(|(name, url)| {
+        let parsed = url::Url::parse(&url).map_err(|e| Failure::Other(format!("{url}: {e}")))?;
+        Ok((name, parsed))
+    });
+    let (name, url) = match resolved {
+        Ok(r) => r,
+        Err(f) => {
+            refuse_first_request(&f).await;
+            return Err(f);
+        }
+    };
     let flow = if device {
         LoginFlow::Device
     } else {
@@ -146,6 +157,8 @@ pub async fn run(
         let _ = tokio::time::timeout(DRAIN, async {
             if let Some((t, _)) = inline.as_mut() {
                 let _ = t.await;
+                // Finished: a JoinHandle must not be awaited again below.
+                inline = None;
             }
             while tasks.join_next().await.is_some() {}
         })
@@ -227,6 +240,48 @@ async fn resolve(
         )
         .await?;
     Ok((status.name, status.url))
+}
+
+/// When the bridge cannot start (no such server, no agent), the MCP client
+/// would see only "connection closed": its first request is answered with a
+/// JSON-RPC error that says why and what to do (and stderr says it too).
+/// Waits for that request at most [`REFUSE_WAIT`]; nothing on a terminal.
+async fn refuse_first_request(f: &Failure) {
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() {
+        return;
+    }
+    let message = format!("regent cannot start the bridge: {}", f.message());
+    let first = async {
+        let mut stdin = tokio::io::BufReader::new(tokio::io::stdin());
+        loop {
+            let mut line = Vec::new();
+            match read_line(&mut stdin, &mut line).await {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            }
+            let Ok(v) = serde_json::from_slice::<serde_json::Value>(&line) else {
+                continue;
+            };
+            // A notification is owed nothing; a request is owed an answer.
+            if let (Some(id), true) = (v.get("id"), v.get("method").is_some()) {
+                return Some(id.clone());
+            }
+        }
+    };
+    if let Ok(Some(id)) = tokio::time::timeout(REFUSE_WAIT, first).await {
+        let code = match f.exit_code() {
+            4 => AUTH_ERROR,
+            _ => TRANSPORT_ERROR,
+        };
+        let err = serde_json::json!({
+            "jsonrpc": "2.0", "id": id,
+            "error": {"code": code, "message": message}
+        });
+        let mut stdout = tokio::io::stdout();
+        let _ = stdout.write_all(format!("{err}\n").as_bytes()).await;
+        let _ = stdout.flush().await;
+    }
 }
 
 /// A resource name from a URL: host, port and path, in the characters names allow.

@@ -53,26 +53,97 @@ fn discover_request() -> serde_json::Value {
     })
 }
 
-/// Requests the resource without a token: an MCP server gets a
-/// `server/discover` (and, should a server open a session for it, its
-/// `DELETE`), a registry a one-entry list.
+/// What a 2025-era client sends first: asked where a server refuses
+/// `server/discover` in a way that is not JSON-RPC.
+fn initialize_request() -> serde_json::Value {
+    serde_json::json!({
+        "jsonrpc": "2.0", "id": 0, "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {},
+            "clientInfo": {"name": "regent", "version": env!("CARGO_PKG_VERSION")}
+        }
+    })
+}
+
+/// Requests the resource without a token, and checks that it is what it
+/// was added as: an MCP server answers JSON-RPC (`server/discover`, else an
+/// `initialize` as a 2025 client sends it) or a 401; a registry answers its
+/// API (`/v0.1/servers`, else `/v0/servers`) or a 401. Anything else (a 404
+/// page, a registry's URL given as an MCP server's) is refused with what
+/// answered, not taken for "asks for no auth".
 pub async fn probe(ctx: &Ctx, kind: Kind, url: &str) -> Result<Probe, String> {
-    let req = match kind {
-        Kind::Mcp => oauth2::http::Request::post(url)
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
-            .header("mcp-protocol-version", PROBE_VERSION)
-            .header("mcp-method", "server/discover")
-            .body(discover_request().to_string().into_bytes()),
+    let mut said = Vec::new();
+    match kind {
+        Kind::Mcp => {
+            for (method, body) in [
+                ("server/discover", discover_request()),
+                ("initialize", initialize_request()),
+            ] {
+                let mut req = oauth2::http::Request::post(url)
+                    .header("content-type", "application/json")
+                    .header("accept", "application/json, text/event-stream");
+                if method == "server/discover" {
+                    req = req
+                        .header("mcp-protocol-version", PROBE_VERSION)
+                        .header("mcp-method", method);
+                }
+                let req = req
+                    .body(body.to_string().into_bytes())
+                    .map_err(|e| e.to_string())?;
+                let resp = send(ctx, url, req).await?;
+                if let Some(p) = challenged(&resp) {
+                    return Ok(p);
+                }
+                if speaks_json_rpc(&resp) {
+                    return Ok(Probe::Open);
+                }
+                said.push(format!("{method}: {}", answered(&resp)));
+            }
+            Err(format!(
+                "{url} does not answer as an MCP server ({}); an MCP server answers JSON-RPC, or \
+                 401 asking for a token. Check the URL: it is the server's endpoint (often ending \
+                 in /mcp), not its web page or a registry's",
+                said.join("; ")
+            ))
+        }
         Kind::Registry => {
             let base = url.trim_end_matches('/');
-            oauth2::http::Request::get(format!("{base}/v0.1/servers?limit=1"))
-                .header("accept", "application/json")
-                .body(Vec::new())
+            for api in ["v0.1", "v0"] {
+                let list = format!("{base}/{api}/servers?limit=1");
+                let req = oauth2::http::Request::get(&list)
+                    .header("accept", "application/json")
+                    .body(Vec::new())
+                    .map_err(|e| e.to_string())?;
+                let resp = send(ctx, url, req).await?;
+                if let Some(p) = challenged(&resp) {
+                    return Ok(p);
+                }
+                if resp.status().is_success() && lists_servers(resp.body()) {
+                    return Ok(Probe::Open);
+                }
+                said.push(format!("GET /{api}/servers: {}", answered(&resp)));
+                if resp.status().as_u16() != 404 {
+                    break;
+                }
+            }
+            Err(format!(
+                "{url} does not answer as an MCP registry ({}); a registry answers GET \
+                 /v0.1/servers with its list, or 401 asking for a token. Check the URL: it is the \
+                 registry's base, without /v0.1 (an MCP server is added with regent mcp add)",
+                said.join("; ")
+            ))
         }
-        Kind::Idp => return Ok(Probe::Open),
+        Kind::Idp => Ok(Probe::Open),
     }
-    .map_err(|e| e.to_string())?;
+}
+
+/// Sends one probe; a session a server opened for it is ended at once.
+async fn send(
+    ctx: &Ctx,
+    url: &str,
+    req: oauth2::http::Request<Vec<u8>>,
+) -> Result<oauth2::HttpResponse, String> {
     let resp = ctx
         .idp
         .send(req)
@@ -87,8 +158,13 @@ pub async fn probe(ctx: &Ctx, kind: Kind, url: &str) -> Result<Probe, String> {
             let _ = ctx.idp.send(del).await;
         }
     }
+    Ok(resp)
+}
+
+/// A 401, with its challenge (empty when it sent none).
+fn challenged(resp: &oauth2::HttpResponse) -> Option<Probe> {
     if resp.status().as_u16() != 401 {
-        return Ok(Probe::Open);
+        return None;
     }
     let challenge = resp
         .headers()
@@ -97,7 +173,48 @@ pub async fn probe(ctx: &Ctx, kind: Kind, url: &str) -> Result<Probe, String> {
         .filter_map(|v| v.to_str().ok())
         .find_map(Challenge::parse)
         .unwrap_or_default();
-    Ok(Probe::Challenged(challenge))
+    Some(Probe::Challenged(challenge))
+}
+
+/// Whether an answer is MCP's: an event stream, or JSON-RPC (a result or an
+/// error, whatever the status: a 2025 server refuses `server/discover` so).
+fn speaks_json_rpc(resp: &oauth2::HttpResponse) -> bool {
+    let kind = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if kind.starts_with("text/event-stream") {
+        return resp.status().is_success();
+    }
+    let rpc = |v: &serde_json::Value| v.get("jsonrpc").and_then(|j| j.as_str()) == Some("2.0");
+    match serde_json::from_slice::<serde_json::Value>(resp.body()) {
+        Ok(serde_json::Value::Array(all)) => !all.is_empty() && all.iter().all(rpc),
+        Ok(v) => rpc(&v),
+        Err(_) => false,
+    }
+}
+
+/// Whether a body is a registry's server list.
+fn lists_servers(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .is_ok_and(|v| v.get("servers").is_some_and(serde_json::Value::is_array))
+}
+
+/// What answered, for the error: the status and the kind of content.
+fn answered(resp: &oauth2::HttpResponse) -> String {
+    let kind = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .map(|k| k.split(';').next().unwrap_or(k).trim().to_string())
+        .filter(|k| !k.is_empty())
+        .unwrap_or_else(|| "no content type".into());
+    format!(
+        "HTTP {} with {}",
+        resp.status().as_u16(),
+        crate::oauth::grant::shorten(&kind)
+    )
 }
 
 /// Finds the authorization server of the resource at `url`.

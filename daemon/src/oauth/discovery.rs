@@ -45,6 +45,9 @@ pub struct Metadata {
     /// Client ID metadata documents (an https URL as the client id).
     #[serde(default)]
     pub client_id_metadata_document_supported: bool,
+    /// The grant types it supports (`None`: not listed).
+    #[serde(default)]
+    pub grant_types_supported: Option<Vec<String>>,
 }
 
 /// How to find an authorization server's metadata, and what it must offer.
@@ -339,6 +342,7 @@ impl Metadata {
             registration_endpoint: None,
             token_endpoint_auth_methods_supported: None,
             client_id_metadata_document_supported: false,
+            grant_types_supported: None,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Dynamic client registration (RFC 7591) as a native public client with
-//! loopback redirects, refresh tokens asked for.
+//! loopback redirects, refresh tokens asked for, and the device grant where
+//! the AS offers it (a login from an SSH session then needs no admin).
 
 use super::grant::shorten;
 use super::http::IdpClient;
@@ -50,11 +51,53 @@ pub async fn register(
         .into_iter()
         .find(|m| methods.iter().any(|s| s == m))
         .unwrap_or("none");
+    let mut grants = vec!["authorization_code", "refresh_token"];
+    if offers_device(meta) {
+        grants.push(DEVICE_GRANT);
+    }
+    match send(http, endpoint, redirect, asked, &grants).await {
+        // An AS that lists the device grant may still not give it to registered
+        // clients: the browser login must not be lost for it.
+        Err(OAuthError::Protocol { code, .. })
+            if grants.contains(&DEVICE_GRANT) && code == "invalid_client_metadata" =>
+        {
+            tracing::info!(
+                issuer = %meta.issuer,
+                "the authorization server refused to register the device grant; registering without it"
+            );
+            grants.pop();
+            send(http, endpoint, redirect, asked, &grants).await
+        }
+        other => other,
+    }
+}
+
+/// The device authorization grant's type (RFC 8628).
+const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+
+/// Whether the AS offers the device grant: an endpoint for it, and the grant
+/// among those it lists (where it lists any).
+fn offers_device(meta: &Metadata) -> bool {
+    meta.device_authorization_endpoint.is_some()
+        && meta
+            .grant_types_supported
+            .as_ref()
+            .is_none_or(|g| g.iter().any(|t| t == DEVICE_GRANT))
+}
+
+/// One registration request, for `grants`.
+async fn send(
+    http: &IdpClient,
+    endpoint: &str,
+    redirect: &str,
+    asked: &str,
+    grants: &[&str],
+) -> Result<Registered, OAuthError> {
     let body = serde_json::json!({
         "client_name": "regent",
         "application_type": "native",
         "redirect_uris": [redirect],
-        "grant_types": ["authorization_code", "refresh_token"],
+        "grant_types": grants,
         "response_types": ["code"],
         "token_endpoint_auth_method": asked,
         "software_id": "regent",
