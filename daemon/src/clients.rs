@@ -21,6 +21,8 @@ pub struct Credential {
     pub secret: Option<SecretString>,
     /// Its private key, PEM.
     pub private_key_pem: Option<SecretString>,
+    /// The algorithm the key signs with, where not the one it implies.
+    pub key_alg: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -33,6 +35,8 @@ struct Stored {
     client_secret: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     private_key_pem: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    key_alg: Option<String>,
 }
 
 /// Why a credential could not be kept or used.
@@ -76,6 +80,7 @@ impl Clients {
                             method: s.method,
                             secret: s.client_secret.map(SecretString::from),
                             private_key_pem: s.private_key_pem.map(SecretString::from),
+                            key_alg: s.key_alg,
                         }))),
                         Err(_) => {
                             tracing::warn!(
@@ -128,6 +133,7 @@ impl Clients {
                 .private_key_pem
                 .as_ref()
                 .map(|s| s.expose_secret().to_string()),
+            key_alg: credential.key_alg.clone(),
         };
         let key = keys::client(issuer, client_id);
         let json =
@@ -160,7 +166,7 @@ fn materialize_checked(
 ) -> Result<(Credential, Option<Arc<SigningKey>>), CredentialError> {
     let key = match &c.private_key_pem {
         Some(pem) => Some(Arc::new(
-            SigningKey::from_pem(pem.expose_secret()).map_err(CredentialError::Key)?,
+            signing_key(pem, c.key_alg.as_deref()).map_err(CredentialError::Key)?,
         )),
         None => None,
     };
@@ -168,7 +174,18 @@ fn materialize_checked(
 }
 
 fn materialize(c: Credential) -> (Credential, Option<Arc<SigningKey>>) {
-    let pem = c.private_key_pem.clone();
-    let key = pem.and_then(|p| SigningKey::from_pem(p.expose_secret()).ok().map(Arc::new));
+    let key = c
+        .private_key_pem
+        .as_ref()
+        .and_then(|p| signing_key(p, c.key_alg.as_deref()).ok().map(Arc::new));
     (c, key)
+}
+
+/// The key in `pem`, signing with `alg` where one was chosen.
+fn signing_key(pem: &SecretString, alg: Option<&str>) -> Result<SigningKey, String> {
+    let key = SigningKey::from_pem(pem.expose_secret())?;
+    match alg {
+        Some(a) => key.with_alg(a),
+        None => Ok(key),
+    }
 }

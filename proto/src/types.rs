@@ -531,9 +531,14 @@ pub enum McpAuth {
         /// The client secret.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         client_secret: Option<Secret>,
-        /// The private key, PEM (PKCS#8; P-256 or RSA).
+        /// The private key, PEM (PKCS#8; P-256, P-384 or RSA).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         private_key_pem: Option<Secret>,
+        /// The JWS algorithm to sign with, where not the one the key implies
+        /// (ES256 for P-256, ES384 for P-384, RS256 for RSA): PS256 and the
+        /// like for an RSA key.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key_alg: Option<String>,
         /// Scopes instead of the discovered ones.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         scopes: Vec<String>,

@@ -735,6 +735,54 @@ async fn a_registered_client_logs_in_with_the_device_flow_too() {
     );
 }
 
+/// A client whose authorization server takes assertions signed PS256 only
+/// (an RSA key that must sign RSASSA-PSS): with `--client-key-alg PS256`
+/// the client credentials grant works and the server takes the token;
+/// without it the key signs RS256, and the IdP's refusal is shown.
+#[tokio::test]
+async fn client_key_alg_signs_the_assertion_the_authorization_server_wants() {
+    let m = Mcp::new(&["s1"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key.pem");
+    std::fs::write(&key, m.idp.client_key().await).unwrap();
+    let add = |name: &str, alg: Option<&str>| {
+        let mut args = vec![
+            "mcp",
+            "add",
+            name,
+            m.servers.url("s1"),
+            "--client-credentials",
+            "--client-id",
+            "regent-pss",
+            "--client-key-file",
+            key.to_str().unwrap(),
+        ];
+        if let Some(a) = alg {
+            args.extend(["--client-key-alg", a]);
+        }
+        m.agent.regent(&args)
+    };
+    let out = add("rs", None);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = m.agent.regent(&["token", "rs"]);
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("invalid_client"), "{}", out.stderr);
+    let out = add("ps", Some("PS256"));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = m.agent.regent(&["token", "ps"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(m.idp.is_active(out.stdout.trim()).await);
+    let mut p = m.proxy("ps", &["--no-login"]);
+    p.initialize().await;
+    let me = whoami(&p.call("whoami", json!({})).await.unwrap());
+    assert_eq!(me["server"], "s1", "{me}");
+    p.close().await;
+    // An EC algorithm for an RSA key is refused at add, before any request.
+    let out = add("es", Some("ES256"));
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("RSA key signs"), "{}", out.stderr);
+}
+
 #[tokio::test]
 async fn mcp_add_from_a_registry_entry() {
     let m = Mcp::new(&["s1"]).await;

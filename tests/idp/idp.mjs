@@ -23,6 +23,8 @@
 //   regent-nodevice  public, without the device grant (Keycloak's switch left off):
 //                    a device login answers unauthorized_client
 //   regent-secret    an "installed app" client with a secret that is not confidential
+//   regent-pss       client credentials, private_key_jwt signed PS256 only (its RSA key:
+//                    GET /__test/client-key)
 //                    (Google): client_secret_post, secret "installed-app-secret"
 //   regent-exact     public, redirect URI matched exactly (IDP_EXACT_PORT)
 //   regent-basic     confidential (client_secret_basic, secret "basic-secret"): for
@@ -38,6 +40,7 @@
 //   GET  /__test/issued  -> every access, refresh and ID token value issued so far
 //   GET  /__test/refresh-tokens -> the refresh tokens issued so far, oldest first
 //   GET  /__test/rotations -> every refresh-token rotation: [{"from": RT, "to": RT}]
+//   GET  /__test/client-key -> regent-pss's private key, PKCS#8 PEM
 //   GET  /__test/replays -> refresh tokens presented again after their rotation (each
 //                           revoked its grant: reuse detection)
 //   POST /__test/release -> answers every token request held by the "hold" fault
@@ -110,6 +113,10 @@ const issuer = `http://${issuerHost}:${port}`;
 // Fresh signing key per run (avoids the provider's shared development keystore).
 const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
 const signingKey = { ...privateKey.export({ format: 'jwk' }), kid: 'idp-rs256', alg: 'RS256', use: 'sig' };
+// Client regent-pss authenticates with private_key_jwt signed PS256 only; its key is
+// made here and handed to tests by GET /__test/client-key.
+const pss = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+const pssJwk = { ...pss.publicKey.export({ format: 'jwk' }), kid: 'regent-pss', alg: 'PS256', use: 'sig' };
 
 const provider = new Provider(issuer, {
   clients: [
@@ -154,6 +161,15 @@ const provider = new Provider(issuer, {
       response_types: ['code'],
       redirect_uris: [`http://127.0.0.1:${EXACT_PORT}/callback`],
     }] : []),
+    {
+      client_id: 'regent-pss',
+      token_endpoint_auth_method: 'private_key_jwt',
+      token_endpoint_auth_signing_alg: 'PS256',
+      jwks: { keys: [pssJwk] },
+      grant_types: ['client_credentials'],
+      response_types: [],
+      redirect_uris: [],
+    },
     {
       client_id: INTROSPECTOR,
       client_secret: 'introspector-secret',
@@ -202,6 +218,7 @@ const provider = new Provider(issuer, {
   features: {
     devInteractions: { enabled: true },
     deviceFlow: { enabled: true },
+    clientCredentials: { enabled: true },
     // Clients may revoke only their own tokens (others: silent 200, nothing revoked).
     // Revoking a refresh token revokes its whole grant (all ATs/RTs); revoking an AT doesn't.
     revocation: { enabled: !NO_REVOCATION, allowedPolicy: async (_ctx, client, token) => token.clientId === client.clientId },
@@ -286,6 +303,11 @@ provider.use(async (ctx, next) => {
     if (ctx.method === 'GET' && ctx.path === '/__test/refresh-tokens') return json(ctx, 200, refreshTokens);
     if (ctx.method === 'GET' && ctx.path === '/__test/rotations') return json(ctx, 200, rotations);
     if (ctx.method === 'GET' && ctx.path === '/__test/replays') return json(ctx, 200, replays);
+    if (ctx.method === 'GET' && ctx.path === '/__test/client-key') {
+      ctx.type = 'application/x-pem-file';
+      ctx.body = pss.privateKey.export({ format: 'pem', type: 'pkcs8' });
+      return undefined;
+    }
     if (ctx.method === 'POST' && ctx.path === '/__test/release') {
       const n = held.length;
       for (const release of held) release();

@@ -141,6 +141,18 @@ impl Idp {
         crate::get_json(&self.http, format!("{}/__test/counts", self.issuer)).await
     }
 
+    /// Client regent-pss's private key (PKCS#8 PEM): it signs PS256 only.
+    pub async fn client_key(&self) -> String {
+        self.http
+            .get(format!("{}/__test/client-key", self.issuer))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// Refresh-token grants so far.
     pub async fn refreshes(&self) -> u64 {
         self.counts().await["token"]["refresh_token"]

@@ -319,9 +319,16 @@ pub struct McpAddArgs {
     /// No user: OAuth client credentials (with --client-secret-file or --client-key-file).
     #[arg(long, requires = "client_id", conflicts_with = "enterprise_idp")]
     pub client_credentials: bool,
-    /// The client's private key, PEM (private_key_jwt: ES256 for P-256, RS256 for RSA).
+    /// The client's private key, PEM (private_key_jwt: ES256 for P-256, ES384 for P-384,
+    /// RS256 for RSA).
     #[arg(long, value_name = "PEM", requires = "client_credentials")]
     pub client_key_file: Option<PathBuf>,
+    /// Sign with this algorithm instead of the one the key implies (PS256 for an RSA key
+    /// that must, or an authorization server that wants it).
+    #[arg(long, value_name = "ALG", requires = "client_key_file",
+          value_parser = clap::builder::PossibleValuesParser::new(
+              ["ES256", "ES384", "RS256", "PS256", "RS384", "PS384", "RS512", "PS512"]))]
+    pub client_key_alg: Option<String>,
     /// Get tokens through this enterprise IdP (regent idp add), no browser per server.
     #[arg(long, value_name = "IDP", requires = "client_id")]
     pub enterprise_idp: Option<String>,

@@ -79,6 +79,7 @@ async fn add(agent: &AgentClient, a: McpAddArgs) -> Result {
             client_id: a.client_id.clone().expect("clap requires it"),
             client_secret: secret,
             private_key_pem,
+            key_alg: a.client_key_alg.clone(),
             scopes,
         })
     } else if let Some(idp) = a.enterprise_idp {

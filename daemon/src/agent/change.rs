@@ -314,6 +314,7 @@ impl Agent {
                         method,
                         secret: Some(SecretString::from(secret.into_inner())),
                         private_key_pem: None,
+                        key_alg: None,
                     },
                 )
                 .await

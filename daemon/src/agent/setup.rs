@@ -95,14 +95,44 @@ impl Agent {
                 client_id,
                 client_secret,
                 private_key_pem,
+                key_alg,
                 scopes,
             }) => {
                 let found = self
                     .find_always(name, Kind::Mcp, url, Pkce::NotNeeded)
                     .await?;
+                let mut key_alg = key_alg;
                 let method = match (&client_secret, &private_key_pem) {
                     (_, Some(pem)) => {
-                        SigningKey::from_pem(pem).map_err(|e| invalid(name, format!("the private key: {e}")))?;
+                        let key = SigningKey::from_pem(pem)
+                            .and_then(|k| match &key_alg {
+                                Some(a) => k.with_alg(a),
+                                None => Ok(k),
+                            })
+                            .map_err(|e| invalid(name, format!("the private key: {e}")))?;
+                        // The AS may take assertions in some algorithms only.
+                        let accepted =
+                            found.meta.token_endpoint_auth_signing_alg_values_supported.as_deref();
+                        match key.alg_for(accepted) {
+                            Some(a) if a == key.alg() => {}
+                            Some(a) if key_alg.is_none() => key_alg = Some(a.to_string()),
+                            _ => {
+                                return Err(invalid(
+                                    name,
+                                    format!(
+                                        "the authorization server takes client assertions signed with {} \
+                                         only, and this key signs {}{}",
+                                        accepted.unwrap_or_default().join(", "),
+                                        key.alg(),
+                                        if key_alg.is_some() {
+                                            " (as --client-key-alg says)"
+                                        } else {
+                                            ": give a key it takes, or --client-key-alg"
+                                        }
+                                    ),
+                                ))
+                            }
+                        }
                         TokenAuthMethod::PrivateKeyJwt
                     }
                     (Some(_), None) => secret_method(&found.meta),
@@ -119,7 +149,7 @@ impl Agent {
                     &client_id,
                     method,
                     client_secret.map(Secret::into_inner),
-                    private_key_pem.map(Secret::into_inner),
+                    private_key_pem.map(|k| (k.into_inner(), key_alg)),
                 )
                 .await?;
                 Ok(Some(AuthConfig::ClientCredentials(
@@ -354,7 +384,7 @@ impl Agent {
         client_id: &str,
         method: TokenAuthMethod,
         secret: Option<String>,
-        key: Option<String>,
+        key: Option<(String, Option<String>)>,
     ) -> Result<(), AgentError> {
         if method == TokenAuthMethod::None && secret.is_none() && key.is_none() {
             self.ctx
@@ -366,7 +396,8 @@ impl Agent {
         let credential = Credential {
             method,
             secret: secret.map(SecretString::from),
-            private_key_pem: key.map(SecretString::from),
+            key_alg: key.as_ref().and_then(|(_, alg)| alg.clone()),
+            private_key_pem: key.map(|(pem, _)| SecretString::from(pem)),
         };
         self.ctx
             .clients

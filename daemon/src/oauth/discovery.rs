@@ -48,6 +48,9 @@ pub struct Metadata {
     /// The grant types it supports (`None`: not listed).
     #[serde(default)]
     pub grant_types_supported: Option<Vec<String>>,
+    /// The algorithms it takes for client assertions (`None`: not listed).
+    #[serde(default)]
+    pub token_endpoint_auth_signing_alg_values_supported: Option<Vec<String>>,
 }
 
 /// How to find an authorization server's metadata, and what it must offer.
@@ -343,6 +346,7 @@ impl Metadata {
             token_endpoint_auth_methods_supported: None,
             client_id_metadata_document_supported: false,
             grant_types_supported: None,
+            token_endpoint_auth_signing_alg_values_supported: None,
         }
     }
 }
