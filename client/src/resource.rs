@@ -119,7 +119,14 @@ pub struct ResourceAuth {
     login: Option<Arc<dyn Login>>,
     /// Say on stderr what the agent answered to each refusal.
     notes: bool,
+    /// The last token the agent gave, with its expiry: a bridge sends many
+    /// requests a second, and each need not ask the agent again.
+    cached: Arc<std::sync::Mutex<Option<(String, time::OffsetDateTime)>>>,
 }
+
+/// How long before its expiry a cached token is no longer sent (the agent
+/// refreshes ahead of that, once for everyone).
+const CACHE_MARGIN: time::Duration = time::Duration::seconds(60);
 
 impl ResourceAuth {
     /// The auth of resource `name`, with no login run here.
@@ -130,6 +137,7 @@ impl ResourceAuth {
             without_login,
             login: None,
             notes: false,
+            cached: Arc::default(),
         }
     }
 
@@ -159,12 +167,31 @@ impl ResourceAuth {
     /// The token to send: `None` for a resource without auth (or, with
     /// [`WithoutLogin::SendBare`], without a login yet).
     pub async fn token(&self) -> Result<Option<String>, ClientError> {
+        let now = time::OffsetDateTime::now_utc();
+        if let Some((t, _)) = self
+            .cached
+            .lock()
+            .unwrap()
+            .as_ref()
+            .filter(|(_, exp)| now + CACHE_MARGIN < *exp)
+        {
+            return Ok(Some(t.clone()));
+        }
         let req = TokenRequest {
             registry: Some(self.name.clone()),
             min_valid_secs: None,
         };
         match self.agent.token(&req).await {
-            Ok(t) => Ok(Some(t.access_token.into_inner())),
+            Ok(t) => {
+                let token = t.access_token.into_inner();
+                // Only a token whose expiry is known is kept (a static token
+                // file may change at any time: the agent reads it).
+                *self.cached.lock().unwrap() = t
+                    .expires_at
+                    .filter(|exp| now + CACHE_MARGIN < *exp)
+                    .map(|exp| (token.clone(), exp));
+                Ok(Some(token))
+            }
             Err(e) if e.code() == Some(ErrorCode::AuthNotConfigured) => Ok(None),
             Err(e)
                 if e.code() == Some(ErrorCode::RegistryAuthRequired)
@@ -194,6 +221,8 @@ impl ResourceAuth {
                 return Ok(answer);
             }
             attempt += 1;
+            // A refused token is not sent again (the agent decides what comes next).
+            self.cached.lock().unwrap().take();
             if attempt > MAX_REFUSALS {
                 return Err(AuthError::Refused {
                     resource: self.name.clone(),
