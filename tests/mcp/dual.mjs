@@ -1,0 +1,146 @@
+// Real MCP servers on the official TypeScript SDK v2 (@modelcontextprotocol/server
+// 2.4.0) that speak both wires on one endpoint: the 2026-07-28 stateless wire
+// (per-request `_meta`, server/discover, the MCP-Protocol-Version, Mcp-Method and
+// Mcp-Name headers required) and the 2025-11-25 stateful wire (initialize,
+// Mcp-Session-Id, the GET stream). The SDK tells them apart (isLegacyRequest).
+// Bearer auth with protected resource metadata; a token is introspected at the
+// test IdP once and then remembered until it expires, so a request costs the
+// server no introspection (the bridge's own cost is what a benchmark sees).
+//
+//   node tests/mcp/dual.mjs
+//
+// Environment: MCP_ISSUER (the IdP, required), MCP_SERVERS ("d1,d2": one server
+// per name, at /NAME/mcp), MCP_PORT (0 = ephemeral). Prints one JSON line:
+//   {"port": PORT, "servers": {"d1": "http://127.0.0.1:PORT/d1/mcp", ...}}
+// Tools: "whoami" (the wire, the token's audience, subject and scopes), "echo"
+// {text}, "admin" (needs mcp:admin: the SDK's 403 insufficient_scope).
+// Test endpoint: GET /__test/log -> {"requests": [{server, http, method, version,
+// session, mcp_method, mcp_name, status}], "introspections": n}
+
+import { randomUUID } from 'node:crypto';
+
+import {
+  McpServer, createMcpHandler, isLegacyRequest, isInitializeRequest,
+  OAuthError, OAuthErrorCode, requireScopes,
+} from '@modelcontextprotocol/server';
+import { NodeStreamableHTTPServerTransport, toNodeHandler, toWebRequest } from '@modelcontextprotocol/node';
+import {
+  createMcpExpressApp, requireBearerAuth, mcpAuthMetadataRouter, getOAuthProtectedResourceMetadataUrl,
+} from '@modelcontextprotocol/express';
+import * as z from 'zod/v4';
+
+console.log = console.info = console.debug = (...args) => console.error(...args);
+
+const ISSUER = process.env.MCP_ISSUER;
+if (!ISSUER) throw new Error('MCP_ISSUER is required');
+const NAMES = (process.env.MCP_SERVERS || 'd1').split(',').filter(Boolean);
+const PORT = Number(process.env.MCP_PORT || 0);
+
+const discovery = await (await fetch(`${ISSUER}/.well-known/openid-configuration`)).json();
+const introspector = 'Basic ' + Buffer.from('regent-introspector:introspector-secret').toString('base64');
+const log = { requests: [], introspections: 0 };
+
+/// Introspects a token once; the answer is kept until the token expires.
+const known = new Map();
+async function introspect(token) {
+  const hit = known.get(token);
+  if (hit && hit.exp * 1000 > Date.now()) return hit;
+  log.introspections += 1;
+  const r = await fetch(discovery.introspection_endpoint, {
+    method: 'POST',
+    headers: { authorization: introspector, 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+    body: new URLSearchParams({ token, token_type_hint: 'access_token' }),
+  });
+  if (!r.ok) throw new OAuthError(OAuthErrorCode.ServerError, `introspection answered HTTP ${r.status}`);
+  const d = await r.json();
+  if (d.active) known.set(token, d);
+  return d;
+}
+
+function verifier(canonical) {
+  return {
+    async verifyAccessToken(token) {
+      const d = await introspect(token);
+      if (!d.active) throw new OAuthError(OAuthErrorCode.InvalidToken, 'the token is not active');
+      const auds = [d.aud ?? []].flat();
+      if (!auds.includes(canonical)) {
+        throw new OAuthError(OAuthErrorCode.InvalidToken, `the token is for ${auds.join(' ') || 'no audience'}, not ${canonical}`);
+      }
+      return {
+        token, clientId: d.client_id, scopes: d.scope ? d.scope.split(' ') : [], expiresAt: d.exp,
+        resource: new URL(canonical), extra: { sub: d.sub, aud: d.aud },
+      };
+    },
+  };
+}
+
+function makeServer(name, wire) {
+  const server = new McpServer({ name: `regent-test-${name}`, version: '1.0.0' });
+  server.registerTool('whoami', { description: 'Who the token says the caller is' }, async (ctx) => ({
+    content: [{ type: 'text', text: JSON.stringify({ server: name, wire, ...ctx.http?.authInfo?.extra, scopes: ctx.http?.authInfo?.scopes }) }],
+  }));
+  server.registerTool('echo', { description: 'Echoes text', inputSchema: z.object({ text: z.string() }) }, async ({ text }) => ({
+    content: [{ type: 'text', text }],
+  }));
+  server.registerTool('admin', { description: 'Needs scope mcp:admin', scopeChallenge: requireScopes('mcp:tools', 'mcp:admin') }, async () => ({
+    content: [{ type: 'text', text: 'admin done' }],
+  }));
+  return server;
+}
+
+const app = createMcpExpressApp({ jsonLimit: '4mb' });
+app.get('/__test/log', (_req, res) => res.json(log));
+const listener = app.listen(PORT, '127.0.0.1');
+await new Promise((resolve) => { listener.once('listening', resolve); });
+const { port } = listener.address();
+const base = `http://127.0.0.1:${port}`;
+
+for (const name of NAMES) {
+  const url = new URL(`${base}/${name}/mcp`);
+  app.use(mcpAuthMetadataRouter({ oauthMetadata: discovery, resourceServerUrl: url, scopesSupported: ['mcp:tools'], resourceName: name }));
+  const auth = requireBearerAuth({
+    verifier: verifier(url.href), requiredScopes: ['mcp:tools'], resourceMetadataUrl: getOAuthProtectedResourceMetadataUrl(url),
+  });
+  // 2026-07-28: a server per request (the stateless wire keeps nothing between them).
+  const modern = toNodeHandler(createMcpHandler(() => makeServer(name, '2026-07-28'), { legacy: 'reject' }));
+  const sessions = new Map();
+  const record = (req, res, next) => {
+    const entry = {
+      server: name, http: req.method, method: req.body?.method ?? null,
+      version: req.headers['mcp-protocol-version'] ?? null, session: req.headers['mcp-session-id'] ?? null,
+      mcp_method: req.headers['mcp-method'] ?? null, mcp_name: req.headers['mcp-name'] ?? null,
+    };
+    res.on('finish', () => { entry.status = res.statusCode; });
+    log.requests.push(entry);
+    next();
+  };
+  app.all(`/${name}/mcp`, record, auth, async (req, res) => {
+    try {
+      if (req.method === 'POST' && !(await isLegacyRequest(await toWebRequest(req, req.body), req.body))) {
+        return await modern(req, res, req.body);
+      }
+      const sid = req.headers['mcp-session-id'];
+      let s = sid && sessions.get(sid);
+      if (!s) {
+        if (sid || req.method !== 'POST' || !isInitializeRequest(req.body)) {
+          return res.status(sid ? 404 : 400).json({ jsonrpc: '2.0', error: { code: -32000, message: 'no such session' }, id: null });
+        }
+        const transport = new NodeStreamableHTTPServerTransport({
+          sessionIdGenerator: () => randomUUID(),
+          onsessioninitialized: (id) => { sessions.set(id, s); },
+        });
+        s = { mcp: makeServer(name, '2025-11-25'), transport };
+        transport.onclose = () => { if (transport.sessionId) sessions.delete(transport.sessionId); };
+        await s.mcp.connect(transport);
+      }
+      return await s.transport.handleRequest(req, res, req.body);
+    } catch (e) {
+      console.error(e);
+      if (!res.headersSent) res.status(500).json({ jsonrpc: '2.0', error: { code: -32603, message: String(e?.message ?? e) }, id: null });
+      return undefined;
+    }
+  });
+}
+
+process.stdout.write(`${JSON.stringify({ port, servers: Object.fromEntries(NAMES.map((n) => [n, `${base}/${n}/mcp`])) })}\n`);
+process.on('SIGTERM', () => { listener.close(); process.exit(0); });
