@@ -819,7 +819,10 @@ async fn clients_on_both_wires_use_the_same_server_with_one_login() {
         .collect();
     assert!(!stateless.is_empty(), "{log}");
     for r in &stateless {
-        assert!(r["session"].is_null(), "a session on the stateless wire: {r}");
+        assert!(
+            r["session"].is_null(),
+            "a session on the stateless wire: {r}"
+        );
         assert_eq!(r["mcp_method"], r["method"], "{r}");
     }
     assert!(

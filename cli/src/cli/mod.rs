@@ -14,6 +14,7 @@ mod secret;
 mod serve;
 mod service;
 mod ssh;
+mod stdio;
 
 use args::{AuthArgs, Cli, Command, ConfigCommand, RegistryCommand, ServiceCommand, TokenArgs};
 use regent_client::{AgentClient, ClientError, RegistryClient, RegistryError};

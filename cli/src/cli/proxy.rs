@@ -67,12 +67,13 @@ pub async fn run(
     // Bounded: a client that reads slowly holds the server back, not our memory
     // (at most this many messages of at most 16 MiB wait for stdout).
     let (out, mut lines_out) = mpsc::channel::<String>(8);
+    let (stdin, mut stdout, _restore) = super::stdio::open();
     let writer = tokio::spawn(async move {
-        let mut stdout = tokio::io::stdout();
-        while let Some(line) = lines_out.recv().await {
-            let ok = stdout.write_all(line.as_bytes()).await.is_ok()
-                && stdout.write_all(b"\n").await.is_ok()
-                && stdout.flush().await.is_ok();
+        while let Some(mut line) = lines_out.recv().await {
+            line.push('\n');
+            // One write a message (the line and its end together).
+            let ok =
+                stdout.write_all(line.as_bytes()).await.is_ok() && stdout.flush().await.is_ok();
             if !ok {
                 break; // the client went away
             }
@@ -82,7 +83,7 @@ pub async fn run(
     let (eof_tx, mut eof) = watch::channel(false);
     let (lines_tx, mut lines_in) = mpsc::channel::<Vec<u8>>(64);
     let reader = tokio::spawn(async move {
-        let mut stdin = tokio::io::BufReader::new(tokio::io::stdin());
+        let mut stdin = tokio::io::BufReader::new(stdin);
         loop {
             let mut line = Vec::new();
             match read_line(&mut stdin, &mut line).await {
@@ -387,7 +388,7 @@ async fn listen(
 
 /// Reads one line (without its newline) into `buf`, at most [`MAX_LINE`] bytes.
 async fn read_line(
-    r: &mut tokio::io::BufReader<tokio::io::Stdin>,
+    r: &mut (impl tokio::io::AsyncBufRead + Unpin),
     buf: &mut Vec<u8>,
 ) -> std::io::Result<usize> {
     loop {

@@ -278,9 +278,226 @@ fn status_kb(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// A message of the 2026-07-28 wire: the version and capabilities in `_meta`.
+fn stateless(id: u64, method: &str, mut params: Value) -> Value {
+    params["_meta"] = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": {"name": "bench", "version": "1"}
+    });
+    json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
+}
+
+/// The echo call on a wire, as a client on it writes it.
+fn echo_call(wire: &str, id: u64) -> Value {
+    let params = json!({"name": "echo", "arguments": {"text": "x"}});
+    if wire == "2026-07-28" {
+        stateless(id, "tools/call", params)
+    } else {
+        json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params})
+    }
+}
+
+/// A client straight to the server, on one wire: the baseline.
+struct Wired {
+    http: reqwest::Client,
+    url: String,
+    token: String,
+    wire: &'static str,
+    session: Option<String>,
+}
+
+impl Wired {
+    async fn start(url: &str, token: String, wire: &'static str) -> Wired {
+        let mut w = Wired {
+            http: reqwest::Client::new(),
+            url: url.to_string(),
+            token,
+            wire,
+            session: None,
+        };
+        if wire != "2026-07-28" {
+            let d = Direct::start(url, w.token.clone()).await;
+            w.session = Some(d.session);
+        }
+        w
+    }
+
+    async fn call(&self) {
+        let mut req = self
+            .http
+            .post(&self.url)
+            .bearer_auth(&self.token)
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", self.wire)
+            .json(&echo_call(self.wire, 2));
+        if let Some(s) = &self.session {
+            req = req.header("mcp-session-id", s);
+        } else {
+            req = req
+                .header("mcp-method", "tools/call")
+                .header("mcp-name", "echo");
+        }
+        let resp = req.send().await.unwrap();
+        assert!(resp.status().is_success(), "{}", resp.status());
+        let text = resp.text().await.unwrap();
+        // JSON, or one SSE event carrying it.
+        let body = text
+            .lines()
+            .find_map(|l| l.strip_prefix("data:"))
+            .unwrap_or(&text);
+        let v: Value = serde_json::from_str(body.trim()).unwrap();
+        assert_eq!(v["result"]["content"][0]["text"], "x", "{v}");
+    }
+}
+
+async fn wired_throughput(w: &std::sync::Arc<Wired>, secs: f64) -> f64 {
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..IN_FLIGHT)
+        .map(|_| {
+            let w = w.clone();
+            tokio::spawn(async move {
+                let mut n = 0u64;
+                while start.elapsed().as_secs_f64() < secs {
+                    w.call().await;
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.unwrap();
+    }
+    total as f64 / start.elapsed().as_secs_f64()
+}
+
+/// One echo call through the bridge, answered.
+async fn proxied_call(p: &mut Proxy, wire: &str, id: u64) {
+    p.send(&echo_call(wire, id)).await;
+    loop {
+        let m = p.recv().await.expect("an answer");
+        if m.get("id").is_some() {
+            assert_eq!(m["result"]["content"][0]["text"], "x", "{m}");
+            return;
+        }
+    }
+}
+
+async fn proxied_throughput(p: &mut Proxy, wire: &str, secs: f64) -> f64 {
+    let mut next = 1_000_000u64;
+    for _ in 0..IN_FLIGHT {
+        p.send(&echo_call(wire, next)).await;
+        next += 1;
+    }
+    let start = Instant::now();
+    let mut done = 0u64;
+    let mut outstanding = IN_FLIGHT;
+    while outstanding > 0 {
+        let m = p.recv().await.expect("an answer");
+        if m.get("id").is_none() {
+            continue;
+        }
+        assert!(m["result"].is_object(), "{m}");
+        outstanding -= 1;
+        done += 1;
+        if start.elapsed().as_secs_f64() < secs {
+            p.send(&echo_call(wire, next)).await;
+            next += 1;
+            outstanding += 1;
+        }
+    }
+    done as f64 / start.elapsed().as_secs_f64()
+}
+
+/// The bridge's own cost, on both wires, against a server that does no
+/// per-request introspection (`tests/mcp/dual.mjs`, the SDK v2): the same
+/// calls straight to the server and through `regent mcp proxy`, in turn,
+/// each measured twice (direct, proxy, direct, proxy) and the better kept.
+async fn bridge_cost() {
+    println!("\nBridge cost on both wires (a server without per-request introspection: tests/mcp/dual.mjs)");
+    println!("  {CALLS} sequential echo calls, direct and through regent alternating; then {IN_FLIGHT} in flight for 3 s, each twice in turn, the better kept");
+    let idp = Idp::start(IdpOptions {
+        access_ttl: 3600,
+        ..Default::default()
+    });
+    let servers = McpServers::start_dual(&idp.issuer, &["d1"]);
+    let agent = Agent::start(AgentOptions {
+        store: "file".into(),
+        ..Default::default()
+    })
+    .await;
+    let out = agent.regent(&["mcp", "add", "d1", servers.url("d1")]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let mut p = regent_proxy(&agent, "d1");
+    first_call(&mut p).await;
+    p.close().await;
+    let token = agent.regent(&["token", "d1"]).stdout.trim().to_string();
+    let p50 = |mut v: Vec<u128>| {
+        v.sort_unstable();
+        percentile(&v, 0.5)
+    };
+    for wire in ["2025-11-25", "2026-07-28"] {
+        let direct =
+            std::sync::Arc::new(Wired::start(servers.url("d1"), token.clone(), wire).await);
+        let mut proxy = regent_proxy(&agent, "d1");
+        if wire != "2026-07-28" {
+            proxy.initialize().await;
+        }
+        // Latency: direct and proxied calls alternate, so both meet the same
+        // server and the same machine load.
+        for id in 0..50 {
+            direct.call().await;
+            proxied_call(&mut proxy, wire, 10 + id).await;
+        }
+        let (mut d, mut r) = (Vec::with_capacity(CALLS), Vec::with_capacity(CALLS));
+        for id in 0..CALLS as u64 {
+            let t = Instant::now();
+            direct.call().await;
+            d.push(t.elapsed().as_micros());
+            let t = Instant::now();
+            proxied_call(&mut proxy, wire, 100 + id).await;
+            r.push(t.elapsed().as_micros());
+        }
+        // The added cost: the median of each pair's difference (the server's own
+        // variation cancels in a pair).
+        let mut diff: Vec<i128> = d
+            .iter()
+            .zip(&r)
+            .map(|(d, r)| *r as i128 - *d as i128)
+            .collect();
+        diff.sort_unstable();
+        let added = diff[diff.len() / 2];
+        let (d50, r50) = (p50(d), p50(r));
+        // Throughput: each twice, in turn, the better kept.
+        let (mut d_rps, mut r_rps) = (0f64, 0f64);
+        for _ in 0..2 {
+            d_rps = d_rps.max(wired_throughput(&direct, 3.0).await);
+            r_rps = r_rps.max(proxied_throughput(&mut proxy, wire, 3.0).await);
+        }
+        let rss = (
+            status_kb(proxy.pid(), "VmRSS:"),
+            status_kb(proxy.pid(), "VmHWM:"),
+        );
+        proxy.close().await;
+        println!(
+            "  {wire}: direct p50 {d50} µs, {d_rps:.0} req/s; through regent p50 {r50} µs, {r_rps:.0} req/s; \
+             added (median of paired differences) {added:+} µs, throughput {:.2}x direct; proxy RSS {} kB (peak {} kB)",
+            r_rps / d_rps,
+            rss.0,
+            rss.1
+        );
+    }
+}
+
 #[tokio::main]
 async fn main() {
     regent_tests::raise_nofile_limit();
+    if std::env::args().nth(1).as_deref() == Some("bridge") {
+        bridge_cost().await;
+        return;
+    }
     println!(
         "regent MCP benchmark against mcp-remote 0.15.1 ({} cores)",
         std::thread::available_parallelism()
