@@ -17,6 +17,8 @@ const SERVERS: [&str; 3] = ["s1", "s2", "s3"];
 const CALLS: usize = 1000;
 /// Requests in flight for the throughput figure.
 const IN_FLIGHT: usize = 16;
+/// One-second throughput windows per side in the bridge-cost comparison.
+const WINDOWS: usize = 6;
 /// Client processes started at once on an expired token.
 const STORM: usize = 20;
 
@@ -417,7 +419,7 @@ async fn proxied_throughput(p: &mut Proxy, wire: &str, secs: f64) -> f64 {
 /// each measured twice (direct, proxy, direct, proxy) and the better kept.
 async fn bridge_cost() {
     println!("\nBridge cost on both wires (a server without per-request introspection: tests/mcp/dual.mjs)");
-    println!("  {CALLS} sequential echo calls, direct and through regent alternating; then {IN_FLIGHT} in flight for 3 s, each twice in turn, the better kept");
+    println!("  {CALLS} sequential echo calls, direct and through regent alternating; then {IN_FLIGHT} in flight, {WINDOWS} one-second windows each, alternating");
     let idp = Idp::start(IdpOptions {
         access_ttl: 3600,
         ..Default::default()
@@ -470,11 +472,12 @@ async fn bridge_cost() {
         diff.sort_unstable();
         let added = diff[diff.len() / 2];
         let (d50, r50) = (p50(d), p50(r));
-        // Throughput: each twice, in turn, the better kept.
+        // Throughput: one-second windows, direct and through regent in turn,
+        // averaged: both meet the same server and the same load.
         let (mut d_rps, mut r_rps) = (0f64, 0f64);
-        for _ in 0..2 {
-            d_rps = d_rps.max(wired_throughput(&direct, 3.0).await);
-            r_rps = r_rps.max(proxied_throughput(&mut proxy, wire, 3.0).await);
+        for _ in 0..WINDOWS {
+            d_rps += wired_throughput(&direct, 1.0).await / WINDOWS as f64;
+            r_rps += proxied_throughput(&mut proxy, wire, 1.0).await / WINDOWS as f64;
         }
         let rss = (
             status_kb(proxy.pid(), "VmRSS:"),
