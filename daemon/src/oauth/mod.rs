@@ -7,6 +7,7 @@ pub mod client;
 pub mod code;
 pub mod device;
 pub mod discovery;
+pub mod dpop;
 pub mod exchange;
 pub mod explain;
 pub mod grant;
