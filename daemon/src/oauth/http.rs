@@ -3,6 +3,7 @@
 //! OAuth error, and the seam ([`Transport`]) the in-process tests plug a
 //! fake IdP into.
 
+use super::dpop::{DpopKey, Nonces};
 use futures::future::BoxFuture;
 use oauth2::{AsyncHttpClient, HttpRequest, HttpResponse};
 use std::collections::HashSet;
@@ -195,7 +196,22 @@ impl Transport for Reqwest {
 /// The agent's client towards IdPs: every discovery, token, device and
 /// revocation request goes through it.
 #[derive(Clone)]
-pub struct IdpClient(Arc<dyn Transport>, Typed);
+pub struct IdpClient(Arc<dyn Transport>, Typed, Arc<Nonces>);
+
+tokio::task_local! {
+    /// The DPoP key the current task's token requests are signed with.
+    static DPOP_KEY: Arc<DpopKey>;
+}
+
+/// Runs `f` with every token request it makes signed with `key` (a DPoP
+/// proof, RFC 9449 §5; the authorization server's nonce followed once);
+/// without a key, as it is.
+pub async fn with_dpop<F: Future>(key: Option<Arc<DpopKey>>, f: F) -> F::Output {
+    match key {
+        Some(k) => DPOP_KEY.scope(k, f).await,
+        None => f.await,
+    }
+}
 
 impl Default for IdpClient {
     fn default() -> Self {
@@ -222,12 +238,16 @@ impl IdpClient {
             .user_agent(concat!("regent/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("the TLS backend initialises");
-        IdpClient(Arc::new(Reqwest(client, typed.clone())), typed)
+        IdpClient(
+            Arc::new(Reqwest(client, typed.clone())),
+            typed,
+            Arc::default(),
+        )
     }
 
     /// A client over another transport (the in-process tests' fake IdP).
     pub fn with_transport(t: Arc<dyn Transport>) -> IdpClient {
-        IdpClient(t, Typed::default())
+        IdpClient(t, Typed::default(), Arc::default())
     }
 
     /// The hosts the user gave, which alone may be at forbidden addresses.
@@ -235,9 +255,50 @@ impl IdpClient {
         &self.1
     }
 
-    /// Sends a request as it is (any status is an answer).
+    /// Sends a request (any status is an answer). A POST made under
+    /// [`with_dpop`] carries a proof of the key, with the authorization
+    /// server's last nonce; an answer `use_dpop_nonce` with a new nonce is
+    /// the one case a token request is sent again (the AS did not act on it).
     pub async fn send(&self, req: HttpRequest) -> Result<HttpResponse, HttpError> {
-        self.0.send(req).await
+        let key = DPOP_KEY.try_with(Arc::clone).ok();
+        let Some(key) = key.filter(|_| req.method() == oauth2::http::Method::POST) else {
+            return self.0.send(req).await;
+        };
+        let url = req.uri().to_string();
+        let mut retried = false;
+        loop {
+            let proof = key
+                .proof("POST", &url, None, self.2.get(&url).as_deref())
+                .map_err(|e| HttpError::Build(e.to_string()))?;
+            let mut signed = oauth2::http::Request::builder()
+                .method(req.method().clone())
+                .uri(req.uri().clone())
+                .body(req.body().clone())
+                .map_err(|e| HttpError::Build(e.to_string()))?;
+            *signed.headers_mut() = req.headers().clone();
+            signed.headers_mut().insert(
+                "dpop",
+                oauth2::http::HeaderValue::from_str(&proof)
+                    .map_err(|e| HttpError::Build(e.to_string()))?,
+            );
+            let resp = self.0.send(signed).await?;
+            let nonce = resp
+                .headers()
+                .get("dpop-nonce")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            if let Some(n) = &nonce {
+                self.2.put(&url, n);
+            }
+            let wants_nonce = resp.status().as_u16() == 400
+                && serde_json::from_slice::<serde_json::Value>(resp.body())
+                    .is_ok_and(|v| v["error"] == "use_dpop_nonce");
+            if wants_nonce && nonce.is_some() && !retried {
+                retried = true;
+                continue;
+            }
+            return Ok(resp);
+        }
     }
 
     /// `GET url` asking for JSON.
@@ -410,5 +471,84 @@ mod guard_tests {
             .unwrap_err()
             .to_string();
         assert!(!err.contains("refusing to connect"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod dpop_tests {
+    use super::*;
+
+    /// An AS that wants DPoP nonces: what it was sent, and its answers.
+    struct NonceAs(std::sync::Mutex<Vec<Option<String>>>);
+
+    impl Transport for NonceAs {
+        fn send(&self, req: HttpRequest) -> BoxFuture<'static, Result<HttpResponse, HttpError>> {
+            let proof = req
+                .headers()
+                .get("dpop")
+                .map(|v| v.to_str().unwrap().to_string());
+            let nonce = proof.as_ref().and_then(|p| {
+                use base64::Engine;
+                let claims = p.split('.').nth(1)?;
+                let v: serde_json::Value = serde_json::from_slice(
+                    &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                        .decode(claims)
+                        .ok()?,
+                )
+                .ok()?;
+                v["nonce"].as_str().map(str::to_string)
+            });
+            self.0.lock().unwrap().push(proof.clone());
+            let answer = match (proof, nonce.as_deref()) {
+                (Some(_), Some("n-1")) => oauth2::http::Response::builder()
+                    .status(200)
+                    .body(br#"{"access_token":"at","token_type":"DPoP"}"#.to_vec()),
+                (Some(_), _) => oauth2::http::Response::builder()
+                    .status(400)
+                    .header("dpop-nonce", "n-1")
+                    .body(br#"{"error":"use_dpop_nonce"}"#.to_vec()),
+                (None, _) => oauth2::http::Response::builder()
+                    .status(200)
+                    .body(br#"{"access_token":"at","token_type":"Bearer"}"#.to_vec()),
+            };
+            Box::pin(async move { Ok(answer.unwrap()) })
+        }
+    }
+
+    fn post(url: &str) -> HttpRequest {
+        oauth2::http::Request::post(url)
+            .body(b"grant_type=refresh_token".to_vec())
+            .unwrap()
+    }
+
+    /// Under a DPoP key every token request carries a proof; the AS's
+    /// `use_dpop_nonce` is followed once, and its nonce is used from then on.
+    #[tokio::test]
+    async fn token_requests_carry_proofs_and_follow_the_nonce_once() {
+        let fake = Arc::new(NonceAs(std::sync::Mutex::default()));
+        let idp = IdpClient::with_transport(fake.clone());
+        let key = Arc::new(DpopKey::generate().unwrap());
+        let r = idp.send(post("https://as.example/token")).await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(
+            fake.0.lock().unwrap().pop(),
+            Some(None),
+            "a proof without a key"
+        );
+        let r = with_dpop(
+            Some(key.clone()),
+            idp.send(post("https://as.example/token")),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 200, "{}", String::from_utf8_lossy(r.body()));
+        let sent: Vec<_> = fake.0.lock().unwrap().drain(..).collect();
+        assert_eq!(sent.len(), 2, "the nonce was followed once: {sent:?}");
+        assert!(sent.iter().all(Option::is_some));
+        // The nonce is kept for the AS: the next request needs no second try.
+        with_dpop(Some(key), idp.send(post("https://as.example/token")))
+            .await
+            .unwrap();
+        assert_eq!(fake.0.lock().unwrap().len(), 1);
     }
 }
