@@ -205,6 +205,29 @@ pub struct OAuthConfig {
     /// login (`invalid_target`, RFC 8707).
     #[serde(default, skip_serializing_if = "is_false")]
     pub own_grant: bool,
+    /// Whether its logins bind tokens to a key the agent holds (DPoP, RFC 9449).
+    #[serde(default, skip_serializing_if = "DpopMode::is_default")]
+    pub dpop: DpopMode,
+}
+
+/// When a login binds its tokens to a key (DPoP, RFC 9449).
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DpopMode {
+    /// Where the authorization server offers it (ES256).
+    Auto,
+    /// Always: proofs are sent whatever the metadata says.
+    Always,
+    /// Never (the default until every caller of the agent sends proofs).
+    #[default]
+    Never,
+}
+
+impl DpopMode {
+    /// Whether it is the default (left out of the config).
+    pub fn is_default(&self) -> bool {
+        *self == DpopMode::default()
+    }
 }
 
 /// How a client authenticates at the token endpoint.
@@ -990,6 +1013,7 @@ mod tests {
                     metadata_url: None,
                     endpoints: None,
                     own_grant: false,
+                    dpop: Default::default(),
                 }),
                 status: AuthState::Authenticated,
                 expires_at: Some(time::macros::datetime!(2026-01-02 03:04:05 UTC)),

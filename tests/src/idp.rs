@@ -276,8 +276,13 @@ impl Idp {
 
     /// RFC 7662 introspection: whether the IdP considers `token` active.
     pub async fn is_active(&self, token: &str) -> bool {
-        let v: Value = self
-            .http
+        self.introspect(token).await["active"].as_bool().unwrap()
+    }
+
+    /// RFC 7662 introspection: what the IdP says of `token` (`cnf.jkt` for a
+    /// DPoP-bound one).
+    pub async fn introspect(&self, token: &str) -> Value {
+        self.http
             .post(format!("{}/token/introspection", self.issuer))
             .basic_auth("regent-introspector", Some("introspector-secret"))
             .form(&[("token", token)])
@@ -286,8 +291,7 @@ impl Idp {
             .unwrap()
             .json()
             .await
-            .unwrap();
-        v["active"].as_bool().unwrap()
+            .unwrap()
     }
 
     /// RFC 7009 revocation by the public client, as an administrator or another app would.

@@ -492,6 +492,7 @@ fn auth_config(a: AuthArgs) -> Result<Option<AuthConfig>> {
             metadata_url: None,
             endpoints: None,
             own_grant: false,
+            dpop: Default::default(),
         }))),
         _ => Ok(None),
     }

@@ -778,6 +778,7 @@ fn idp_auth(i: &IdpConfig) -> AuthConfig {
         metadata_url: None,
         endpoints: None,
         own_grant: false,
+        dpop: Default::default(),
     })
 }
 

@@ -274,6 +274,7 @@ impl Agent {
             metadata_url: found.issuer.metadata_url,
             endpoints: found.issuer.endpoints,
             own_grant: false,
+            dpop: Default::default(),
         })))
     }
 

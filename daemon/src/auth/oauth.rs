@@ -47,6 +47,7 @@ impl OAuthSource {
                     .clone()
                     .unwrap_or_else(|| resource.to_string())
             }),
+            dpop: config.dpop,
         }
     }
 

@@ -289,6 +289,7 @@ mod tests {
                 metadata_url: None,
                 endpoints: None,
                 own_grant: false,
+                dpop: Default::default(),
             })),
         }
     }

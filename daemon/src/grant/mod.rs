@@ -13,6 +13,8 @@
 pub mod stored;
 
 use crate::ctx::Ctx;
+use crate::oauth::dpop::DpopKey;
+use crate::oauth::http::with_dpop;
 use crate::oauth::{self, ClientAuth, Issuer, OAuthError, ScopeRule, Target, Tokens};
 use crate::store::keys;
 use crate::token::{AccessToken, Cell, TokenError, Want};
@@ -38,14 +40,23 @@ pub struct Spec {
     /// The one resource of a grant that is not shared (the AS refused to
     /// mint its token from a shared one).
     pub own: Option<String>,
+    /// Whether a login may bind the grant's tokens to a key (DPoP): part of
+    /// the key, since a bound login is not a Bearer one.
+    pub dpop: regent_proto::DpopMode,
 }
 
 impl Spec {
     /// The store key (contract).
     pub fn key(&self) -> String {
-        match &self.own {
+        let key = match &self.own {
             Some(r) => keys::own_grant(&self.issuer.issuer, &self.client_id, &self.scopes, r),
             None => keys::grant(&self.issuer.issuer, &self.client_id, &self.scopes),
+        };
+        // A login that may bind its tokens to a key is another login than a
+        // Bearer one (its refresh token is worthless without the key).
+        match self.dpop {
+            regent_proto::DpopMode::Never => key,
+            _ => keys::dpop_grant(&key),
         }
     }
 
@@ -81,6 +92,8 @@ struct State {
     /// Why the login ended, when the IdP ended it (a refused refresh), said
     /// to every later caller instead of a bare "not logged in".
     ended: Option<String>,
+    /// The key the login bound its tokens to (DPoP), which every refresh proves.
+    dpop_key: Option<Arc<DpopKey>>,
     cells: BTreeMap<Target, Arc<Cell>>,
 }
 
@@ -245,6 +258,7 @@ impl Grant {
         st.persisted = persisted;
         st.covered = saved.covered;
         st.ended = None;
+        st.dpop_key = saved.dpop_key;
         for cell in st.cells.values() {
             cell.reset(epoch, None);
         }
@@ -269,6 +283,7 @@ impl Grant {
         st.logged_in = false;
         st.covered = None;
         st.ended = None;
+        st.dpop_key = None;
         for cell in st.cells.values() {
             cell.reset(st.epoch, None);
         }
@@ -291,6 +306,7 @@ impl Grant {
             id_token: st.id_token.clone(),
             tokens,
             covered: st.covered.clone(),
+            dpop_key: st.dpop_key.clone(),
         }
     }
 
@@ -342,14 +358,16 @@ impl Grant {
         epoch: u64,
     ) -> Result<AccessToken, TokenError> {
         let _order = self.order.lock().await;
-        let rt = {
+        let (rt, key) = {
             let st = self.state();
             if st.epoch != epoch {
                 return Err(TokenError::Superseded);
             }
-            st.refresh_token
+            let rt = st
+                .refresh_token
                 .clone()
-                .ok_or_else(|| TokenError::AuthRequired("not logged in".into()))?
+                .ok_or_else(|| TokenError::AuthRequired("not logged in".into()))?;
+            (rt, st.dpop_key.clone())
         };
         let meta = ctx
             .issuers
@@ -358,7 +376,13 @@ impl Grant {
             .map_err(from_oauth)?;
         let client = self.spec.client(&ctx).await;
         let started = Instant::now();
-        match oauth::grant::refresh(&ctx.idp, &client, &meta, &rt, &target).await {
+        // A bound grant's refresh proves its key (RFC 9449 §5: a public
+        // client's refresh token is bound too).
+        let refreshed = with_dpop(
+            key,
+            oauth::grant::refresh(&ctx.idp, &client, &meta, &rt, &target),
+        );
+        match refreshed.await {
             Ok(tokens) => {
                 // The instant the IdP's rotation reached us; "stored" below is the other
                 // end of the one window a kill -9 can lose a rotated refresh token in.
@@ -427,6 +451,7 @@ impl Grant {
             id_token: tokens.id_token,
             tokens: BTreeMap::new(),
             covered: Some(std::iter::once(target).chain(also).cloned().collect()),
+            dpop_key: tokens.dpop_key,
         };
         saved.tokens.insert(target.clone(), token);
         let persisted = ctx

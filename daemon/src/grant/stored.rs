@@ -1,11 +1,13 @@
 //! The stored form of a grant (contract: Persistence), and the version 1
 //! token set it replaces.
 
+use crate::oauth::dpop::DpopKey;
 use crate::oauth::Target;
 use crate::token::AccessToken;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use time::OffsetDateTime;
 
 /// What one login at one authorization server yields for one client.
@@ -25,6 +27,9 @@ pub struct Saved {
     /// only ones a refresh may mint for. `None`: not recorded (older
     /// entries), any target may be tried.
     pub covered: Option<BTreeSet<Target>>,
+    /// The key the login bound its tokens to (DPoP): kept exactly as the
+    /// refresh token is, since the refresh token is worthless without it.
+    pub dpop_key: Option<Arc<DpopKey>>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -46,6 +51,8 @@ struct V2 {
     tokens: BTreeMap<String, Stored>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     covered: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dpop_key: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -124,6 +131,7 @@ pub fn to_json(owner: &Owner<'_>, saved: &Saved) -> SecretString {
             .covered
             .as_ref()
             .map(|c| c.iter().map(Target::key).collect()),
+        dpop_key: saved.dpop_key.as_ref().map(|k| k.to_stored()),
     };
     SecretString::from(serde_json::to_string(&v).expect("a grant serializes"))
 }
@@ -139,7 +147,15 @@ pub fn from_json(json: &SecretString) -> Result<Saved, String> {
     if v.v != 2 {
         return Err(format!("unknown version {}", v.v));
     }
+    // A bound grant whose key is unreadable is a lost login: its refresh
+    // token (and its tokens) are worthless without the key.
+    let dpop_key = match v.dpop_key.as_deref().map(DpopKey::from_stored) {
+        None => None,
+        Some(Ok(k)) => Some(Arc::new(k)),
+        Some(Err(e)) => return Err(e.to_string()),
+    };
     Ok(Saved {
+        dpop_key,
         refresh_token: v.refresh_token.map(SecretString::from),
         scope: v.scope,
         account: v.account,
@@ -187,6 +203,7 @@ pub fn from_v1_json(json: &SecretString, target: &Target) -> Result<Saved, Strin
         id_token: None,
         tokens,
         covered: None,
+        dpop_key: None,
     })
 }
 
@@ -207,6 +224,7 @@ mod tests {
             id_token: None,
             tokens: BTreeMap::new(),
             covered: Some([target.clone()].into_iter().collect()),
+            dpop_key: Some(Arc::new(DpopKey::generate().unwrap())),
         };
         saved.tokens.insert(
             target.clone(),
@@ -227,6 +245,16 @@ mod tests {
         assert_eq!(back.tokens[&target].token.expose_secret(), "at");
         assert_eq!(back.account.as_deref(), Some("alice"));
         assert_eq!(back.covered, saved.covered, "what the login named is kept");
+        assert_eq!(
+            back.dpop_key.unwrap().thumbprint(),
+            saved.dpop_key.as_ref().unwrap().thumbprint(),
+            "the DPoP key is kept with its grant"
+        );
+        // A bound grant whose key is unreadable is refused, not used without it.
+        let json = to_json(&owner, &saved).expose_secret().to_string();
+        let stored = saved.dpop_key.as_ref().unwrap().to_stored();
+        let broken = SecretString::from(json.replace(&stored, "broken"));
+        assert!(from_json(&broken).unwrap_err().contains("DPoP key"));
         let e = from_json(&SecretString::from("{\"refresh_token\": \"rt-secret\"")).unwrap_err();
         assert!(!e.contains("rt-secret"), "{e}");
     }

@@ -392,6 +392,25 @@ pub async fn start(
         also: subject.also.clone(),
     };
     let client_id = how.client.id.clone();
+    // DPoP: a key made for this login binds what it gets (RFC 9449); kept
+    // with the grant, and proved by every refresh.
+    let offered = how
+        .meta
+        .dpop_signing_alg_values_supported
+        .as_ref()
+        .is_some_and(|a| a.iter().any(|a| a == crate::oauth::dpop::ALG));
+    let bind = match spec.dpop {
+        regent_proto::DpopMode::Always => true,
+        regent_proto::DpopMode::Auto => offered,
+        regent_proto::DpopMode::Never => false,
+    };
+    let key = if bind {
+        Some(Arc::new(crate::oauth::dpop::DpopKey::generate().map_err(
+            |e| LoginError::Idp(crate::oauth::OAuthError::Config(e.to_string())),
+        )?))
+    } else {
+        None
+    };
     let started = match flow {
         LoginFlow::Device => device::prepare(how).await.map_err(|e| match e {
             LoginError::Idp(error) => LoginError::Refused {
@@ -425,9 +444,11 @@ pub async fn start(
         let run = started.run;
         let wait = started.wait;
         tokio::spawn(async move {
-            let outcome = tokio::time::timeout(wait, run(entry.clone())).await;
+            let proved = crate::oauth::http::with_dpop(key.clone(), run(entry.clone()));
+            let outcome = tokio::time::timeout(wait, proved).await;
             match outcome {
-                Ok(Ok(tokens)) => {
+                Ok(Ok(mut tokens)) => {
+                    tokens.dpop_key = key;
                     // Installing runs in its own task: a cancel aborts this one.
                     if entry.claim() {
                         let tasks = ctx.tasks.clone();

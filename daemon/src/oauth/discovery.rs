@@ -51,6 +51,9 @@ pub struct Metadata {
     /// The algorithms it takes for client assertions (`None`: not listed).
     #[serde(default)]
     pub token_endpoint_auth_signing_alg_values_supported: Option<Vec<String>>,
+    /// The algorithms it takes for DPoP proofs (RFC 9449 §5.1): it offers DPoP.
+    #[serde(default)]
+    pub dpop_signing_alg_values_supported: Option<Vec<String>>,
 }
 
 /// How to find an authorization server's metadata, and what it must offer.
@@ -347,6 +350,7 @@ impl Metadata {
             client_id_metadata_document_supported: false,
             grant_types_supported: None,
             token_endpoint_auth_signing_alg_values_supported: None,
+            dpop_signing_alg_values_supported: None,
         }
     }
 }

@@ -82,6 +82,7 @@ pub async fn request(
             scope: a.scope,
             account: None,
             id_token: a.id_token.map(SecretString::from),
+            dpop_key: None,
         });
     }
     match serde_json::from_slice::<ErrorAnswer>(resp.body()) {

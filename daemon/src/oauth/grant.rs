@@ -66,6 +66,8 @@ pub struct Tokens {
     pub account: Option<String>,
     /// The ID token itself (an enterprise IdP's login is exchanged with it).
     pub id_token: Option<SecretString>,
+    /// The DPoP key they are bound to, where the request proved one.
+    pub dpop_key: Option<std::sync::Arc<super::dpop::DpopKey>>,
 }
 
 impl From<TokenAnswer> for Tokens {
@@ -89,6 +91,7 @@ impl From<TokenAnswer> for Tokens {
                 .id_token
                 .clone()
                 .map(SecretString::from),
+            dpop_key: None,
         }
     }
 }

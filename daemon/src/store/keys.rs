@@ -32,6 +32,12 @@ pub fn own_grant(issuer: &str, client_id: &str, scopes: &[String], resource: &st
     key(&[issuer, client_id, &scope_list(scopes), resource])
 }
 
+/// The key of a grant whose logins may bind their tokens to a key (DPoP),
+/// from the key it would have without: `sha256(key \0 dpop)`.
+pub fn dpop_grant(key_without: &str) -> String {
+    key(&[key_without, "dpop"])
+}
+
 /// Configured scopes as one canonical string: sorted, deduplicated, space separated.
 pub fn scope_list(scopes: &[String]) -> String {
     let mut s: Vec<&str> = scopes
