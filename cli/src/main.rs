@@ -83,6 +83,7 @@ fn fast_token() -> Option<i32> {
     let req = regent_proto::TokenRequest {
         registry: name,
         min_valid_secs: Some(min_valid.unwrap_or(regent_proto::DEFAULT_MIN_VALID_SECS)),
+        dpop: None,
     };
     let t = regent_client::blocking::token(&socket, &req)?;
     Some(

@@ -14,7 +14,7 @@
 //!
 //! Auth is [`ResourceAuth`]'s: the one refusal path, where the agent decides.
 
-use crate::resource::{AuthError, ResourceAuth};
+use crate::resource::{AuthError, Credential, ResourceAuth};
 use crate::sse::{self, Parser};
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
@@ -354,7 +354,7 @@ impl Transport {
     /// message (SEP-2243).
     fn headers(
         &self,
-        token: Option<&str>,
+        credential: Option<&Credential>,
         accept: &'static str,
         msg: Option<&Outgoing>,
     ) -> HeaderMap {
@@ -398,9 +398,12 @@ impl Transport {
                 }
             }
         }
-        if let Some(t) = token {
-            if let Ok(v) = HeaderValue::from_str(&format!("Bearer {t}")) {
+        if let Some(c) = credential {
+            if let Ok(v) = HeaderValue::from_str(&c.authorization()) {
                 h.insert(AUTHORIZATION, v);
+            }
+            if let Some(p) = c.proof().and_then(|p| HeaderValue::from_str(p).ok()) {
+                h.insert("dpop", p);
             }
         }
         h
@@ -409,12 +412,13 @@ impl Transport {
     /// One request with the agent's token, through the one refusal path.
     async fn send(
         &self,
-        build: impl Fn(Option<&str>) -> reqwest::RequestBuilder,
+        method: &str,
+        build: impl Fn(Option<&Credential>) -> reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, McpError> {
         let resp = self
             .auth
-            .send(|token| {
-                let req = build(token.as_deref());
+            .send(method, self.url.as_str(), |credential| {
+                let req = build(credential.as_ref());
                 async move { req.send().await.map_err(|e| self.unreachable(&e)) }
             })
             .await?;
@@ -446,11 +450,11 @@ impl Transport {
         loop {
             let had_session = self.has_session();
             let resp = self
-                .send(|token| {
+                .send("POST", |credential| {
                     self.http
                         .post(self.url.clone())
                         .headers(self.headers(
-                            token,
+                            credential,
                             "application/json, text/event-stream",
                             Some(msg),
                         ))
@@ -537,9 +541,9 @@ impl Transport {
         last_event_id: Option<&str>,
     ) -> Result<Option<EventStream>, McpError> {
         let resp = self
-            .send(|token| {
+            .send("GET", |credential| {
                 let mut req = self.http.get(self.url.clone()).headers(self.headers(
-                    token,
+                    credential,
                     "text/event-stream",
                     None,
                 ));
@@ -567,12 +571,17 @@ impl Transport {
         if !self.has_session() {
             return;
         }
-        let token = self.auth.token().await.ok().flatten();
+        let credential = self
+            .auth
+            .credential("DELETE", self.url.as_str())
+            .await
+            .ok()
+            .flatten();
         let _ = self
             .http
             .delete(self.url.clone())
             .headers(self.headers(
-                token.as_deref(),
+                credential.as_ref(),
                 "application/json, text/event-stream",
                 None,
             ))

@@ -10,7 +10,7 @@
 use crate::agent::{AgentClient, ClientError};
 use crate::resource::{self, AuthError, Login, ResourceAuth, WithoutLogin};
 use regent_proto::{ErrorCode, RegistryStatus};
-use reqwest::header::{AUTHORIZATION, LOCATION};
+use reqwest::header::LOCATION;
 use reqwest::StatusCode;
 use serde_json::Value;
 use std::sync::Arc;
@@ -156,7 +156,9 @@ impl RegistryClient {
             auth = auth.with_login(l.clone());
         }
         let Fetched { status, body, .. } = auth
-            .send(|token| self.send(reg, url.clone(), token))
+            .send("GET", url.as_str(), |credential| {
+                self.send(reg, url.clone(), credential)
+            })
             .await
             .map_err(|e| match e {
                 AuthError::Agent(c) => RegistryError::Agent(c),
@@ -306,16 +308,22 @@ impl RegistryClient {
         &self,
         reg: &RegistryStatus,
         mut url: Url,
-        token: Option<String>,
+        credential: Option<resource::Credential>,
     ) -> Result<Fetched, RegistryError> {
         let origin = base(reg)?.origin();
+        let first = url.clone();
         for _ in 0..=MAX_REDIRECTS {
             let mut req = self
                 .http
                 .get(url.clone())
                 .header("accept", "application/json");
-            if let Some(t) = token.as_deref().filter(|_| url.origin() == origin) {
-                req = req.header(AUTHORIZATION, format!("Bearer {t}"));
+            // Only to the registry's origin; a DPoP proof is for the URL it
+            // names, so a bound token goes only there.
+            if let Some(c) = credential
+                .as_ref()
+                .filter(|c| url.origin() == origin && (c.proof().is_none() || url == first))
+            {
+                req = c.apply(req);
             }
             let again = req.try_clone();
             let resp = match req.send().await {

@@ -9,6 +9,7 @@ use crate::agent::{AgentClient, ClientError};
 use regent_proto::{ChallengeRequest, ErrorCode, Next, TokenRequest};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// Refusals of one request after which the client stops, whatever the agent
@@ -38,6 +39,10 @@ pub trait Answer {
     fn status(&self) -> u16;
     /// Every `WWW-Authenticate` value, in order.
     fn challenges(&self) -> Vec<String>;
+    /// Its `DPoP-Nonce` header (RFC 9449 §9), if any.
+    fn dpop_nonce(&self) -> Option<String> {
+        None
+    }
 }
 
 impl Answer for reqwest::Response {
@@ -46,6 +51,12 @@ impl Answer for reqwest::Response {
     }
     fn challenges(&self) -> Vec<String> {
         challenges(self.headers())
+    }
+    fn dpop_nonce(&self) -> Option<String> {
+        self.headers()
+            .get("dpop-nonce")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
     }
 }
 
@@ -122,6 +133,58 @@ pub struct ResourceAuth {
     /// The last token the agent gave, with its expiry: a bridge sends many
     /// requests a second, and each need not ask the agent again.
     cached: Arc<std::sync::Mutex<Option<(String, time::OffsetDateTime)>>>,
+    /// The agent said the token is DPoP-bound: ask for a proof each time.
+    bound: Arc<AtomicBool>,
+}
+
+/// What a request carries: the token, and for a DPoP-bound one (RFC 9449)
+/// the agent's proof for this request. `Debug` shows neither.
+#[derive(Clone)]
+pub struct Credential {
+    token: String,
+    proof: Option<String>,
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Credential({})",
+            if self.proof.is_some() {
+                "DPoP"
+            } else {
+                "Bearer"
+            }
+        )
+    }
+}
+
+impl Credential {
+    fn bearer(token: String) -> Credential {
+        Credential { token, proof: None }
+    }
+
+    /// The `Authorization` value: `Bearer TOKEN`, or `DPoP TOKEN` for a bound one.
+    pub fn authorization(&self) -> String {
+        match self.proof {
+            Some(_) => format!("DPoP {}", self.token),
+            None => format!("Bearer {}", self.token),
+        }
+    }
+
+    /// The `DPoP` header's value (the proof), for a bound token.
+    pub fn proof(&self) -> Option<&str> {
+        self.proof.as_deref()
+    }
+
+    /// Puts `Authorization` (and `DPoP`) on a request.
+    pub fn apply(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        let req = req.header(reqwest::header::AUTHORIZATION, self.authorization());
+        match &self.proof {
+            Some(p) => req.header("dpop", p),
+            None => req,
+        }
+    }
 }
 
 /// How long before its expiry a cached token is no longer sent (the agent
@@ -138,6 +201,7 @@ impl ResourceAuth {
             login: None,
             notes: false,
             cached: Arc::default(),
+            bound: Arc::default(),
         }
     }
 
@@ -164,9 +228,15 @@ impl ResourceAuth {
         &self.agent
     }
 
-    /// The token to send: `None` for a resource without auth (or, with
-    /// [`WithoutLogin::SendBare`], without a login yet).
-    pub async fn token(&self) -> Result<Option<String>, ClientError> {
+    /// What to send with a `htm` request to `htu`: `None` for a resource
+    /// without auth (or, with [`WithoutLogin::SendBare`], without a login
+    /// yet). A Bearer token is kept while it has more than a minute to live;
+    /// a DPoP-bound one needs a fresh proof from the agent for each request.
+    pub async fn credential(
+        &self,
+        htm: &str,
+        htu: &str,
+    ) -> Result<Option<Credential>, ClientError> {
         let now = time::OffsetDateTime::now_utc();
         if let Some((t, _)) = self
             .cached
@@ -175,22 +245,44 @@ impl ResourceAuth {
             .as_ref()
             .filter(|(_, exp)| now + CACHE_MARGIN < *exp)
         {
-            return Ok(Some(t.clone()));
+            return Ok(Some(Credential::bearer(t.clone())));
         }
-        let req = TokenRequest {
+        let dpop = || regent_proto::DpopRequest {
+            htm: htm.to_string(),
+            htu: htu.to_string(),
+        };
+        let mut req = TokenRequest {
             registry: Some(self.name.clone()),
             min_valid_secs: None,
+            // Asked for only once a token was DPoP (an older agent refuses the field).
+            dpop: self.bound.load(Ordering::Relaxed).then(dpop),
         };
-        match self.agent.token(&req).await {
+        let mut answer = self.agent.token(&req).await;
+        if let Ok(t) = &answer {
+            if t.token_type.eq_ignore_ascii_case("dpop") && req.dpop.is_none() {
+                self.bound.store(true, Ordering::Relaxed);
+                req.dpop = Some(dpop());
+                answer = self.agent.token(&req).await;
+            }
+        }
+        match answer {
             Ok(t) => {
                 let token = t.access_token.into_inner();
+                if let Some(proof) = t.dpop_proof {
+                    self.bound.store(true, Ordering::Relaxed);
+                    return Ok(Some(Credential {
+                        token,
+                        proof: Some(proof.into_inner()),
+                    }));
+                }
+                self.bound.store(false, Ordering::Relaxed);
                 // Only a token whose expiry is known is kept (a static token
                 // file may change at any time: the agent reads it).
                 *self.cached.lock().unwrap() = t
                     .expires_at
                     .filter(|exp| now + CACHE_MARGIN < *exp)
                     .map(|exp| (token.clone(), exp));
-                Ok(Some(token))
+                Ok(Some(Credential::bearer(token)))
             }
             Err(e) if e.code() == Some(ErrorCode::AuthNotConfigured) => Ok(None),
             Err(e)
@@ -203,19 +295,25 @@ impl ResourceAuth {
         }
     }
 
-    /// Sends a request built by `send` (given the token to carry) and follows
-    /// the agent's answer to each refusal, until an answer that is not a
-    /// refusal comes back.
-    pub async fn send<R, E, F, Fut>(&self, mut send: F) -> Result<R, AuthError<E>>
+    /// Sends a `htm` request to `htu` built by `send` (given what to
+    /// carry) and follows the agent's answer to each refusal, until an
+    /// answer that is not a refusal comes back.
+    pub async fn send<R, E, F, Fut>(
+        &self,
+        htm: &str,
+        htu: &str,
+        mut send: F,
+    ) -> Result<R, AuthError<E>>
     where
         R: Answer,
-        F: FnMut(Option<String>) -> Fut,
+        F: FnMut(Option<Credential>) -> Fut,
         Fut: Future<Output = Result<R, E>>,
     {
         let mut attempt = 0;
         loop {
-            let token = self.token().await?;
-            let answer = send(token.clone()).await.map_err(AuthError::Send)?;
+            let credential = self.credential(htm, htu).await?;
+            let token = credential.as_ref().map(|c| c.token.clone());
+            let answer = send(credential).await.map_err(AuthError::Send)?;
             let status = answer.status();
             if status != 401 && status != 403 {
                 return Ok(answer);
@@ -240,6 +338,7 @@ impl ResourceAuth {
                     status,
                     www_authenticate: answer.challenges(),
                     access_token: token.map(Into::into),
+                    dpop_nonce: answer.dpop_nonce(),
                     attempt,
                 })
                 .await?;

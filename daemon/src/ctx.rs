@@ -50,6 +50,8 @@ pub struct Ctx {
     pub settings: Settings,
     /// The wall clock tokens expire by.
     pub clock: Clock,
+    /// The DPoP nonces resource servers gave, per origin.
+    pub dpop_nonces: crate::oauth::dpop::Nonces,
 }
 
 impl Ctx {
@@ -68,6 +70,7 @@ impl Ctx {
             tasks: TaskTracker::new(),
             settings,
             clock,
+            dpop_nonces: Default::default(),
         })
     }
 }

@@ -670,6 +670,9 @@ pub struct ChallengeRequest {
     /// The token it refused, if one was sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_token: Option<Secret>,
+    /// Its `DPoP-Nonce` header, if it sent one (RFC 9449 §9).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_nonce: Option<String>,
     /// Which refusal of the same request this is: 1 for the first, 2 after
     /// the agent's first answer was followed, ... (absent or 0: the first).
     /// The agent decides what a repeated refusal means.
@@ -752,15 +755,35 @@ pub struct TokenRequest {
     /// How long the token must stay valid (default 30 s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_valid_secs: Option<u64>,
+    /// The request the token is for, where it is bound to the agent's key
+    /// (DPoP): the answer then carries a proof for it. Ask only after an
+    /// answer said `token_type` DPoP (an older agent refuses the field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop: Option<DpopRequest>,
+}
+
+/// The request a DPoP proof is made for (RFC 9449 §4.2).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DpopRequest {
+    /// Its HTTP method (`htm`).
+    pub htm: String,
+    /// Its URL (`htu`; the agent drops the query and fragment).
+    pub htu: String,
 }
 
 /// The answer of `POST /v1/token`. Its `Debug` never shows the token.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct TokenResponse {
-    /// The Bearer token.
+    /// The token.
     pub access_token: Secret,
-    /// Always `Bearer`.
+    /// `Bearer`, or `DPoP` for a token bound to the agent's key: it is sent
+    /// as `Authorization: DPoP TOKEN` with a `DPoP: PROOF` header.
     pub token_type: String,
+    /// The proof for the request `dpop` named, for a bound token (a fresh
+    /// one each time; the agent holds the key and never gives it out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_proof: Option<Secret>,
     /// When the token expires; null when unknown (static tokens, IdPs that do not say).
     #[serde(with = "time::serde::rfc3339::option")]
     pub expires_at: Option<OffsetDateTime>,
@@ -1068,10 +1091,12 @@ mod tests {
         let t = TokenResponse {
             access_token: "sekrit-value".into(),
             token_type: "Bearer".into(),
+            dpop_proof: Some("proof-value".into()),
             expires_at: None,
             scope: None,
         };
         assert!(!format!("{t:?}").contains("sekrit"));
+        assert!(!format!("{t:?}").contains("proof-value"));
         let i = InvalidateRequest {
             registry: None,
             access_token: "sekrit-value".into(),

@@ -40,6 +40,7 @@ async fn a_hundred_kill_9_at_random_moments() {
                     .token(&TokenRequest {
                         registry: None,
                         min_valid_secs: Some(0),
+                        dpop: None,
                     })
                     .await;
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -59,6 +60,7 @@ async fn a_hundred_kill_9_at_random_moments() {
             .token(&TokenRequest {
                 registry: None,
                 min_valid_secs: Some(0),
+                dpop: None,
             })
             .await;
         match r {
@@ -213,6 +215,7 @@ async fn a_stuck_refresh_delays_no_other_registry_and_deletes_nothing() {
             c.token(&TokenRequest {
                 registry: Some(name),
                 min_valid_secs: None,
+                dpop: None,
             })
             .await
         }

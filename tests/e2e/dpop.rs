@@ -1,28 +1,39 @@
-//! DPoP (RFC 9449) at the authorization server: a login with `dpop` on
-//! binds its tokens to a key the agent alone holds, and every refresh proves
-//! it; the key is kept with the grant, so a restart keeps the binding.
+//! DPoP (RFC 9449): a login with `dpop` on binds its tokens to a key the
+//! agent alone holds; every refresh proves it, and the key is kept with the
+//! grant, so a restart keeps the binding. Every request to the resource
+//! carries a fresh proof the agent makes for it: through the proxy, and for
+//! scripts with `regent token --dpop METHOD URL`. A resource server that
+//! checks proofs (tests/mcp/dual.mjs) takes them, and refuses a replayed
+//! proof and a bound token without one.
 
 use crate::World;
+use regent_tests::mcp::McpServers;
+use regent_tests::{Agent, AgentOptions, Idp, IdpOptions};
+use serde_json::{json, Value};
 
-/// Turns DPoP on for registry `corp` in the config file, as a user would,
+/// Turns DPoP on for resources `names` in the config file, as a user would,
 /// and has the agent reload it.
-async fn dpop_always(w: &World) {
-    let file = w.agent.config_file();
-    let text = std::fs::read_to_string(&file).unwrap();
-    let at = text
-        .find("client_id = ")
-        .expect("corp's auth table has its client id");
-    let end = at + text[at..].find('\n').unwrap() + 1;
-    let text = format!("{}dpop = \"always\"\n{}", &text[..end], &text[end..]);
+async fn dpop_always(agent: &Agent, names: &[&str]) {
+    let file = agent.config_file();
+    let mut text = std::fs::read_to_string(&file).unwrap();
+    for name in names {
+        let table = [".", name, ".auth]"].concat();
+        let at = text
+            .find(&table)
+            .unwrap_or_else(|| panic!("{name} has an auth table: {text}"));
+        let end = at + text[at..].find('\n').unwrap() + 1;
+        text = format!("{}dpop = \"always\"\n{}", &text[..end], &text[end..]);
+    }
     std::fs::write(&file, text).unwrap();
-    regent_tests::idp::signal(w.agent.pid(), libc::SIGHUP);
-    w.agent.wait_log("config reloaded", 1).await;
+    let before = agent.log().matches("config reloaded").count();
+    regent_tests::idp::signal(agent.pid(), libc::SIGHUP);
+    agent.wait_log("config reloaded", before + 1).await;
 }
 
 #[tokio::test]
 async fn a_dpop_login_binds_its_tokens_and_a_restart_keeps_the_binding() {
     let mut w = World::default().await;
-    dpop_always(&w).await;
+    dpop_always(&w.agent, &["corp"]).await;
     w.login("alice").await;
     let first = w.token(&[]);
     let claims = w.idp.introspect(&first).await;
@@ -54,4 +65,95 @@ async fn without_dpop_tokens_stay_bearer_tokens() {
     w.login("alice").await;
     let claims = w.idp.introspect(&w.token(&[])).await;
     assert!(claims.get("cnf").is_none(), "{claims}");
+}
+
+/// The proxy sends every request with a fresh proof from the agent, to a
+/// server that checks proofs as a resource server must, on both wires; a
+/// nonce it asks for is followed. `regent token --dpop` gives a script the
+/// two headers of one request; the server refuses that proof used again,
+/// and the bound token sent as a Bearer token.
+#[tokio::test]
+async fn proofs_reach_a_server_that_checks_them_and_replays_are_refused() {
+    let idp = Idp::start(IdpOptions::default());
+    let servers = McpServers::start_dual(&idp.issuer, &["dpop1", "dpopn1"]);
+    let agent = Agent::start(AgentOptions::default()).await;
+    for name in ["dpop1", "dpopn1"] {
+        let out = agent.regent(&["mcp", "add", name, servers.url(name)]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    }
+    dpop_always(&agent, &["dpop1", "dpopn1"]).await;
+    let calls = [("whoami", json!({}))];
+    for (name, wire) in [
+        ("dpop1", "2025-11-25"),
+        ("dpop1", "2026-07-28"),
+        ("dpopn1", "2025-11-25"),
+        ("dpopn1", "2026-07-28"),
+    ] {
+        let answers = regent_tests::mcp::real_client(&agent, wire, name, &calls)
+            .unwrap_or_else(|e| panic!("{name} on {wire}: {e}"));
+        let me: Value = serde_json::from_str(answers[0].text.as_deref().unwrap()).unwrap();
+        assert_eq!(me["server"], name, "{me}");
+    }
+    let log = servers.log().await;
+    let sent: Vec<&Value> = log["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["scheme"].is_string())
+        .collect();
+    assert!(!sent.is_empty());
+    assert!(
+        sent.iter().all(|r| r["scheme"] == "DPoP"),
+        "a bound token went as Bearer: {log}"
+    );
+    assert!(log["dpop"]["accepted"].as_u64().unwrap() >= 8, "{log}");
+    // The nonce server asked once, and was answered with its nonce.
+    let refused = log["dpop"]["refused"].as_array().unwrap();
+    assert!(
+        refused
+            .iter()
+            .all(|r| r["error"] == "use_dpop_nonce" && r["server"] == "dpopn1"),
+        "{log}"
+    );
+
+    // A script's headers for one request.
+    let url = servers.url("dpop1");
+    let out = agent.regent(&["token", "dpop1", "--dpop", "POST", url]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let headers: Vec<(&str, &str)> = out
+        .stdout
+        .lines()
+        .map(|l| l.split_once(": ").unwrap())
+        .collect();
+    assert_eq!(headers[0].0, "Authorization");
+    assert!(headers[0].1.starts_with("DPoP "), "{}", out.stdout);
+    assert_eq!(headers[1].0, "DPoP");
+    let http = reqwest::Client::new();
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "curl", "version": "1"}}});
+    let send = |auth: &str, proof: Option<&str>| {
+        let mut req = http
+            .post(url)
+            .header("authorization", auth)
+            .header("accept", "application/json, text/event-stream")
+            .json(&init);
+        if let Some(p) = proof {
+            req = req.header("dpop", p);
+        }
+        req.send()
+    };
+    let first = send(headers[0].1, Some(headers[1].1)).await.unwrap();
+    assert_eq!(first.status(), 200, "the script's headers work");
+    let again = send(headers[0].1, Some(headers[1].1)).await.unwrap();
+    assert_eq!(again.status(), 401, "a replayed proof was taken");
+    assert!(again.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .contains("invalid_dpop_proof"));
+    let token = headers[0].1.trim_start_matches("DPoP ");
+    let stolen = send(&format!("Bearer {token}"), None).await.unwrap();
+    assert_eq!(
+        stolen.status(),
+        401,
+        "a bound token without a proof was taken"
+    );
 }

@@ -13,6 +13,7 @@ fn token_req(name: &str) -> TokenRequest {
     TokenRequest {
         registry: Some(name.into()),
         min_valid_secs: None,
+        dpop: None,
     }
 }
 
@@ -92,6 +93,7 @@ async fn the_forwarding_socket_lends_tokens_of_forwardable_resources_only() {
         status: 401,
         www_authenticate: vec!["Bearer error=\"invalid_token\"".into()],
         access_token: Some(t.access_token.clone()),
+        dpop_nonce: None,
         attempt,
     };
     let a = fwd.challenge(&refused(1)).await.unwrap();

@@ -625,6 +625,7 @@ async fn joining_a_login_never_logs_the_others_out() {
         .token(&regent_proto::TokenRequest {
             registry: Some("s1".into()),
             min_valid_secs: None,
+            dpop: None,
         })
         .await
         .unwrap();

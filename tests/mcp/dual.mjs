@@ -12,12 +12,18 @@
 // Environment: MCP_ISSUER (the IdP, required), MCP_SERVERS ("d1,d2": one server
 // per name, at /NAME/mcp), MCP_PORT (0 = ephemeral). Prints one JSON line:
 //   {"port": PORT, "servers": {"d1": "http://127.0.0.1:PORT/d1/mcp", ...}}
-// Tools: "whoami" (the wire, the token's audience, subject and scopes), "echo"
-// {text}, "admin" (needs mcp:admin: the SDK's 403 insufficient_scope).
+// Tools: "whoami" (the wire, the token's audience, subject and scopes, and
+// whether it came with a DPoP proof), "echo" {text}, "admin" (needs mcp:admin:
+// the SDK's 403 insufficient_scope).
+// DPoP (RFC 9449), checked as a resource server must: a token bound to a key
+// (introspection's cnf.jkt) is taken only as `Authorization: DPoP` with a proof
+// whose signature, typ, htm, htu, iat (±60 s), jti (never twice), ath and key
+// thumbprint hold; never as Bearer. A server named "dpopn*" also wants its nonce
+// in each proof (401 use_dpop_nonce with DPoP-Nonce otherwise).
 // Test endpoint: GET /__test/log -> {"requests": [{server, http, method, version,
 // session, mcp_method, mcp_name, status}], "introspections": n}
 
-import { randomUUID } from 'node:crypto';
+import { randomUUID, createHash, createPublicKey, verify as cryptoVerify } from 'node:crypto';
 
 import {
   McpServer, createMcpHandler, isLegacyRequest, isInitializeRequest,
@@ -38,7 +44,40 @@ const PORT = Number(process.env.MCP_PORT || 0);
 
 const discovery = await (await fetch(`${ISSUER}/.well-known/openid-configuration`)).json();
 const introspector = 'Basic ' + Buffer.from('regent-introspector:introspector-secret').toString('base64');
-const log = { requests: [], introspections: 0 };
+const log = { requests: [], introspections: 0, dpop: { accepted: 0, refused: [] } };
+const b64url = (buf) => Buffer.from(buf).toString('base64url');
+const seenJti = new Set();
+const nonces = new Map(); // server -> current nonce
+
+/// The RFC 7638 thumbprint of an EC JWK.
+function thumbprint(jwk) {
+  const canonical = JSON.stringify({ crv: jwk.crv, kty: jwk.kty, x: jwk.x, y: jwk.y });
+  return b64url(createHash('sha256').update(canonical).digest());
+}
+
+/// Checks a DPoP proof for `req` carrying `token`; the reason it fails, or null.
+function checkProof(req, token, canonical, wantNonce) {
+  const proof = req.headers.dpop;
+  if (!proof || proof.includes(',')) return 'one DPoP proof is required';
+  const [h, c, sig] = proof.split('.');
+  let header; let claims;
+  try {
+    header = JSON.parse(Buffer.from(h, 'base64url'));
+    claims = JSON.parse(Buffer.from(c, 'base64url'));
+  } catch { return 'the proof is not a JWS'; }
+  if (header.typ !== 'dpop+jwt' || header.alg !== 'ES256' || !header.jwk || header.jwk.d) return 'bad proof header';
+  const key = createPublicKey({ key: header.jwk, format: 'jwk' });
+  const ok = cryptoVerify('sha256', Buffer.from(`${h}.${c}`), { key, dsaEncoding: 'ieee-p1363' }, Buffer.from(sig, 'base64url'));
+  if (!ok) return 'the proof signature does not verify';
+  if (claims.htm !== req.method) return `htm ${claims.htm} is not ${req.method}`;
+  if (claims.htu !== canonical) return `htu ${claims.htu} is not ${canonical}`;
+  if (Math.abs(Date.now() / 1000 - claims.iat) > 60) return 'iat is out of the window';
+  if (!claims.jti || seenJti.has(claims.jti)) return 'the proof was used before (jti)';
+  if (claims.ath !== b64url(createHash('sha256').update(token).digest())) return 'ath does not match the token';
+  if (wantNonce && claims.nonce !== wantNonce) return 'use_dpop_nonce';
+  seenJti.add(claims.jti);
+  return { jkt: thumbprint(header.jwk) };
+}
 
 /// Introspects a token once; the answer is kept until the token expires.
 const known = new Map();
@@ -103,18 +142,49 @@ for (const name of NAMES) {
   });
   // 2026-07-28: a server per request (the stateless wire keeps nothing between them).
   const modern = toNodeHandler(createMcpHandler(() => makeServer(name, '2026-07-28'), { legacy: 'reject' }));
+  // DPoP, before the SDK's bearer check (which then sees the token as Bearer).
+  const dpop = async (req, res, next) => {
+    const refuse = (error, description) => {
+      log.dpop.refused.push({ server: name, error, description });
+      const nonce = nonces.get(name);
+      if (nonce) res.set('DPoP-Nonce', nonce);
+      res.set('WWW-Authenticate', `DPoP error="${error}", error_description="${description}", algs="ES256"`);
+      return res.status(401).json({ error, error_description: description });
+    };
+    const auth = req.headers.authorization ?? '';
+    const [scheme, token] = auth.split(' ');
+    if (!token) return next();
+    const d = await introspect(token);
+    const bound = d.cnf?.jkt;
+    if (scheme.toLowerCase() === 'bearer') {
+      if (bound) return refuse('invalid_token', 'the token is bound to a key: present it with a DPoP proof');
+      req.dpop = false;
+      return next();
+    }
+    if (scheme.toLowerCase() !== 'dpop') return next();
+    if (name.startsWith('dpopn') && !nonces.has(name)) nonces.set(name, randomUUID());
+    const checked = checkProof(req, token, url.href, name.startsWith('dpopn') ? nonces.get(name) : null);
+    if (checked === 'use_dpop_nonce') return refuse('use_dpop_nonce', 'a nonce is required');
+    if (typeof checked === 'string') return refuse('invalid_dpop_proof', checked);
+    if (bound && checked.jkt !== bound) return refuse('invalid_dpop_proof', 'the proof key is not the one the token is bound to');
+    log.dpop.accepted += 1;
+    req.headers.authorization = `Bearer ${token}`;
+    req.dpop = true;
+    return next();
+  };
   const sessions = new Map();
   const record = (req, res, next) => {
     const entry = {
       server: name, http: req.method, method: req.body?.method ?? null,
       version: req.headers['mcp-protocol-version'] ?? null, session: req.headers['mcp-session-id'] ?? null,
       mcp_method: req.headers['mcp-method'] ?? null, mcp_name: req.headers['mcp-name'] ?? null,
+      scheme: (req.headers.authorization ?? '').split(' ')[0] || null,
     };
     res.on('finish', () => { entry.status = res.statusCode; });
     log.requests.push(entry);
     next();
   };
-  app.all(`/${name}/mcp`, record, auth, async (req, res) => {
+  app.all(`/${name}/mcp`, record, dpop, auth, async (req, res) => {
     try {
       if (req.method === 'POST' && !(await isLegacyRequest(await toWebRequest(req, req.body), req.body))) {
         return await modern(req, res, req.body);

@@ -571,6 +571,10 @@ pub struct TokenArgs {
     /// Print the token, its type, expiry and scope as JSON.
     #[arg(long)]
     pub json: bool,
+    /// For a request METHOD URL: print the headers to send, `Authorization`
+    /// and, for a DPoP-bound token, a fresh `DPoP` proof for that request.
+    #[arg(long, num_args = 2, value_names = ["METHOD", "URL"])]
+    pub dpop: Option<Vec<String>>,
 }
 
 /// `--listen`: `PORT` and `localhost:PORT` mean loopback; else `ADDR:PORT`.

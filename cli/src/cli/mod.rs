@@ -361,8 +361,16 @@ async fn token(agent: &AgentClient, args: TokenArgs) -> Result {
         .token(&TokenRequest {
             registry: args.name,
             min_valid_secs: Some(args.min_valid),
+            dpop: args.dpop.as_ref().map(|d| regent_proto::DpopRequest {
+                htm: d[0].to_ascii_uppercase(),
+                htu: d[1].clone(),
+            }),
         })
         .await?;
+    if args.dpop.is_some() && !args.json {
+        return output::print_headers(&t)
+            .map_err(|e| Failure::Other(format!("cannot write the headers: {e}")));
+    }
     output::print_token(&t, args.json, args.min_valid)
         .map_err(|e| Failure::Other(format!("cannot write the token: {e}")))
 }

@@ -446,9 +446,30 @@ pub fn print_token(
         let text = serde_json::to_string(t).map_err(std::io::Error::other)?;
         out.write_all(json_for_terminal(&text).as_bytes())?;
     } else {
+        if t.token_type.eq_ignore_ascii_case("dpop") {
+            eprintln!(
+                "regent: this token is bound to the agent's key (DPoP): a request needs a proof \
+                 too; for the headers of one, run: regent token NAME --dpop METHOD URL"
+            );
+        }
         out.write_all(t.access_token.as_bytes())?;
     }
     out.write_all(b"\n")?;
+    out.flush()
+}
+
+/// The headers a request carries: `Authorization`, and `DPoP` with the
+/// proof for a bound token (`regent token --dpop METHOD URL`, for curl -H).
+pub fn print_headers(t: &regent_proto::TokenResponse) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match &t.dpop_proof {
+        Some(proof) => {
+            writeln!(out, "Authorization: DPoP {}", t.access_token.expose())?;
+            writeln!(out, "DPoP: {}", proof.expose())?;
+        }
+        None => writeln!(out, "Authorization: Bearer {}", t.access_token.expose())?,
+    }
     out.flush()
 }
 

@@ -57,6 +57,43 @@ impl Agent {
                 req.status
             )));
         }
+        // DPoP (RFC 9449 §9): the server's nonce goes in the next proof; a
+        // refusal that asks for one is answered by sending again with it.
+        if let Some(n) = &req.dpop_nonce {
+            self.ctx.dpop_nonces.put(&res.url, n);
+        }
+        let dpop_error = req.www_authenticate.iter().find_map(|v| {
+            let v = v.trim_start();
+            let scheme = v.split_whitespace().next()?;
+            scheme.eq_ignore_ascii_case("dpop").then(|| {
+                ["use_dpop_nonce", "invalid_dpop_proof"]
+                    .into_iter()
+                    .find(|e| v.contains(e))
+            })?
+        });
+        if res.auth.dpop_key().is_some() {
+            match dpop_error {
+                Some("use_dpop_nonce") if req.dpop_nonce.is_some() => {
+                    let first = answer(
+                        Next::Retry,
+                        format!("{} wants a DPoP nonce; sending again with it", res.name),
+                    );
+                    return Ok(repeated(&res, attempt, first, false));
+                }
+                Some("invalid_dpop_proof") => {
+                    return Ok(answer(
+                        Next::Fail,
+                        format!(
+                            "{} refused the DPoP proof (invalid_dpop_proof): check that this \
+                             machine's clock is right, and that the URL regent sends to is the one \
+                             the server sees (a proxy in between may change it)",
+                            res.name
+                        ),
+                    ));
+                }
+                _ => {}
+            }
+        }
         if let Caller::Forwarded(_) = caller {
             let name = &res.name;
             let elsewhere = || {

@@ -522,9 +522,13 @@ impl Agent {
         caller: Caller,
         name: Option<&str>,
         min_valid: Duration,
+        dpop: Option<&regent_proto::DpopRequest>,
     ) -> Result<TokenResponse, AgentError> {
         let res = self.resolve_as(caller, name)?;
-        let lent = self.mint(&res, min_valid).await;
+        let lent = self
+            .mint(&res, min_valid)
+            .await
+            .and_then(|t| self.prove(&res, t, dpop));
         match (caller, lent) {
             (Caller::Forwarded(peer), Ok(t)) => {
                 self.forward.used(&res.name, peer, self.ctx.clock.now());
@@ -539,6 +543,37 @@ impl Agent {
             }
             (_, r) => r,
         }
+    }
+
+    /// A bound token's type, and its proof for the request `dpop` names (the
+    /// resource server's last nonce in it): every caller, a forwarded one
+    /// too, gets proofs and never the key.
+    fn prove(
+        &self,
+        res: &Resource,
+        mut t: TokenResponse,
+        dpop: Option<&regent_proto::DpopRequest>,
+    ) -> Result<TokenResponse, AgentError> {
+        let Some(key) = res.auth.dpop_key() else {
+            return Ok(t);
+        };
+        t.token_type = "DPoP".into();
+        if let Some(d) = dpop {
+            let nonce = self.ctx.dpop_nonces.get(&d.htu);
+            let proof = key
+                .proof(
+                    &d.htm,
+                    &d.htu,
+                    Some(t.access_token.expose()),
+                    nonce.as_deref(),
+                )
+                .map_err(|e| AgentError::Token {
+                    resource: res.name.clone(),
+                    err: TokenError::Internal(e.to_string()),
+                })?;
+            t.dpop_proof = Some(proof.into());
+        }
+        Ok(t)
     }
 
     /// A token for `res`, valid for `min_valid`.
@@ -597,6 +632,7 @@ impl Agent {
             }
         };
         Ok(TokenResponse {
+            dpop_proof: None,
             access_token: token.token.expose_secret().to_string().into(),
             token_type: "Bearer".into(),
             expires_at: token.expires_at,

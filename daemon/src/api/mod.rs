@@ -385,7 +385,12 @@ async fn token(
     let min_valid = Duration::from_secs(req.min_valid_secs.unwrap_or(DEFAULT_MIN_VALID_SECS));
     Ok(Json(
         agent
-            .token(caller, req.registry.as_deref(), min_valid)
+            .token(
+                caller,
+                req.registry.as_deref(),
+                min_valid,
+                req.dpop.as_ref(),
+            )
             .await?,
     ))
 }

@@ -73,6 +73,14 @@ impl Auth {
         }
     }
 
+    /// The key the resource's tokens are bound to (DPoP), if they are.
+    pub fn dpop_key(&self) -> Option<Arc<crate::oauth::dpop::DpopKey>> {
+        match self {
+            Auth::OAuth(o) => o.grant.dpop_key(),
+            _ => None,
+        }
+    }
+
     /// The OAuth source, if the auth is OAuth.
     pub fn oauth(&self) -> Option<&OAuthSource> {
         match self {

@@ -145,6 +145,11 @@ impl Grant {
         &self.key
     }
 
+    /// The key its tokens are bound to (DPoP), if they are.
+    pub fn dpop_key(&self) -> Option<Arc<DpopKey>> {
+        self.state().dpop_key.clone()
+    }
+
     /// What identifies it.
     pub fn spec(&self) -> &Spec {
         &self.spec

@@ -252,7 +252,8 @@ async fn outcome(cb: &Callback, query: &str, verifier: PkceCodeVerifier) -> Resu
         ));
     };
     let flow = &cb.flow;
-    code::exchange(
+    // The callback is served by its own task: the login's DPoP key is given here.
+    let exchange = code::exchange(
         &flow.ctx.idp,
         &flow.client,
         meta,
@@ -261,14 +262,17 @@ async fn outcome(cb: &Callback, query: &str, verifier: PkceCodeVerifier) -> Resu
         verifier,
         &cb.redirect,
         cb.nonce.as_deref(),
-    )
-    .await
-    .map_err(|e| {
-        Ended::Failed(match e {
-            OAuthError::InvalidGrant(why) => {
-                format!("the IdP refused the authorization code ({why})")
-            }
-            other => explain::describe(&other, Step::CodeExchange, &cb.resource, &flow.client.id),
+    );
+    crate::oauth::http::with_dpop(flow.dpop_key.clone(), exchange)
+        .await
+        .map_err(|e| {
+            Ended::Failed(match e {
+                OAuthError::InvalidGrant(why) => {
+                    format!("the IdP refused the authorization code ({why})")
+                }
+                other => {
+                    explain::describe(&other, Step::CodeExchange, &cb.resource, &flow.client.id)
+                }
+            })
         })
-    })
 }

@@ -382,20 +382,9 @@ pub async fn start(
     // A login of another flow for the grant gives way; cancelled first so a fixed callback port is free.
     logins.replace_other_flows(&grant, flow);
     let scopes = crate::oauth::requested_scopes(&spec.scopes, &meta, spec.rule);
-    let how = Flow {
-        ctx: ctx.clone(),
-        resource: subject.resource.clone(),
-        client: spec.client(ctx).await,
-        meta,
-        scopes,
-        target: subject.target.clone(),
-        also: subject.also.clone(),
-    };
-    let client_id = how.client.id.clone();
     // DPoP: a key made for this login binds what it gets (RFC 9449); kept
     // with the grant, and proved by every refresh.
-    let offered = how
-        .meta
+    let offered = meta
         .dpop_signing_alg_values_supported
         .as_ref()
         .is_some_and(|a| a.iter().any(|a| a == crate::oauth::dpop::ALG));
@@ -411,6 +400,17 @@ pub async fn start(
     } else {
         None
     };
+    let how = Flow {
+        ctx: ctx.clone(),
+        resource: subject.resource.clone(),
+        client: spec.client(ctx).await,
+        meta,
+        scopes,
+        target: subject.target.clone(),
+        also: subject.also.clone(),
+        dpop_key: key.clone(),
+    };
+    let client_id = how.client.id.clone();
     let started = match flow {
         LoginFlow::Device => device::prepare(how).await.map_err(|e| match e {
             LoginError::Idp(error) => LoginError::Refused {
@@ -448,7 +448,8 @@ pub async fn start(
             let outcome = tokio::time::timeout(wait, proved).await;
             match outcome {
                 Ok(Ok(mut tokens)) => {
-                    tokens.dpop_key = key;
+                    // Kept only where the AS bound the tokens to it.
+                    tokens.dpop_key = key.filter(|_| tokens.bound);
                     // Installing runs in its own task: a cancel aborts this one.
                     if entry.claim() {
                         let tasks = ctx.tasks.clone();
@@ -487,6 +488,8 @@ pub struct Flow {
     scopes: Vec<String>,
     target: Target,
     also: Vec<Target>,
+    /// The key the login binds its tokens to (DPoP), if it does.
+    dpop_key: Option<Arc<crate::oauth::dpop::DpopKey>>,
 }
 
 /// How a login flow ended without tokens.

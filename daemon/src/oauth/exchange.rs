@@ -26,6 +26,8 @@ struct Answer {
     scope: Option<String>,
     #[serde(default)]
     id_token: Option<String>,
+    #[serde(default)]
+    token_type: String,
 }
 
 #[derive(Deserialize)]
@@ -83,6 +85,7 @@ pub async fn request(
             account: None,
             id_token: a.id_token.map(SecretString::from),
             dpop_key: None,
+            bound: a.token_type.eq_ignore_ascii_case("dpop"),
         });
     }
     match serde_json::from_slice::<ErrorAnswer>(resp.body()) {

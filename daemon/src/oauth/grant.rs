@@ -68,6 +68,9 @@ pub struct Tokens {
     pub id_token: Option<SecretString>,
     /// The DPoP key they are bound to, where the request proved one.
     pub dpop_key: Option<std::sync::Arc<super::dpop::DpopKey>>,
+    /// Whether the AS bound them (`token_type` DPoP, RFC 9449 §5): an AS
+    /// that ignores the proof answers Bearer, and Bearer they stay.
+    pub bound: bool,
 }
 
 impl From<TokenAnswer> for Tokens {
@@ -92,6 +95,7 @@ impl From<TokenAnswer> for Tokens {
                 .clone()
                 .map(SecretString::from),
             dpop_key: None,
+            bound: answer.token_type().as_ref().eq_ignore_ascii_case("dpop"),
         }
     }
 }

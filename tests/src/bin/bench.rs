@@ -368,6 +368,7 @@ async fn main() {
         .token(&regent_proto::TokenRequest {
             registry: Some("reg1".into()),
             min_valid_secs: None,
+            dpop: None,
         })
         .await
         .unwrap();

@@ -81,7 +81,7 @@ pub async fn forward(
     let target = server(&s, &name).await?;
     let auth = ResourceAuth::new(s.registries.agent().clone(), &name, WithoutLogin::SendBare);
     let sent = auth
-        .send(|token| {
+        .send(method.as_str(), &target.url, |credential| {
             let mut req = s
                 .http
                 .request(method.clone(), &target.url)
@@ -96,8 +96,8 @@ pub async fn forward(
                     req = req.header(h, v);
                 }
             }
-            if let Some(t) = &token {
-                req = req.bearer_auth(t);
+            if let Some(c) = &credential {
+                req = c.apply(req);
             }
             req.send()
         })
