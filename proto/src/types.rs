@@ -208,18 +208,24 @@ pub struct OAuthConfig {
     /// Whether its logins bind tokens to a key the agent holds (DPoP, RFC 9449).
     #[serde(default, skip_serializing_if = "DpopMode::is_default")]
     pub dpop: DpopMode,
+    /// The resource's metadata names DPoP (the algorithms it takes, or bound
+    /// tokens required): set by discovery; where `auto` binds tokens.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub resource_dpop: bool,
 }
 
 /// When a login binds its tokens to a key (DPoP, RFC 9449).
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum DpopMode {
-    /// Where the authorization server offers it (ES256).
+    /// Where both sides say they take it: the authorization server offers
+    /// ES256 proofs and the resource's metadata names DPoP (a token bound
+    /// for a server that cannot check the binding would be refused there).
+    #[default]
     Auto,
     /// Always: proofs are sent whatever the metadata says.
     Always,
-    /// Never (the default until every caller of the agent sends proofs).
-    #[default]
+    /// Never.
     Never,
 }
 
@@ -357,6 +363,10 @@ pub struct AuthStatus {
     /// scopes): a login or logout of one is a login or logout of all.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shared_with: Vec<String>,
+    /// Its tokens are bound to a key only the agent holds (DPoP): each
+    /// request needs a proof from the agent.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub dpop_bound: bool,
 }
 
 /// The kinds of resources.
@@ -518,6 +528,9 @@ pub struct PutRegistry {
     /// a change is refused with `consent_required`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub share_login: Option<bool>,
+    /// When its logins bind tokens to the agent's key (DPoP); left out: `auto`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop: Option<DpopMode>,
 }
 
 /// What the user asks for when adding an MCP server; everything else is
@@ -610,6 +623,9 @@ pub struct PutMcp {
     /// As [`PutRegistry::share_login`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub share_login: Option<bool>,
+    /// As [`PutRegistry::dpop`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop: Option<DpopMode>,
 }
 
 /// `GET /v1/mcp`.
@@ -1037,6 +1053,7 @@ mod tests {
                     endpoints: None,
                     own_grant: false,
                     dpop: Default::default(),
+                    resource_dpop: false,
                 }),
                 status: AuthState::Authenticated,
                 expires_at: Some(time::macros::datetime!(2026-01-02 03:04:05 UTC)),
@@ -1044,6 +1061,7 @@ mod tests {
                 persisted: true,
                 account: Some("alice".into()),
                 shared_with: vec![],
+                dpop_bound: false,
             }),
             forward: None,
         };

@@ -128,6 +128,13 @@ function setUp() {
       '--workload-token-file', secretFile('workload.jwt', context.valid_jwt));
     return 'server';
   }
+  if (scenario === 'auth/dpop' || scenario === 'auth/dpop-nonce') {
+    // The DPoP extension (SEP-1932): regent binds tokens by default only where the
+    // resource's metadata names DPoP too (a server that cannot check a binding
+    // refuses the token); these servers' metadata does not, so it is asked for.
+    regent('mcp', 'add', 'server', url, '--dpop', 'always');
+    return 'server';
+  }
   // Everything else: the URL itself; the proxy adds it on first use and discovers the rest.
   return url;
 }

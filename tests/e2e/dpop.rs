@@ -11,30 +11,38 @@ use regent_tests::mcp::McpServers;
 use regent_tests::{Agent, AgentOptions, Idp, IdpOptions};
 use serde_json::{json, Value};
 
-/// Turns DPoP on for resources `names` in the config file, as a user would,
-/// and has the agent reload it.
-async fn dpop_always(agent: &Agent, names: &[&str]) {
-    let file = agent.config_file();
-    let mut text = std::fs::read_to_string(&file).unwrap();
-    for name in names {
-        let table = [".", name, ".auth]"].concat();
-        let at = text
-            .find(&table)
-            .unwrap_or_else(|| panic!("{name} has an auth table: {text}"));
-        let end = at + text[at..].find('\n').unwrap() + 1;
-        text = format!("{}dpop = \"always\"\n{}", &text[..end], &text[end..]);
-    }
-    std::fs::write(&file, text).unwrap();
-    let before = agent.log().matches("config reloaded").count();
-    regent_tests::idp::signal(agent.pid(), libc::SIGHUP);
-    agent.wait_log("config reloaded", before + 1).await;
-}
-
 #[tokio::test]
 async fn a_dpop_login_binds_its_tokens_and_a_restart_keeps_the_binding() {
-    let mut w = World::default().await;
-    dpop_always(&w.agent, &["corp"]).await;
+    let idp = Idp::start(IdpOptions::default());
+    let agent = Agent::start(AgentOptions::default()).await;
+    // A registry the agent is told to bind for (its metadata cannot say).
+    let out = agent.regent(&[
+        "registry",
+        "add",
+        "corp",
+        crate::REGISTRY_URL,
+        "--issuer",
+        &idp.issuer,
+        "--client-id",
+        regent_tests::idp::CLIENT_ID,
+        "--dpop",
+        "always",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let status: Value = serde_json::from_str(&agent.regent(&["status", "--json"]).stdout).unwrap();
+    assert_eq!(
+        status["registries"][0]["auth"]["dpop"], "always",
+        "{status}"
+    );
+    let mut w = World { idp, agent };
     w.login("alice").await;
+    let status: Value =
+        serde_json::from_str(&w.agent.regent(&["status", "--json"]).stdout).unwrap();
+    assert_eq!(
+        status["registries"][0]["auth"]["dpop_bound"], true,
+        "{status}"
+    );
+    assert!(w.agent.regent(&["status"]).stdout.contains("DPoP-bound"));
     let first = w.token(&[]);
     let claims = w.idp.introspect(&first).await;
     let jkt = claims["cnf"]["jkt"]
@@ -57,8 +65,8 @@ async fn a_dpop_login_binds_its_tokens_and_a_restart_keeps_the_binding() {
     assert_eq!(status, 400, "{answer}");
 }
 
-/// Without the setting nothing is bound (the default until every caller
-/// of the agent sends proofs).
+/// A registry whose metadata does not name DPoP is not bound by the default
+/// (auto): a server that cannot check a binding would refuse the token.
 #[tokio::test]
 async fn without_dpop_tokens_stay_bearer_tokens() {
     let w = World::default().await;
@@ -77,11 +85,12 @@ async fn proofs_reach_a_server_that_checks_them_and_replays_are_refused() {
     let idp = Idp::start(IdpOptions::default());
     let servers = McpServers::start_dual(&idp.issuer, &["dpop1", "dpopn1"]);
     let agent = Agent::start(AgentOptions::default()).await;
+    // Added as they are: their metadata names DPoP and the IdP offers it, so
+    // the default (auto) binds.
     for name in ["dpop1", "dpopn1"] {
         let out = agent.regent(&["mcp", "add", name, servers.url(name)]);
         assert_eq!(out.code, 0, "{}", out.stderr);
     }
-    dpop_always(&agent, &["dpop1", "dpopn1"]).await;
     let calls = [("whoami", json!({}))];
     for (name, wire) in [
         ("dpop1", "2025-11-25"),

@@ -18,7 +18,8 @@
 // DPoP (RFC 9449), checked as a resource server must: a token bound to a key
 // (introspection's cnf.jkt) is taken only as `Authorization: DPoP` with a proof
 // whose signature, typ, htm, htu, iat (±60 s), jti (never twice), ath and key
-// thumbprint hold; never as Bearer. A server named "dpopn*" also wants its nonce
+// thumbprint hold; never as Bearer. A server named "dpop*" names DPoP in its
+// resource metadata (dpop_signing_alg_values_supported); "dpopn*" also wants its nonce
 // in each proof (401 use_dpop_nonce with DPoP-Nonce otherwise).
 // Test endpoint: GET /__test/log -> {"requests": [{server, http, method, version,
 // session, mcp_method, mcp_name, status}], "introspections": n}
@@ -136,6 +137,13 @@ const base = `http://127.0.0.1:${port}`;
 
 for (const name of NAMES) {
   const url = new URL(`${base}/${name}/mcp`);
+  if (name.startsWith('dpop')) {
+    // Its metadata names DPoP (RFC 9728 §2), so a client's `auto` binds its tokens.
+    app.get(new URL(getOAuthProtectedResourceMetadataUrl(url)).pathname, (_req, res) => res.json({
+      resource: url.href, authorization_servers: [discovery.issuer], scopes_supported: ['mcp:tools'],
+      resource_name: name, dpop_signing_alg_values_supported: ['ES256'],
+    }));
+  }
   app.use(mcpAuthMetadataRouter({ oauthMetadata: discovery, resourceServerUrl: url, scopesSupported: ['mcp:tools'], resourceName: name }));
   const auth = requireBearerAuth({
     verifier: verifier(url.href), requiredScopes: ['mcp:tools'], resourceMetadataUrl: getOAuthProtectedResourceMetadataUrl(url),

@@ -316,6 +316,11 @@ pub struct McpAddArgs {
     /// The authorization server supports PKCE S256 although its metadata omits it (Entra ID).
     #[arg(long)]
     pub assume_pkce_s256: bool,
+    /// Bind tokens to a key only the agent holds (DPoP, RFC 9449): auto (where the
+    /// resource's metadata names DPoP and the authorization server offers it),
+    /// always, or never.
+    #[arg(long, value_name = "MODE", value_parser = ["auto", "always", "never"])]
+    pub dpop: Option<String>,
     /// No user: OAuth client credentials (with --client-secret-file or --client-key-file).
     #[arg(long, requires = "client_id", conflicts_with = "enterprise_idp")]
     pub client_credentials: bool,
@@ -479,6 +484,8 @@ pub enum ServiceCommand {
     Uninstall,
 }
 
+// Parsed once per run: the size of a variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug, Clone)]
 pub enum ConfigCommand {
     /// Set a registry's auth (the IdP is checked first).
@@ -536,6 +543,11 @@ pub struct AuthArgs {
     /// The IdP supports PKCE S256 although its metadata omits it (Microsoft Entra ID).
     #[arg(long, requires = "issuer")]
     pub assume_pkce_s256: bool,
+    /// Bind tokens to a key only the agent holds (DPoP, RFC 9449): auto (where the
+    /// resource's metadata names DPoP and the authorization server offers it),
+    /// always, or never.
+    #[arg(long, value_name = "MODE", value_parser = ["auto", "always", "never"])]
+    pub dpop: Option<String>,
     /// A file holding a static Bearer token (read on every use).
     #[arg(long, value_name = "PATH")]
     pub token_file: Option<PathBuf>,
@@ -592,6 +604,15 @@ fn listen_addr(s: &str) -> Result<std::net::SocketAddr, String> {
     }
     s.parse().map_err(|_| {
         format!("{s:?} is not an address to listen on; give PORT, localhost:PORT or ADDR:PORT (e.g. 127.0.0.1:8080)")
+    })
+}
+
+/// A `--dpop` value as the agent takes it.
+pub fn dpop_mode(s: Option<&str>) -> Option<regent_proto::DpopMode> {
+    s.map(|m| match m {
+        "always" => regent_proto::DpopMode::Always,
+        "never" => regent_proto::DpopMode::Never,
+        _ => regent_proto::DpopMode::Auto,
     })
 }
 

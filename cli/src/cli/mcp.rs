@@ -119,6 +119,7 @@ async fn add(agent: &AgentClient, a: McpAddArgs) -> Result {
             url: url.clone(),
             auth: auth.clone(),
             share_login,
+            dpop: super::args::dpop_mode(a.dpop.as_deref()),
         };
         let (agent, name) = (agent.clone(), a.name.clone());
         async move { agent.put_mcp(&name, &body).await }

@@ -154,6 +154,7 @@ async fn run_with_agent(agent: &AgentClient, cli: Cli) -> Result {
                 .as_deref()
                 .map(|p| secret::read("client secret", p))
                 .transpose()?;
+            let dpop = args::dpop_mode(auth.dpop.as_deref());
             let auth = auth_config(auth)?;
             let discover = auth.is_none() && !no_auth;
             // Asked first: without an agent, autostart runs this again, warnings and all.
@@ -169,6 +170,7 @@ async fn run_with_agent(agent: &AgentClient, cli: Cli) -> Result {
                     discover,
                     client_secret: client_secret.clone(),
                     share_login,
+                    dpop,
                 };
                 let (agent, name) = (agent.clone(), name.clone());
                 async move { agent.put_registry(&name, &body).await }
@@ -220,6 +222,7 @@ async fn run_with_agent(agent: &AgentClient, cli: Cli) -> Result {
                 .as_deref()
                 .map(|p| secret::read("client secret", p))
                 .transpose()?;
+            let dpop = args::dpop_mode(auth.dpop.as_deref());
             let auth = auth_config(auth)?.ok_or_else(|| {
                 Failure::Usage("give --issuer and --client-id, or --token-file".into())
             })?;
@@ -231,6 +234,7 @@ async fn run_with_agent(agent: &AgentClient, cli: Cli) -> Result {
                     discover: false,
                     client_secret: client_secret.clone(),
                     share_login,
+                    dpop,
                 };
                 let (agent, name) = (agent.clone(), name.clone());
                 async move { agent.put_registry(&name, &body).await }
@@ -501,6 +505,7 @@ fn auth_config(a: AuthArgs) -> Result<Option<AuthConfig>> {
             endpoints: None,
             own_grant: false,
             dpop: Default::default(),
+            resource_dpop: false,
         }))),
         _ => Ok(None),
     }

@@ -285,6 +285,9 @@ fn row(r: &RegistryStatus) -> [String; 5] {
             if a.has_refresh_token {
                 details.push("refreshable".into());
             }
+            if a.dpop_bound {
+                details.push("DPoP-bound".into());
+            }
             if matches!(a.config, AuthConfig::Oauth(_))
                 && a.status != AuthState::AuthRequired
                 && !a.persisted

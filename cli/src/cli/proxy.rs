@@ -237,6 +237,7 @@ async fn resolve(
                 auth: None,
                 // stdin is the protocol: nobody to ask, so the word must be given.
                 share_login: share,
+                dpop: None,
             },
         )
         .await?;

@@ -124,6 +124,8 @@ impl Agent {
     /// Adds or replaces a registry (`auth` validated against the IdP first;
     /// with `discover` and no `auth`, found out from the registry itself).
     /// `url: None` keeps the registry's URL (set/unset-registry-auth).
+    // One parameter per field of `PUT /v1/registries/{name}`.
+    #[allow(clippy::too_many_arguments)]
     pub async fn put_registry(
         &self,
         name: &str,
@@ -132,6 +134,7 @@ impl Agent {
         discover: bool,
         client_secret: Option<String>,
         share_login: Option<bool>,
+        dpop: Option<regent_proto::DpopMode>,
     ) -> Result<RegistryStatus, AgentError> {
         self.check_name(name, Kind::Registry)?;
         if let Some(u) = &url {
@@ -145,7 +148,7 @@ impl Agent {
         if let Some(AuthConfig::Oauth(o)) = &auth {
             self.typed(&o.issuer);
         }
-        let auth = match (auth, discover) {
+        let mut auth = match (auth, discover) {
             (None, true) => {
                 self.discovered(name, Kind::Registry, &url, Ask::default(), None)
                     .await?
@@ -169,6 +172,7 @@ impl Agent {
                 auth
             }
         };
+        set_dpop(name, &mut auth, dpop)?;
         values::check_cleartext(name, &url, auth.is_some()).map_err(AgentError::Invalid)?;
         // Decided under the config lock, on the config as it is now: two adds
         // at once cannot both find nobody to share with.
@@ -188,7 +192,8 @@ impl Agent {
         self.check_name(name, Kind::Mcp)?;
         values::validate_url(&req.url).map_err(AgentError::Invalid)?;
         self.typed(&req.url);
-        let auth = self.mcp_auth(name, &req.url, req.auth).await?;
+        let mut auth = self.mcp_auth(name, &req.url, req.auth).await?;
+        set_dpop(name, &mut auth, req.dpop)?;
         values::check_cleartext(name, &req.url, auth.is_some()).map_err(AgentError::Invalid)?;
         let (url, share) = (req.url, req.share_login);
         self.change(|file| {
@@ -400,5 +405,25 @@ fn entry(
         auth,
         forwardable: old.is_some_and(|o| o.forwardable),
         forward_confirm: old.is_some_and(|o| o.forward_confirm),
+    }
+}
+
+/// The DPoP mode the user gave, on a user login's config (the other kinds
+/// of auth do not bind tokens yet).
+fn set_dpop(
+    name: &str,
+    auth: &mut Option<AuthConfig>,
+    mode: Option<regent_proto::DpopMode>,
+) -> Result<(), AgentError> {
+    match (auth, mode) {
+        (_, None) => Ok(()),
+        (Some(AuthConfig::Oauth(o)), Some(m)) => {
+            o.dpop = m;
+            Ok(())
+        }
+        (_, Some(regent_proto::DpopMode::Never | regent_proto::DpopMode::Auto)) => Ok(()),
+        (_, Some(regent_proto::DpopMode::Always)) => Err(AgentError::Invalid(format!(
+            "{name}: DPoP binds the tokens of a user login (OAuth); this resource has none"
+        ))),
     }
 }

@@ -31,6 +31,8 @@ pub struct Found {
     /// The scopes to ask for: the challenge's, else the resource's
     /// `scopes_supported`, else none.
     pub scopes: Vec<String>,
+    /// The resource's metadata names DPoP.
+    pub resource_dpop: bool,
 }
 
 /// The revision whose wire the probe speaks.
@@ -276,6 +278,7 @@ pub async fn find(
         .or_else(|| prm.scopes_supported.clone())
         .unwrap_or_default();
     Ok(Found {
+        resource_dpop: prm.names_dpop(),
         resource: prm.resource,
         issuer,
         meta,
@@ -318,6 +321,7 @@ async fn legacy(ctx: &Ctx, url: &str, scopes: Vec<String>, pkce: Pkce) -> Result
             },
             meta,
             scopes,
+            resource_dpop: false,
         });
     }
     let endpoints = Endpoints {
@@ -336,6 +340,7 @@ async fn legacy(ctx: &Ctx, url: &str, scopes: Vec<String>, pkce: Pkce) -> Result
         },
         meta,
         scopes,
+        resource_dpop: false,
     })
 }
 

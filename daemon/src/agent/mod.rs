@@ -495,6 +495,7 @@ impl Agent {
                 has_refresh_token: st.has_refresh_token,
                 persisted: st.persisted,
                 account: st.account,
+                dpop_bound: res.auth.dpop_key().is_some(),
                 shared_with: res
                     .auth
                     .oauth()
@@ -815,6 +816,7 @@ fn idp_auth(i: &IdpConfig) -> AuthConfig {
         endpoints: None,
         own_grant: false,
         dpop: Default::default(),
+        resource_dpop: false,
     })
 }
 

@@ -275,6 +275,7 @@ impl Agent {
             endpoints: found.issuer.endpoints,
             own_grant: false,
             dpop: Default::default(),
+            resource_dpop: found.resource_dpop,
         })))
     }
 

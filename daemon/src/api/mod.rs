@@ -290,6 +290,7 @@ async fn put_registry(
                 body.discover,
                 body.client_secret.map(regent_proto::Secret::into_inner),
                 body.share_login,
+                body.dpop,
             )
             .await?,
     ))
@@ -307,14 +308,14 @@ async fn put_auth(
 ) -> ApiResult<Json<RegistryStatus>> {
     Ok(Json(
         agent
-            .put_registry(&name, None, Some(auth), false, None, None)
+            .put_registry(&name, None, Some(auth), false, None, None, None)
             .await?,
     ))
 }
 
 async fn delete_auth(State(agent): Shared, Segment(name): Segment) -> ApiResult<StatusCode> {
     agent
-        .put_registry(&name, None, None, false, None, None)
+        .put_registry(&name, None, None, false, None, None, None)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -5,6 +5,7 @@ use crate::ctx::Ctx;
 use crate::grant::{Grant, Spec};
 use crate::oauth::{Issuer, Pkce, ScopeRule, Target};
 use crate::token::{AccessToken, TokenError};
+use regent_proto::DpopMode;
 use regent_proto::{AuthState, OAuthConfig};
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,7 +48,12 @@ impl OAuthSource {
                     .clone()
                     .unwrap_or_else(|| resource.to_string())
             }),
-            dpop: config.dpop,
+            // What a login may do: `auto` binds only for a resource whose
+            // metadata names DPoP (and then only where the AS offers it).
+            dpop: match config.dpop {
+                DpopMode::Auto if !config.resource_dpop => DpopMode::Never,
+                m => m,
+            },
         }
     }
 

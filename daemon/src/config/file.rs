@@ -290,6 +290,7 @@ mod tests {
                 endpoints: None,
                 own_grant: false,
                 dpop: Default::default(),
+                resource_dpop: false,
             })),
         }
     }

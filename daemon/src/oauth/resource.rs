@@ -19,6 +19,23 @@ pub struct ResourceMetadata {
     /// Scopes it knows.
     #[serde(default)]
     pub scopes_supported: Option<Vec<String>>,
+    /// The DPoP proof algorithms it takes (RFC 9728 §2).
+    #[serde(default)]
+    pub dpop_signing_alg_values_supported: Option<Vec<String>>,
+    /// It takes only DPoP-bound tokens (RFC 9728 §2).
+    #[serde(default)]
+    pub dpop_bound_access_tokens_required: bool,
+}
+
+impl ResourceMetadata {
+    /// Whether it names DPoP: bound tokens required, or ES256 proofs taken.
+    pub fn names_dpop(&self) -> bool {
+        self.dpop_bound_access_tokens_required
+            || self
+                .dpop_signing_alg_values_supported
+                .as_ref()
+                .is_some_and(|a| a.iter().any(|a| a == super::dpop::ALG))
+    }
 }
 
 /// The documents to try, in the order of RFC 9728 §3 and the MCP
