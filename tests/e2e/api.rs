@@ -34,10 +34,13 @@ async fn malformed_requests_get_the_contract_codes() {
     )
     .await;
     assert_eq!((s, code(&v)), (400, "invalid_request"), "{v}");
-    assert!(v["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("unknown field `scope`"));
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field `scope`"),
+        "{v}"
+    );
     let big = format!(r#"{{"registry":"{}"}}"#, "x".repeat(70 * 1024));
     let (s, v) = raw(a, "POST", "/v1/token", big.as_bytes()).await;
     assert_eq!((s, code(&v)), (413, "payload_too_large"), "{v}");

@@ -107,14 +107,18 @@ fn redact(msg: &str) -> String {
 
 /// Replaces an unknown field or variant name longer than any name of the
 /// API. The name may itself contain backticks, so it runs to the last
-/// "`, " that serde writes after it.
+/// "`, expected" (or "`, there are no"), which serde writes after it and
+/// before the names it expected (ours: none has that in it).
 fn redact_long_backticked(msg: &str) -> String {
     const LONGEST_NAME: usize = 40;
     for open in ["unknown field `", "unknown variant `"] {
         let Some(i) = msg.find(open) else { continue };
         let start = i + open.len();
-        let end = msg[start..]
-            .rfind("`, ")
+        let end = ["`, expected", "`, there are no"]
+            .iter()
+            .filter_map(|sep| msg[start..].rfind(sep))
+            .max()
+            .or_else(|| msg[start..].rfind("`, "))
             .map(|j| start + j)
             .unwrap_or(msg.len());
         if msg[start..end].chars().count() > LONGEST_NAME {
@@ -206,6 +210,13 @@ mod tests {
         assert!(!e.message.contains("xxxxx"), "{}", e.message);
         let long = format!(r#"{{"{}": 1}}"#, "eyJ".repeat(20));
         let e = decode::<regent_proto::TokenRequest>(long.as_bytes()).unwrap_err();
+        assert!(!e.message.contains(&"eyJ".repeat(20)), "{}", e.message);
+        // A short unknown name is shown, whatever serde lists after it; a
+        // long one that spells serde's separator is still hidden.
+        let e = decode::<regent_proto::TokenRequest>(br#"{"scope": 1}"#).unwrap_err();
+        assert!(e.message.contains("unknown field `scope`"), "{}", e.message);
+        let sneaky = format!(r#"{{"{}`, expected x": 1}}"#, "eyJ".repeat(20));
+        let e = decode::<regent_proto::TokenRequest>(sneaky.as_bytes()).unwrap_err();
         assert!(!e.message.contains(&"eyJ".repeat(20)), "{}", e.message);
     }
 }
