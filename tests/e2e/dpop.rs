@@ -166,3 +166,62 @@ async fn proofs_reach_a_server_that_checks_them_and_replays_are_refused() {
         "a bound token without a proof was taken"
     );
 }
+
+/// A forwarded session (what `regent ssh` gives a remote machine) gets
+/// proofs for its requests, made by the agent here; never the key.
+#[tokio::test]
+async fn a_forwarded_session_gets_proofs_and_never_the_key() {
+    let idp = Idp::start(IdpOptions::default());
+    let agent = Agent::start(AgentOptions::default()).await;
+    let out = agent.regent(&[
+        "registry",
+        "add",
+        "corp",
+        crate::REGISTRY_URL,
+        "--issuer",
+        &idp.issuer,
+        "--client-id",
+        regent_tests::idp::CLIENT_ID,
+        "--dpop",
+        "always",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let w = World { idp, agent };
+    w.login("alice").await;
+    assert_eq!(w.agent.regent(&["forward", "allow", "corp"]).code, 0);
+    let fwd = regent_client::AgentClient::new(w.agent.forward_socket().await);
+    let htu = format!("{}/v0.1/servers", crate::REGISTRY_URL);
+    let t = fwd
+        .token(&regent_proto::TokenRequest {
+            registry: Some("corp".into()),
+            min_valid_secs: None,
+            dpop: Some(regent_proto::DpopRequest {
+                htm: "GET".into(),
+                htu: format!("{htu}?limit=1"),
+            }),
+        })
+        .await
+        .unwrap();
+    assert_eq!(t.token_type, "DPoP");
+    let proof = t.dpop_proof.expect("a proof for the forwarded request");
+    use base64::Engine;
+    let part = |i: usize| -> Value {
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(proof.expose().split('.').nth(i).unwrap())
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let (header, claims) = (part(0), part(1));
+    assert_eq!(claims["htm"], "GET");
+    assert_eq!(claims["htu"], htu.as_str(), "the query is not part of htu");
+    assert!(claims["ath"].is_string());
+    assert!(
+        header["jwk"].get("d").is_none(),
+        "the private key left the agent"
+    );
+    // The token it proves is the bound one the IdP issued.
+    let claims = w.idp.introspect(t.access_token.expose()).await;
+    assert!(claims["cnf"]["jkt"].is_string(), "{claims}");
+}
