@@ -268,6 +268,12 @@ pub struct ClientCredentialsConfig {
     /// Where the AS metadata is, when not at the issuer's well-known URLs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata_url: Option<String>,
+    /// As [`OAuthConfig::dpop`].
+    #[serde(default, skip_serializing_if = "DpopMode::is_default")]
+    pub dpop: DpopMode,
+    /// As [`OAuthConfig::resource_dpop`].
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub resource_dpop: bool,
 }
 
 /// Workload identity federation: no user and no client secret; the

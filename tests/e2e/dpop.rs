@@ -225,3 +225,41 @@ async fn a_forwarded_session_gets_proofs_and_never_the_key() {
     let claims = w.idp.introspect(t.access_token.expose()).await;
     assert!(claims["cnf"]["jkt"].is_string(), "{claims}");
 }
+
+/// A machine's token (client credentials, no user) is bound too where both
+/// sides take DPoP: the server's metadata names it and the IdP offers it.
+#[tokio::test]
+async fn client_credentials_tokens_are_bound_and_proved_too() {
+    let idp = Idp::start(IdpOptions::default());
+    let servers = McpServers::start_dual(&idp.issuer, &["dpop1"]);
+    let agent = Agent::start(AgentOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key.pem");
+    std::fs::write(&key, idp.client_key().await).unwrap();
+    let out = agent.regent(&[
+        "mcp",
+        "add",
+        "cc",
+        servers.url("dpop1"),
+        "--client-credentials",
+        "--client-id",
+        "regent-pss",
+        "--client-key-file",
+        key.to_str().unwrap(),
+        "--client-key-alg",
+        "PS256",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let answers =
+        regent_tests::mcp::real_client(&agent, "2026-07-28", "cc", &[("whoami", json!({}))])
+            .unwrap();
+    let me: Value = serde_json::from_str(answers[0].text.as_deref().unwrap()).unwrap();
+    assert_eq!(me["server"], "dpop1", "{me}");
+    let log = servers.log().await;
+    assert!(log["dpop"]["accepted"].as_u64().unwrap() >= 1, "{log}");
+    let status: Value = serde_json::from_str(&agent.regent(&["status", "--json"]).stdout).unwrap();
+    assert_eq!(
+        status["mcp_servers"][0]["auth"]["dpop_bound"], true,
+        "{status}"
+    );
+}

@@ -423,6 +423,8 @@ mod tests {
                 scopes: Vec::new(),
                 resource: None,
                 metadata_url: None,
+                dpop: Default::default(),
+                resource_dpop: false,
             })),
         }
     }

@@ -408,8 +408,8 @@ fn entry(
     }
 }
 
-/// The DPoP mode the user gave, on a user login's config (the other kinds
-/// of auth do not bind tokens yet).
+/// The DPoP mode the user gave, on a user login's or a client's config
+/// (the other kinds of auth do not bind tokens yet).
 fn set_dpop(
     name: &str,
     auth: &mut Option<AuthConfig>,
@@ -419,6 +419,10 @@ fn set_dpop(
         (_, None) => Ok(()),
         (Some(AuthConfig::Oauth(o)), Some(m)) => {
             o.dpop = m;
+            Ok(())
+        }
+        (Some(AuthConfig::ClientCredentials(c)), Some(m)) => {
+            c.dpop = m;
             Ok(())
         }
         (_, Some(regent_proto::DpopMode::Never | regent_proto::DpopMode::Auto)) => Ok(()),

@@ -164,6 +164,8 @@ impl Agent {
                         },
                         resource: Some(found.resource),
                         metadata_url: found.issuer.metadata_url,
+                        dpop: Default::default(),
+                        resource_dpop: found.resource_dpop,
                     },
                 )))
             }

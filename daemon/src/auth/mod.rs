@@ -77,6 +77,7 @@ impl Auth {
     pub fn dpop_key(&self) -> Option<Arc<crate::oauth::dpop::DpopKey>> {
         match self {
             Auth::OAuth(o) => o.grant.dpop_key(),
+            Auth::ClientCredentials(c) => c.dpop_key(),
             _ => None,
         }
     }
