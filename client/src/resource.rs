@@ -9,7 +9,7 @@ use crate::agent::{AgentClient, ClientError};
 use regent_proto::{ChallengeRequest, ErrorCode, Next, TokenRequest};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Refusals of one request after which the client stops, whatever the agent
@@ -135,7 +135,33 @@ pub struct ResourceAuth {
     cached: Arc<std::sync::Mutex<Option<(String, time::OffsetDateTime)>>>,
     /// The agent said the token is DPoP-bound: ask for a proof each time.
     bound: Arc<AtomicBool>,
+    /// The proof for the next request, asked for while this one is sent.
+    ahead: Arc<std::sync::Mutex<Option<Ahead>>>,
+    /// A proof is being asked for ahead.
+    filling: Arc<AtomicBool>,
+    /// Moves at each refusal: a proof asked for ahead before it is dropped.
+    refusals: Arc<AtomicU64>,
+    /// The `DPoP-Nonce` the server gave last (RFC 9449 §9).
+    nonce: Arc<std::sync::Mutex<Option<String>>>,
 }
+
+/// A proof made ahead of the request it is for, so that a bridge's next
+/// request does not wait for the agent to sign one. Each proof is for one
+/// request (its `jti`), made for the method, URL and server nonce it names,
+/// and kept only briefly (its `iat` must stay within the server's window).
+struct Ahead {
+    htm: String,
+    htu: String,
+    nonce: Option<String>,
+    token: String,
+    expires_at: Option<time::OffsetDateTime>,
+    proof: String,
+    made: std::time::Instant,
+}
+
+/// How long a proof made ahead may wait for its request (servers accept
+/// proofs whose `iat` is within a minute or so; this stays well inside).
+const AHEAD_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What a request carries: the token, and for a DPoP-bound one (RFC 9449)
 /// the agent's proof for this request. `Debug` shows neither.
@@ -202,6 +228,10 @@ impl ResourceAuth {
             notes: false,
             cached: Arc::default(),
             bound: Arc::default(),
+            ahead: Arc::default(),
+            filling: Arc::default(),
+            refusals: Arc::default(),
+            nonce: Arc::default(),
         }
     }
 
@@ -231,7 +261,8 @@ impl ResourceAuth {
     /// What to send with a `htm` request to `htu`: `None` for a resource
     /// without auth (or, with [`WithoutLogin::SendBare`], without a login
     /// yet). A Bearer token is kept while it has more than a minute to live;
-    /// a DPoP-bound one needs a fresh proof from the agent for each request.
+    /// a DPoP-bound one needs a fresh proof from the agent for each request,
+    /// asked for ahead, while the request before it is sent.
     pub async fn credential(
         &self,
         htm: &str,
@@ -247,21 +278,26 @@ impl ResourceAuth {
         {
             return Ok(Some(Credential::bearer(t.clone())));
         }
-        let dpop = || regent_proto::DpopRequest {
-            htm: htm.to_string(),
-            htu: htu.to_string(),
-        };
+        if self.bound.load(Ordering::Relaxed) {
+            if let Some(c) = self.take_ahead(htm, htu, now) {
+                self.fill_ahead(htm, htu);
+                return Ok(Some(c));
+            }
+        }
         let mut req = TokenRequest {
             registry: Some(self.name.clone()),
             min_valid_secs: None,
             // Asked for only once a token was DPoP (an older agent refuses the field).
-            dpop: self.bound.load(Ordering::Relaxed).then(dpop),
+            dpop: self
+                .bound
+                .load(Ordering::Relaxed)
+                .then(|| self.dpop_request(htm, htu)),
         };
         let mut answer = self.agent.token(&req).await;
         if let Ok(t) = &answer {
             if t.token_type.eq_ignore_ascii_case("dpop") && req.dpop.is_none() {
                 self.bound.store(true, Ordering::Relaxed);
-                req.dpop = Some(dpop());
+                req.dpop = Some(self.dpop_request(htm, htu));
                 answer = self.agent.token(&req).await;
             }
         }
@@ -270,6 +306,7 @@ impl ResourceAuth {
                 let token = t.access_token.into_inner();
                 if let Some(proof) = t.dpop_proof {
                     self.bound.store(true, Ordering::Relaxed);
+                    self.fill_ahead(htm, htu);
                     return Ok(Some(Credential {
                         token,
                         proof: Some(proof.into_inner()),
@@ -295,6 +332,77 @@ impl ResourceAuth {
         }
     }
 
+    fn dpop_request(&self, htm: &str, htu: &str) -> regent_proto::DpopRequest {
+        regent_proto::DpopRequest {
+            htm: htm.to_string(),
+            htu: htu.to_string(),
+            nonce: self.nonce.lock().unwrap().clone(),
+        }
+    }
+
+    /// The proof made ahead, if it is for this request and still fresh.
+    fn take_ahead(&self, htm: &str, htu: &str, now: time::OffsetDateTime) -> Option<Credential> {
+        let a = self.ahead.lock().unwrap().take()?;
+        let nonce = self.nonce.lock().unwrap().clone();
+        let fits = a.htm == htm
+            && a.htu == htu
+            && a.nonce == nonce
+            && a.made.elapsed() < AHEAD_MAX_AGE
+            && a.expires_at.is_none_or(|exp| now + CACHE_MARGIN < exp);
+        fits.then_some(Credential {
+            token: a.token,
+            proof: Some(a.proof),
+        })
+    }
+
+    /// Asks the agent, in the background, for the proof of the next request
+    /// like this one (one at a time; nothing when there is no runtime).
+    fn fill_ahead(&self, htm: &str, htu: &str) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if self.filling.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let this = self.clone();
+        let dpop = self.dpop_request(htm, htu);
+        let refusals = self.refusals.load(Ordering::Acquire);
+        rt.spawn(async move {
+            let req = TokenRequest {
+                registry: Some(this.name.clone()),
+                min_valid_secs: None,
+                dpop: Some(dpop.clone()),
+            };
+            if let Ok(t) = this.agent.token(&req).await {
+                let mut ahead = this.ahead.lock().unwrap();
+                // A refusal since: its token may be the refused one.
+                let current = this.refusals.load(Ordering::Acquire) == refusals;
+                if let Some(proof) = t.dpop_proof.filter(|_| current) {
+                    *ahead = Some(Ahead {
+                        htm: dpop.htm,
+                        htu: dpop.htu,
+                        nonce: dpop.nonce,
+                        token: t.access_token.into_inner(),
+                        expires_at: t.expires_at,
+                        proof: proof.into_inner(),
+                        made: std::time::Instant::now(),
+                    });
+                }
+            }
+            this.filling.store(false, Ordering::Release);
+        });
+    }
+
+    /// Keeps the server's new `DPoP-Nonce`, if it gave one.
+    fn note_nonce(&self, answer: &impl Answer) {
+        if let Some(n) = answer.dpop_nonce() {
+            let mut kept = self.nonce.lock().unwrap();
+            if kept.as_deref() != Some(n.as_str()) {
+                *kept = Some(n);
+            }
+        }
+    }
+
     /// Sends a `htm` request to `htu` built by `send` (given what to
     /// carry) and follows the agent's answer to each refusal, until an
     /// answer that is not a refusal comes back.
@@ -314,13 +422,20 @@ impl ResourceAuth {
             let credential = self.credential(htm, htu).await?;
             let token = credential.as_ref().map(|c| c.token.clone());
             let answer = send(credential).await.map_err(AuthError::Send)?;
+            self.note_nonce(&answer);
             let status = answer.status();
             if status != 401 && status != 403 {
                 return Ok(answer);
             }
             attempt += 1;
-            // A refused token is not sent again (the agent decides what comes next).
+            // A refused token is not sent again (the agent decides what comes
+            // next), nor a proof made for it ahead.
             self.cached.lock().unwrap().take();
+            {
+                let mut ahead = self.ahead.lock().unwrap();
+                self.refusals.fetch_add(1, Ordering::AcqRel);
+                ahead.take();
+            }
             if attempt > MAX_REFUSALS {
                 return Err(AuthError::Refused {
                     resource: self.name.clone(),

@@ -297,6 +297,12 @@ pub struct WorkloadConfig {
     /// Where the AS metadata is, when not at the issuer's well-known URLs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata_url: Option<String>,
+    /// As [`OAuthConfig::dpop`].
+    #[serde(default, skip_serializing_if = "DpopMode::is_default")]
+    pub dpop: DpopMode,
+    /// As [`OAuthConfig::resource_dpop`].
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub resource_dpop: bool,
 }
 
 /// Enterprise-managed authorization (MCP "cross-app access"): the login at
@@ -321,6 +327,12 @@ pub struct EnterpriseConfig {
     /// Where the AS metadata is, when not at the issuer's well-known URLs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata_url: Option<String>,
+    /// As [`OAuthConfig::dpop`].
+    #[serde(default, skip_serializing_if = "DpopMode::is_default")]
+    pub dpop: DpopMode,
+    /// As [`OAuthConfig::resource_dpop`].
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub resource_dpop: bool,
 }
 
 /// A static Bearer token kept in a file, read on every request. Unknown
@@ -792,6 +804,11 @@ pub struct DpopRequest {
     pub htm: String,
     /// Its URL (`htu`; the agent drops the query and fragment).
     pub htu: String,
+    /// The `DPoP-Nonce` the resource server gave last, where the caller saw
+    /// one on an answer that was not a refusal (RFC 9449 §9: a server may
+    /// move its nonce on any answer); the agent keeps it for the origin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
 }
 
 /// The answer of `POST /v1/token`. Its `Debug` never shows the token.

@@ -16,19 +16,7 @@ async fn a_dpop_login_binds_its_tokens_and_a_restart_keeps_the_binding() {
     let idp = Idp::start(IdpOptions::default());
     let agent = Agent::start(AgentOptions::default()).await;
     // A registry the agent is told to bind for (its metadata cannot say).
-    let out = agent.regent(&[
-        "registry",
-        "add",
-        "corp",
-        crate::REGISTRY_URL,
-        "--issuer",
-        &idp.issuer,
-        "--client-id",
-        regent_tests::idp::CLIENT_ID,
-        "--dpop",
-        "always",
-    ]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    add_bound_registry(&agent, &idp);
     let status: Value = serde_json::from_str(&agent.regent(&["status", "--json"]).stdout).unwrap();
     assert_eq!(
         status["registries"][0]["auth"]["dpop"], "always",
@@ -83,11 +71,11 @@ async fn without_dpop_tokens_stay_bearer_tokens() {
 #[tokio::test]
 async fn proofs_reach_a_server_that_checks_them_and_replays_are_refused() {
     let idp = Idp::start(IdpOptions::default());
-    let servers = McpServers::start_dual(&idp.issuer, &["dpop1", "dpopn1"]);
+    let servers = McpServers::start_dual(&idp.issuer, &["dpop1", "dpopn1", "dpopr1"]);
     let agent = Agent::start(AgentOptions::default()).await;
     // Added as they are: their metadata names DPoP and the IdP offers it, so
     // the default (auto) binds.
-    for name in ["dpop1", "dpopn1"] {
+    for name in ["dpop1", "dpopn1", "dpopr1"] {
         let out = agent.regent(&["mcp", "add", name, servers.url(name)]);
         assert_eq!(out.code, 0, "{}", out.stderr);
     }
@@ -103,7 +91,24 @@ async fn proofs_reach_a_server_that_checks_them_and_replays_are_refused() {
         let me: Value = serde_json::from_str(answers[0].text.as_deref().unwrap()).unwrap();
         assert_eq!(me["server"], name, "{me}");
     }
+    // A server that moves its nonce with every answer: the bridge follows it
+    // (RFC 9449 §9), so only its first request, before any nonce, is refused.
+    let calls3 = [
+        ("whoami", json!({})),
+        ("whoami", json!({})),
+        ("whoami", json!({})),
+    ];
+    let answers = regent_tests::mcp::real_client(&agent, "2026-07-28", "dpopr1", &calls3)
+        .unwrap_or_else(|e| panic!("dpopr1: {e}"));
+    assert_eq!(answers.len(), 3);
     let log = servers.log().await;
+    let refused_r: Vec<&Value> = log["dpop"]["refused"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["server"] == "dpopr1")
+        .collect();
+    assert_eq!(refused_r.len(), 1, "a moved nonce was not followed: {log}");
     let sent: Vec<&Value> = log["requests"]
         .as_array()
         .unwrap()
@@ -121,7 +126,7 @@ async fn proofs_reach_a_server_that_checks_them_and_replays_are_refused() {
     assert!(
         refused
             .iter()
-            .all(|r| r["error"] == "use_dpop_nonce" && r["server"] == "dpopn1"),
+            .all(|r| r["error"] == "use_dpop_nonce" && r["server"] != "dpop1"),
         "{log}"
     );
 
@@ -173,19 +178,7 @@ async fn proofs_reach_a_server_that_checks_them_and_replays_are_refused() {
 async fn a_forwarded_session_gets_proofs_and_never_the_key() {
     let idp = Idp::start(IdpOptions::default());
     let agent = Agent::start(AgentOptions::default()).await;
-    let out = agent.regent(&[
-        "registry",
-        "add",
-        "corp",
-        crate::REGISTRY_URL,
-        "--issuer",
-        &idp.issuer,
-        "--client-id",
-        regent_tests::idp::CLIENT_ID,
-        "--dpop",
-        "always",
-    ]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    add_bound_registry(&agent, &idp);
     let w = World { idp, agent };
     w.login("alice").await;
     assert_eq!(w.agent.regent(&["forward", "allow", "corp"]).code, 0);
@@ -198,6 +191,7 @@ async fn a_forwarded_session_gets_proofs_and_never_the_key() {
             dpop: Some(regent_proto::DpopRequest {
                 htm: "GET".into(),
                 htu: format!("{htu}?limit=1"),
+                nonce: None,
             }),
         })
         .await
@@ -262,4 +256,199 @@ async fn client_credentials_tokens_are_bound_and_proved_too() {
         status["mcp_servers"][0]["auth"]["dpop_bound"], true,
         "{status}"
     );
+}
+
+/// A bound browser login names its key in the authorization request
+/// (`dpop_jkt`, RFC 9449 §10): the IdP binds the code to it, so a code
+/// caught on its way back to the loopback port cannot be redeemed with
+/// another key. The IdP holds regent to it: a code bound to another key is
+/// refused at the exchange, and the login fails.
+#[tokio::test]
+async fn a_browser_login_binds_its_code_to_the_key() {
+    use regent_proto::{LoginFlow, LoginRequest, LoginState};
+    let idp = Idp::start(IdpOptions::default());
+    let agent = Agent::start(AgentOptions::default()).await;
+    add_bound_registry(&agent, &idp);
+    let w = World { idp, agent };
+    let start = || async {
+        w.agent
+            .client()
+            .login(&LoginRequest {
+                registry: Some("corp".into()),
+                flow: LoginFlow::Browser,
+                force: true,
+            })
+            .await
+            .expect("browser login starts")
+    };
+    let param = |url: &url::Url, name: &str| {
+        url.query_pairs()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    };
+
+    let login = start().await;
+    let url = url::Url::parse(login.authorize_url.as_deref().unwrap()).unwrap();
+    let jkt = param(&url, "dpop_jkt").expect("a bound login names its key");
+    let cb = regent_tests::forms::Session::default()
+        .authorize(url.as_str(), "alice")
+        .await
+        .unwrap();
+    reqwest::get(cb).await.unwrap();
+    let s = w.agent.client().login_status(&login.id, 10).await.unwrap();
+    assert_eq!(s.status, LoginState::Succeeded, "{s:?}");
+    let claims = w.idp.introspect(&w.token(&[])).await;
+    assert_eq!(claims["cnf"]["jkt"], jkt.as_str(), "{claims}");
+
+    // The same login with the code bound to some other key.
+    let login = start().await;
+    let url = url::Url::parse(login.authorize_url.as_deref().unwrap()).unwrap();
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = if k == "dpop_jkt" {
+                "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I".to_string()
+            } else {
+                v.into_owned()
+            };
+            (k.into_owned(), v)
+        })
+        .collect();
+    let mut other = url.clone();
+    other.query_pairs_mut().clear().extend_pairs(pairs);
+    let cb = regent_tests::forms::Session::default()
+        .authorize(other.as_str(), "alice")
+        .await
+        .unwrap();
+    reqwest::get(cb).await.unwrap();
+    let s = w.agent.client().login_status(&login.id, 10).await.unwrap();
+    assert_eq!(s.status, LoginState::Failed, "{s:?}");
+}
+
+/// `registry add corp` at the test IdP, with `--dpop always` (a registry's
+/// metadata cannot say it takes DPoP).
+fn add_bound_registry(agent: &Agent, idp: &Idp) {
+    let out = agent.regent(&[
+        "registry",
+        "add",
+        "corp",
+        crate::REGISTRY_URL,
+        "--issuer",
+        &idp.issuer,
+        "--client-id",
+        regent_tests::idp::CLIENT_ID,
+        "--dpop",
+        "always",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}
+
+/// A workload's token (RFC 7523 jwt-bearer, the platform's JWT as the
+/// assertion) is bound too: the grant carries a proof, and every request
+/// to the server one made by the agent.
+#[tokio::test]
+async fn a_workload_identity_token_is_bound_and_proved() {
+    let idp = Idp::start(IdpOptions::default());
+    let servers = McpServers::start_dual(&idp.issuer, &["dpop1"]);
+    let agent = Agent::start(AgentOptions::default()).await;
+    let file = agent.home().join("workload.jwt");
+    std::fs::write(&file, idp.workload_token("build-bot").await).unwrap();
+    let out = agent.regent(&[
+        "mcp",
+        "add",
+        "w",
+        servers.url("dpop1"),
+        "--workload-token-file",
+        file.to_str().unwrap(),
+        "--client-id",
+        "regent-ent",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let me = whoami_through_proxy(&agent, "w").await;
+    assert_eq!(me["sub"], "build-bot", "{me}");
+    assert_bound(&agent, &idp, &servers, "w").await;
+}
+
+/// Enterprise-managed authorization: the token exchange at the enterprise
+/// IdP and the jwt-bearer grant at the server's AS both prove the same key,
+/// so the ID-JAG is bound to it and the AS mints a token bound to it.
+#[tokio::test]
+async fn an_enterprise_managed_token_is_bound_from_the_id_jag_on() {
+    let idp = Idp::start(IdpOptions::default());
+    let servers = McpServers::start_dual(&idp.issuer, &["dpop1"]);
+    let agent = Agent::start(AgentOptions::default()).await;
+    let out = agent.regent(&[
+        "idp",
+        "add",
+        "ent",
+        "--issuer",
+        &idp.issuer,
+        "--client-id",
+        "regent-ent",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    crate::device_login(&agent, Some("ent"), "alice").await;
+    let secret = agent.home().join("jag-secret");
+    std::fs::write(&secret, "jag-secret").unwrap();
+    let out = agent.regent(&[
+        "mcp",
+        "add",
+        "e",
+        servers.url("dpop1"),
+        "--enterprise-idp",
+        "ent",
+        "--client-id",
+        "regent-jag",
+        "--client-secret-file",
+        secret.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let me = whoami_through_proxy(&agent, "e").await;
+    assert_eq!(me["sub"], "alice", "{me}");
+    let jkt = assert_bound(&agent, &idp, &servers, "e").await;
+    let jags = idp.id_jags().await;
+    assert_eq!(jags.as_array().unwrap().len(), 1, "{jags}");
+    assert_eq!(
+        jags[0]["jkt"],
+        jkt.as_str(),
+        "the ID-JAG is not bound: {jags}"
+    );
+}
+
+/// `whoami` at resource `name` through `regent mcp proxy` (2026-07-28).
+async fn whoami_through_proxy(agent: &Agent, name: &str) -> Value {
+    let answers =
+        regent_tests::mcp::real_client(agent, "2026-07-28", name, &[("whoami", json!({}))])
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    serde_json::from_str(answers[0].text.as_deref().unwrap()).unwrap()
+}
+
+/// Resource `name`'s token is bound to a key (its `cnf.jkt`, returned), status
+/// says so, and every request that reached the servers carried a proof.
+async fn assert_bound(agent: &Agent, idp: &Idp, servers: &McpServers, name: &str) -> String {
+    let status: Value = serde_json::from_str(&agent.regent(&["status", "--json"]).stdout).unwrap();
+    let entry = status["mcp_servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("{status}"));
+    assert_eq!(entry["auth"]["dpop_bound"], true, "{status}");
+    let out = agent.regent(&["token", name]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let claims = idp.introspect(out.stdout.trim()).await;
+    assert_eq!(claims["token_type"], "DPoP", "{claims}");
+    let log = servers.log().await;
+    let sent: Vec<&Value> = log["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["scheme"].is_string())
+        .collect();
+    assert!(
+        !sent.is_empty() && sent.iter().all(|r| r["scheme"] == "DPoP"),
+        "{log}"
+    );
+    assert!(log["dpop"]["accepted"].as_u64().unwrap() >= 2, "{log}");
+    claims["cnf"]["jkt"].as_str().unwrap().to_string()
 }

@@ -272,6 +272,69 @@ async fn regent_ssh_lends_tokens_to_a_real_sshd_session() {
     assert!(!local.status.success(), "a local agent was started instead");
 }
 
+/// `regent ssh` to a real sshd with a DPoP-bound MCP server: the remote side
+/// asks for the headers of one request and gets a proof the agent made here
+/// (the key never crosses); the headers work once, and the token alone,
+/// sent as a Bearer token, is refused.
+#[tokio::test]
+async fn regent_ssh_gets_dpop_proofs_from_the_agent() {
+    let Some(s) = sshd(SshdOptions::default()) else {
+        return;
+    };
+    let idp = regent_tests::Idp::start(regent_tests::IdpOptions::default());
+    let servers = regent_tests::mcp::McpServers::start_dual(&idp.issuer, &["dpop1"]);
+    let agent = regent_tests::Agent::start(regent_tests::AgentOptions::default()).await;
+    let url = servers.url("dpop1");
+    assert_eq!(agent.regent(&["mcp", "add", "dpop1", url]).code, 0);
+    crate::device_login(&agent, Some("dpop1"), "alice").await;
+    assert_eq!(agent.regent(&["forward", "allow", "dpop1"]).code, 0);
+    agent.forward_socket().await;
+    let regent = regent_tests::bin("regent").display().to_string();
+    let mut args = vec!["ssh".to_string()];
+    args.extend(s.ssh_args());
+    args.push("--".into());
+    for a in [regent.as_str(), "token", "dpop1", "--dpop", "POST", url] {
+        args.push(a.to_string());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, out, err) = text(&agent.regent_command(&args).output().unwrap());
+    assert_eq!(code, 0, "{err}\nsshd: {}", s.log());
+    let headers: Vec<(&str, &str)> = out.lines().map(|l| l.split_once(": ").unwrap()).collect();
+    assert_eq!(headers[0].0, "Authorization", "{out}");
+    assert!(headers[0].1.starts_with("DPoP "), "{out}");
+    assert_eq!(headers[1].0, "DPoP", "{out}");
+
+    let http = reqwest::Client::new();
+    let init = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "remote", "version": "1"}}});
+    let send = |auth: String, proof: Option<&str>| {
+        let mut req = http
+            .post(url)
+            .header("authorization", auth)
+            .header("accept", "application/json, text/event-stream")
+            .json(&init);
+        if let Some(p) = proof {
+            req = req.header("dpop", p);
+        }
+        req.send()
+    };
+    let first = send(headers[0].1.to_string(), Some(headers[1].1))
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 200, "the remote side's headers work");
+    let again = send(headers[0].1.to_string(), Some(headers[1].1))
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 401, "a proof was taken twice");
+    let token = headers[0].1.trim_start_matches("DPoP ");
+    let bare = send(format!("Bearer {token}"), None).await.unwrap();
+    assert_eq!(
+        bare.status(),
+        401,
+        "the bound token was taken without a proof"
+    );
+    assert!(agent.log().contains("lent a token over forwarding"));
+}
+
 /// A server that refuses stream-local forwarding: said so, naming the setting.
 #[tokio::test]
 async fn a_refused_forward_is_explained() {

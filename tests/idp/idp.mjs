@@ -29,6 +29,20 @@
 //   regent-exact     public, redirect URI matched exactly (IDP_EXACT_PORT)
 //   regent-basic     confidential (client_secret_basic, secret "basic-secret"): for
 //                    oidc-agent, which the benchmark compares `regent token` with
+//   regent-ent       public, native, every user grant, RFC 8693 token exchange and RFC
+//                    7523 jwt-bearer: the client at the enterprise IdP (an ID token for
+//                    an ID-JAG), and a workload's client
+//   regent-jag       confidential (client_secret_basic, secret "jag-secret"), RFC 7523
+//                    jwt-bearer only: the client at an MCP server's AS that redeems
+//                    ID-JAGs and workload tokens
+//
+// Grants oidc-provider does not have, added here (with its DPoP check and binding):
+//   token exchange (RFC 8693): an ID token of this IdP (issued to the client asking) for
+//     an ID-JAG (requested_token_type urn:ietf:params:oauth:token-type:id-jag), ES256,
+//     naming `audience` and `resource`; a DPoP proof puts its key in the ID-JAG's cnf.jkt
+//   jwt-bearer (RFC 7523): an ID-JAG, or a workload token, with aud = this issuer, for an
+//     access token for `resource` (opaque, introspectable); an ID-JAG bound to a key is
+//     redeemed only with a proof of that key; a proof binds the access token
 //
 // Prints one JSON line on stdout once listening:
 //   {"issuer": "http://127.0.0.1:PORT", "port": PORT, "pid": PID}
@@ -41,6 +55,10 @@
 //   GET  /__test/refresh-tokens -> the refresh tokens issued so far, oldest first
 //   GET  /__test/rotations -> every refresh-token rotation: [{"from": RT, "to": RT}]
 //   GET  /__test/client-key -> regent-pss's private key, PKCS#8 PEM
+//   GET  /__test/id-jags -> every ID-JAG issued: [{"sub", "aud", "resource", "jkt"}] (jkt: the
+//                           key it is bound to, or null)
+//   GET  /__test/workload-token?sub=S -> a workload identity JWT (ES256, iss ISSUER/workload,
+//                           aud ISSUER, 10 minutes), as a platform would project it
 //   GET  /__test/replays -> refresh tokens presented again after their rotation (each
 //                           revoked its grant: reuse detection)
 //   POST /__test/release -> answers every token request held by the "hold" fault
@@ -64,7 +82,11 @@ import * as crypto from 'node:crypto';
 import * as http from 'node:http';
 import * as querystring from 'node:querystring';
 
-import Provider from 'oidc-provider';
+import Provider, { errors } from 'oidc-provider';
+// The provider's own DPoP check and binding, for the two grants it does not have (below).
+// Imported by path: the version is pinned in package.json.
+import validateDpop, { checkDpopReplay } from 'oidc-provider/lib/helpers/validate_dpop.js';
+import { applyDpopBinding } from 'oidc-provider/lib/helpers/grant_common.js';
 
 // oidc-provider prints its notices with console.info (stdout); stdout carries only the
 // ready line, so send everything else to stderr.
@@ -117,6 +139,13 @@ const signingKey = { ...privateKey.export({ format: 'jwk' }), kid: 'idp-rs256', 
 // made here and handed to tests by GET /__test/client-key.
 const pss = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
 const pssJwk = { ...pss.publicKey.export({ format: 'jwk' }), kid: 'regent-pss', alg: 'PS256', use: 'sig' };
+// The keys of the JWTs the jwt-bearer grant trusts: a workload platform's, and ID-JAGs'.
+const workloadKey = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
+const jagKey = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
+const JWT_BEARER = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
+const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const ID_JAG = 'urn:ietf:params:oauth:token-type:id-jag';
+const ID_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:id_token';
 
 const provider = new Provider(issuer, {
   clients: [
@@ -167,6 +196,22 @@ const provider = new Provider(issuer, {
       token_endpoint_auth_signing_alg: 'PS256',
       jwks: { keys: [pssJwk] },
       grant_types: ['client_credentials'],
+      response_types: [],
+      redirect_uris: [],
+    },
+    {
+      client_id: 'regent-ent',
+      token_endpoint_auth_method: 'none',
+      application_type: 'native',
+      grant_types: ['authorization_code', 'refresh_token', 'urn:ietf:params:oauth:grant-type:device_code', TOKEN_EXCHANGE, JWT_BEARER],
+      response_types: ['code'],
+      redirect_uris: ['http://127.0.0.1/callback'],
+    },
+    {
+      client_id: 'regent-jag',
+      client_secret: 'jag-secret',
+      token_endpoint_auth_method: 'client_secret_basic',
+      grant_types: [JWT_BEARER],
       response_types: [],
       redirect_uris: [],
     },
@@ -250,6 +295,86 @@ const provider = new Provider(issuer, {
 });
 
 // ---------------------------------------------------------------------------------------
+// Token exchange for an ID-JAG, and the jwt-bearer grant (see the header).
+const b64 = (v) => Buffer.from(typeof v === 'string' ? v : JSON.stringify(v)).toString('base64url');
+function signJwt(key, typ, claims) {
+  const input = `${b64({ alg: 'ES256', typ })}.${b64(claims)}`;
+  const sig = crypto.sign('sha256', Buffer.from(input), { key, dsaEncoding: 'ieee-p1363' });
+  return `${input}.${sig.toString('base64url')}`;
+}
+// The claims of `jwt` if `key` signed it (ES256, or RS256 for the IdP's own ID tokens).
+function verifyJwt(jwt, key, alg) {
+  const parts = String(jwt ?? '').split('.');
+  if (parts.length !== 3) return null;
+  try {
+    const header = JSON.parse(Buffer.from(parts[0], 'base64url'));
+    if (header.alg !== alg) return null;
+    const input = Buffer.from(`${parts[0]}.${parts[1]}`);
+    const sig = Buffer.from(parts[2], 'base64url');
+    const ok = alg === 'ES256'
+      ? crypto.verify('sha256', input, { key, dsaEncoding: 'ieee-p1363' }, sig)
+      : crypto.verify('sha256', input, key, sig);
+    return ok ? JSON.parse(Buffer.from(parts[1], 'base64url')) : null;
+  } catch {
+    return null;
+  }
+}
+const idTokenKey = crypto.createPublicKey(privateKey);
+const idJags = [];
+const now = () => Math.floor(Date.now() / 1000);
+const audOf = (claims) => [claims.aud ?? []].flat();
+
+provider.registerGrantType(TOKEN_EXCHANGE, async (ctx) => {
+  const p = ctx.oidc.params;
+  if (p.requested_token_type !== ID_JAG || p.subject_token_type !== ID_TOKEN_TYPE) {
+    throw new errors.InvalidRequest('this IdP exchanges an ID token for an ID-JAG only');
+  }
+  const idt = verifyJwt(p.subject_token, idTokenKey, 'RS256');
+  if (!idt || idt.iss !== issuer || !audOf(idt).includes(ctx.oidc.client.clientId) || idt.exp < now()) {
+    throw new errors.InvalidGrant('the subject token is not a valid ID token of this IdP for this client');
+  }
+  const dPoP = await validateDpop(provider, ctx);
+  if (dPoP) await checkDpopReplay(provider, ctx, dPoP, ctx.oidc.client.clientId);
+  const jag = signJwt(jagKey.privateKey, 'oauth-id-jag+jwt', {
+    iss: issuer, sub: idt.sub, aud: p.audience, resource: p.resource, scope: p.scope,
+    jti: crypto.randomUUID(), iat: now(), exp: now() + 300,
+    ...(dPoP ? { cnf: { jkt: dPoP.thumbprint } } : {}),
+  });
+  idJags.push({ sub: idt.sub, aud: p.audience, resource: p.resource ?? null, jkt: dPoP?.thumbprint ?? null });
+  ctx.body = { access_token: jag, issued_token_type: ID_JAG, token_type: 'N_A', expires_in: 300 };
+}, ['requested_token_type', 'subject_token', 'subject_token_type', 'audience', 'resource', 'scope']);
+
+provider.registerGrantType(JWT_BEARER, async (ctx) => {
+  const p = ctx.oidc.params;
+  const claims = verifyJwt(p.assertion, workloadKey.publicKey, 'ES256')
+    ?? verifyJwt(p.assertion, jagKey.publicKey, 'ES256');
+  if (!claims || !audOf(claims).includes(issuer) || claims.exp < now()) {
+    throw new errors.InvalidGrant('the assertion is not a JWT this AS trusts, for it, unexpired');
+  }
+  const dPoP = await validateDpop(provider, ctx);
+  if (claims.cnf?.jkt && claims.cnf.jkt !== dPoP?.thumbprint) {
+    throw new errors.InvalidGrant('the ID-JAG is bound to a key (DPoP) this request does not prove');
+  }
+  const { client } = ctx.oidc;
+  const resource = p.resource ?? claims.resource;
+  const scope = (p.scope ?? claims.scope ?? '').split(' ').filter(Boolean).join(' ') || undefined;
+  const grant = new provider.Grant({ accountId: claims.sub, clientId: client.clientId });
+  if (resource && scope) grant.addResourceScope(resource, scope);
+  const grantId = await grant.save();
+  const at = new provider.AccessToken({ accountId: claims.sub, client, grantId, gty: 'jwt_bearer', scope });
+  if (resource) {
+    at.resourceServer = new provider.ResourceServer(resource, {
+      scope: 'registry:read mcp:tools mcp:admin', audience: resource,
+      accessTokenFormat: 'opaque', accessTokenTTL: ACCESS_TTL,
+    });
+  }
+  await applyDpopBinding(provider, ctx, dPoP, at);
+  const value = await at.save();
+  issued.push(value);
+  ctx.body = { access_token: value, token_type: at.tokenType, expires_in: at.expiration, scope };
+}, ['assertion', 'scope', 'resource']);
+
+// ---------------------------------------------------------------------------------------
 // Test hooks. provider.use() inserts middleware ahead of the provider's own router.
 const paths = {
   token: provider.pathFor('token'),
@@ -303,6 +428,15 @@ provider.use(async (ctx, next) => {
     if (ctx.method === 'GET' && ctx.path === '/__test/refresh-tokens') return json(ctx, 200, refreshTokens);
     if (ctx.method === 'GET' && ctx.path === '/__test/rotations') return json(ctx, 200, rotations);
     if (ctx.method === 'GET' && ctx.path === '/__test/replays') return json(ctx, 200, replays);
+    if (ctx.method === 'GET' && ctx.path === '/__test/id-jags') return json(ctx, 200, idJags);
+    if (ctx.method === 'GET' && ctx.path === '/__test/workload-token') {
+      const sub = new URLSearchParams(ctx.querystring).get('sub') || 'workload';
+      ctx.type = 'text/plain';
+      ctx.body = signJwt(workloadKey.privateKey, 'JWT', {
+        iss: `${issuer}/workload`, sub, aud: issuer, iat: now(), exp: now() + 600,
+      });
+      return undefined;
+    }
     if (ctx.method === 'GET' && ctx.path === '/__test/client-key') {
       ctx.type = 'application/x-pem-file';
       ctx.body = pss.privateKey.export({ format: 'pem', type: 'pkcs8' });

@@ -20,7 +20,8 @@
 // whose signature, typ, htm, htu, iat (±60 s), jti (never twice), ath and key
 // thumbprint hold; never as Bearer. A server named "dpop*" names DPoP in its
 // resource metadata (dpop_signing_alg_values_supported); "dpopn*" also wants its nonce
-// in each proof (401 use_dpop_nonce with DPoP-Nonce otherwise).
+// in each proof (401 use_dpop_nonce with DPoP-Nonce otherwise); "dpopr*" wants it too, and
+// gives a new one with every answer it accepts.
 // Test endpoint: GET /__test/log -> {"requests": [{server, http, method, version,
 // session, mcp_method, mcp_name, status}], "introspections": n}
 
@@ -170,12 +171,19 @@ for (const name of NAMES) {
       return next();
     }
     if (scheme.toLowerCase() !== 'dpop') return next();
-    if (name.startsWith('dpopn') && !nonces.has(name)) nonces.set(name, randomUUID());
-    const checked = checkProof(req, token, url.href, name.startsWith('dpopn') ? nonces.get(name) : null);
+    const wantsNonce = name.startsWith('dpopn') || name.startsWith('dpopr');
+    if (wantsNonce && !nonces.has(name)) nonces.set(name, randomUUID());
+    const checked = checkProof(req, token, url.href, wantsNonce ? nonces.get(name) : null);
     if (checked === 'use_dpop_nonce') return refuse('use_dpop_nonce', 'a nonce is required');
     if (typeof checked === 'string') return refuse('invalid_dpop_proof', checked);
     if (bound && checked.jkt !== bound) return refuse('invalid_dpop_proof', 'the proof key is not the one the token is bound to');
     log.dpop.accepted += 1;
+    if (name.startsWith('dpopr')) {
+      // A new nonce on every answer (RFC 9449 §9); the last one given is the only one taken.
+      const next = randomUUID();
+      nonces.set(name, next);
+      res.set('DPoP-Nonce', next);
+    }
     req.headers.authorization = `Bearer ${token}`;
     req.dpop = true;
     return next();

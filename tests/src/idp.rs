@@ -153,6 +153,25 @@ impl Idp {
             .unwrap()
     }
 
+    /// A workload identity JWT for `sub`, as a platform would project it
+    /// (the IdP's jwt-bearer grant trusts it).
+    pub async fn workload_token(&self, sub: &str) -> String {
+        self.http
+            .get(format!("{}/__test/workload-token?sub={sub}", self.issuer))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// Every ID-JAG the IdP's token exchange issued: `sub`, `aud`,
+    /// `resource`, and `jkt`, the key it is bound to (or null).
+    pub async fn id_jags(&self) -> Value {
+        crate::get_json(&self.http, format!("{}/__test/id-jags", self.issuer)).await
+    }
+
     /// Refresh-token grants so far.
     pub async fn refreshes(&self) -> u64 {
         self.counts().await["token"]["refresh_token"]

@@ -368,6 +368,7 @@ async fn token(agent: &AgentClient, args: TokenArgs) -> Result {
             dpop: args.dpop.as_ref().map(|d| regent_proto::DpopRequest {
                 htm: d[0].to_ascii_uppercase(),
                 htu: d[1].clone(),
+                nonce: None,
             }),
         })
         .await?;

@@ -186,6 +186,7 @@ impl Agent {
                             scopes: Vec::new(),
                             callback_port: o.config.callback_port,
                             assume_pkce_s256: o.config.assume_pkce_s256,
+                            dpop: o.config.dpop,
                             ..Ask::default()
                         };
                         let auth = self

@@ -408,8 +408,8 @@ fn entry(
     }
 }
 
-/// The DPoP mode the user gave, on a user login's or a client's config
-/// (the other kinds of auth do not bind tokens yet).
+/// The DPoP mode the user gave, on any auth that gets tokens from an AS
+/// (a static token cannot be bound).
 fn set_dpop(
     name: &str,
     auth: &mut Option<AuthConfig>,
@@ -425,9 +425,17 @@ fn set_dpop(
             c.dpop = m;
             Ok(())
         }
+        (Some(AuthConfig::Workload(w)), Some(m)) => {
+            w.dpop = m;
+            Ok(())
+        }
+        (Some(AuthConfig::Enterprise(e)), Some(m)) => {
+            e.dpop = m;
+            Ok(())
+        }
         (_, Some(regent_proto::DpopMode::Never | regent_proto::DpopMode::Auto)) => Ok(()),
         (_, Some(regent_proto::DpopMode::Always)) => Err(AgentError::Invalid(format!(
-            "{name}: DPoP binds the tokens of a user login (OAuth); this resource has none"
+            "{name}: DPoP binds tokens an authorization server issues; this resource has none"
         ))),
     }
 }

@@ -560,6 +560,9 @@ impl Agent {
         };
         t.token_type = "DPoP".into();
         if let Some(d) = dpop {
+            if let Some(n) = &d.nonce {
+                self.ctx.dpop_nonces.put(&d.htu, n);
+            }
             let nonce = self.ctx.dpop_nonces.get(&d.htu);
             let proof = key
                 .proof(

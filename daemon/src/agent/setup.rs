@@ -30,6 +30,8 @@ pub struct Ask {
     pub callback_port: Option<u16>,
     /// The AS supports S256 although its metadata does not say so.
     pub assume_pkce_s256: bool,
+    /// The DPoP mode chosen (a rediscovery keeps the user's).
+    pub dpop: regent_proto::DpopMode,
 }
 
 impl Agent {
@@ -67,6 +69,8 @@ impl Agent {
                     },
                     resource: Some(found.resource),
                     metadata_url: found.issuer.metadata_url,
+                    dpop: Default::default(),
+                    resource_dpop: found.resource_dpop,
                 });
                 self.check_auth(name, Some(&auth)).await?;
                 Ok(Some(auth))
@@ -88,6 +92,8 @@ impl Agent {
                     scopes,
                     callback_port,
                     assume_pkce_s256,
+                    // Set after, from what the user gave (set_dpop).
+                    dpop: Default::default(),
                 };
                 self.discovered(name, Kind::Mcp, url, ask, None).await
             }
@@ -210,6 +216,8 @@ impl Agent {
                     },
                     resource: Some(found.resource),
                     metadata_url: found.issuer.metadata_url,
+                    dpop: Default::default(),
+                    resource_dpop: found.resource_dpop,
                 })))
             }
         }
@@ -276,7 +284,7 @@ impl Agent {
             metadata_url: found.issuer.metadata_url,
             endpoints: found.issuer.endpoints,
             own_grant: false,
-            dpop: Default::default(),
+            dpop: ask.dpop,
             resource_dpop: found.resource_dpop,
         })))
     }

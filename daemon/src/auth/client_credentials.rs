@@ -3,17 +3,16 @@
 //! again when they run out (the same cell rules: single flight, refresh
 //! ahead, backoff).
 
+use super::machine_key::MachineKey;
 use super::Standing;
 use crate::ctx::Ctx;
 use crate::grant::from_oauth;
 use crate::oauth::dpop::DpopKey;
-use crate::oauth::http::with_dpop;
 use crate::oauth::{exchange, Issuer, Target};
 use crate::token::{AccessToken, Cell, TokenError, Want};
 use futures::FutureExt;
-use regent_proto::DpopMode;
 use regent_proto::{AuthState, ClientCredentialsConfig};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The token source of a client-credentials resource.
@@ -21,10 +20,8 @@ pub struct ClientCredentials {
     /// The configuration.
     pub config: ClientCredentialsConfig,
     cell: Arc<Cell>,
-    /// The key its tokens are bound to (DPoP), once the AS bound one: kept in
-    /// memory only (there is no refresh token; after a restart a new token is
-    /// minted with a new key).
-    key: Arc<Mutex<Option<Arc<DpopKey>>>>,
+    /// The key its tokens are bound to (DPoP), once the AS bound one.
+    key: Arc<MachineKey>,
 }
 
 impl ClientCredentials {
@@ -39,7 +36,7 @@ impl ClientCredentials {
 
     /// The key its tokens are bound to (DPoP), if they are.
     pub fn dpop_key(&self) -> Option<Arc<DpopKey>> {
-        self.key.lock().unwrap().clone()
+        self.key.get()
     }
 
     /// Where the AS is (no authorization code flow runs there).
@@ -88,31 +85,13 @@ impl ClientCredentials {
 async fn mint(
     ctx: Arc<Ctx>,
     config: ClientCredentialsConfig,
-    bound: Arc<Mutex<Option<Arc<DpopKey>>>>,
+    key: Arc<MachineKey>,
 ) -> Result<AccessToken, TokenError> {
     let meta = ctx
         .issuers
         .get(&ctx.idp, &ClientCredentials::issuer(&config))
         .await
         .map_err(from_oauth)?;
-    // DPoP as for a user's login: `auto` where the AS offers it and the
-    // resource's metadata names it; the key made for the first token is kept.
-    let offered = meta
-        .dpop_signing_alg_values_supported
-        .as_ref()
-        .is_some_and(|a| a.iter().any(|a| a == crate::oauth::dpop::ALG));
-    let bind = match config.dpop {
-        DpopMode::Always => true,
-        DpopMode::Auto => offered && config.resource_dpop,
-        DpopMode::Never => false,
-    };
-    let key = match (bind, bound.lock().unwrap().clone()) {
-        (false, _) => None,
-        (true, Some(k)) => Some(k),
-        (true, None) => Some(Arc::new(
-            DpopKey::generate().map_err(|e| TokenError::Internal(e.to_string()))?,
-        )),
-    };
     let client = ctx
         .clients
         .auth(&ctx.store, &config.issuer, &config.client_id)
@@ -121,13 +100,16 @@ async fn mint(
         resource: config.resource.clone(),
         audience: None,
     };
-    let tokens = with_dpop(
-        key.clone(),
-        exchange::client_credentials(&ctx.idp, &meta, &client, &config.scopes, &target),
-    )
-    .await
-    .map_err(from_oauth)?;
-    *bound.lock().unwrap() = key.filter(|_| tokens.bound);
+    let grant = exchange::client_credentials(&ctx.idp, &meta, &client, &config.scopes, &target);
+    let tokens = key
+        .mint(
+            config.dpop,
+            config.resource_dpop,
+            &meta,
+            async { grant.await.map_err(from_oauth) },
+            |t| t.bound,
+        )
+        .await?;
     let now = ctx.clock.now();
     tracing::info!(client = %config.client_id, "client credentials: new access token");
     Ok(AccessToken {

@@ -3,9 +3,11 @@
 //! Identity Assertion JWT naming this server's AS and resource, which the
 //! AS trades for an access token (RFC 7523 jwt-bearer). No browser per server.
 
+use super::machine_key::MachineKey;
 use super::Standing;
 use crate::ctx::Ctx;
 use crate::grant::{from_oauth, Grant};
+use crate::oauth::dpop::DpopKey;
 use crate::oauth::{exchange, Issuer};
 use crate::token::{AccessToken, Cell, TokenError, Want};
 use futures::FutureExt;
@@ -29,6 +31,8 @@ pub struct Enterprise {
     /// The IdP, when it is configured.
     pub idp: Option<Idp>,
     cell: Arc<Cell>,
+    /// The key its tokens are bound to (DPoP), once the AS bound one.
+    key: Arc<MachineKey>,
 }
 
 /// ID tokens are exchanged only while they have this long to live.
@@ -41,7 +45,13 @@ impl Enterprise {
             config,
             idp,
             cell: Arc::new(Cell::default()),
+            key: Arc::default(),
         }
+    }
+
+    /// The key its tokens are bound to (DPoP), if they are.
+    pub fn dpop_key(&self) -> Option<Arc<DpopKey>> {
+        self.key.get()
     }
 
     /// The server's AS (no authorization code flow runs there).
@@ -67,10 +77,10 @@ impl Enterprise {
             can_mint: idp.grant.logged_in(),
             why_not: "not logged in at the enterprise IdP",
         };
-        let (ctx2, config) = (ctx.clone(), self.config.clone());
+        let (ctx2, config, key) = (ctx.clone(), self.config.clone(), self.key.clone());
         self.cell
             .get(want, &ctx.tasks, move |_epoch| {
-                mint(ctx2, config, idp).boxed()
+                mint(ctx2, config, idp, key).boxed()
             })
             .await
     }
@@ -105,6 +115,7 @@ async fn mint(
     ctx: Arc<Ctx>,
     config: EnterpriseConfig,
     idp: Idp,
+    key: Arc<MachineKey>,
 ) -> Result<AccessToken, TokenError> {
     let id_token = idp
         .grant
@@ -129,24 +140,34 @@ async fn mint(
         .get(&ctx.idp, &Enterprise::issuer(&config))
         .await
         .map_err(from_oauth)?;
-    let jag = exchange::id_jag(
-        &ctx.idp,
-        &idp_meta,
-        &idp_client,
-        &id_token,
-        &meta.issuer,
-        config.resource.as_deref(),
-        &config.scopes,
-    )
-    .await
-    .map_err(from_oauth)?;
     let client = ctx
         .clients
         .auth(&ctx.store, &config.issuer, &config.client_id)
         .await;
-    let tokens = exchange::jwt_bearer(&ctx.idp, &meta, &client, &jag, &config.scopes)
-        .await
-        .map_err(from_oauth)?;
+    // Both steps prove the key, where tokens are bound: an IdP that takes
+    // DPoP binds the ID-JAG to it, and the AS then wants the same key.
+    let steps = async {
+        let jag = exchange::id_jag(
+            &ctx.idp,
+            &idp_meta,
+            &idp_client,
+            &id_token,
+            &meta.issuer,
+            config.resource.as_deref(),
+            &config.scopes,
+        )
+        .await?;
+        exchange::jwt_bearer(&ctx.idp, &meta, &client, &jag, &config.scopes).await
+    };
+    let tokens = key
+        .mint(
+            config.dpop,
+            config.resource_dpop,
+            &meta,
+            async { steps.await.map_err(from_oauth) },
+            |t| t.bound,
+        )
+        .await?;
     let now = ctx.clock.now();
     tracing::info!(idp = %idp.name, "enterprise-managed authorization: new access token");
     Ok(AccessToken {

@@ -5,6 +5,7 @@
 mod bearer;
 mod client_credentials;
 mod enterprise;
+mod machine_key;
 mod oauth;
 pub mod workload;
 
@@ -78,6 +79,8 @@ impl Auth {
         match self {
             Auth::OAuth(o) => o.grant.dpop_key(),
             Auth::ClientCredentials(c) => c.dpop_key(),
+            Auth::Workload(w) => w.dpop_key(),
+            Auth::Enterprise(e) => e.dpop_key(),
             _ => None,
         }
     }

@@ -5,9 +5,11 @@
 //! platforms rotate it under the agent. No user, no secret, no refresh token;
 //! a refusal is said as the AS said it, never retried with another grant.
 
+use super::machine_key::MachineKey;
 use super::Standing;
 use crate::ctx::Ctx;
 use crate::grant::from_oauth;
+use crate::oauth::dpop::DpopKey;
 use crate::oauth::{exchange, ClientAuth, Issuer, OAuthError};
 use crate::token::{AccessToken, Cell, TokenError, Want};
 use futures::FutureExt;
@@ -25,6 +27,8 @@ pub struct Workload {
     /// The configuration.
     pub config: WorkloadConfig,
     cell: Arc<Cell>,
+    /// The key its tokens are bound to (DPoP), once the AS bound one.
+    key: Arc<MachineKey>,
 }
 
 impl Workload {
@@ -33,7 +37,13 @@ impl Workload {
         Workload {
             config,
             cell: Arc::new(Cell::default()),
+            key: Arc::default(),
         }
+    }
+
+    /// The key its tokens are bound to (DPoP), if they are.
+    pub fn dpop_key(&self) -> Option<Arc<DpopKey>> {
+        self.key.get()
     }
 
     /// Where the AS is (no authorization code flow runs there).
@@ -53,9 +63,11 @@ impl Workload {
             can_mint: true,
             why_not: "",
         };
-        let (ctx2, config) = (ctx.clone(), self.config.clone());
+        let (ctx2, config, key) = (ctx.clone(), self.config.clone(), self.key.clone());
         self.cell
-            .get(want, &ctx.tasks, move |_epoch| mint(ctx2, config).boxed())
+            .get(want, &ctx.tasks, move |_epoch| {
+                mint(ctx2, config, key).boxed()
+            })
             .await
     }
 
@@ -110,7 +122,11 @@ pub fn read_token(config: &WorkloadConfig) -> Result<SecretString, String> {
     Ok(SecretString::from(t.to_string()))
 }
 
-async fn mint(ctx: Arc<Ctx>, config: WorkloadConfig) -> Result<AccessToken, TokenError> {
+async fn mint(
+    ctx: Arc<Ctx>,
+    config: WorkloadConfig,
+    key: Arc<MachineKey>,
+) -> Result<AccessToken, TokenError> {
     // A file that cannot be read, or an AS that refuses the assertion, is
     // not something a login fixes: the platform's identity is the credential.
     let assertion = read_token(&config).map_err(TokenError::Config)?;
@@ -124,22 +140,26 @@ async fn mint(ctx: Arc<Ctx>, config: WorkloadConfig) -> Result<AccessToken, Toke
         // RFC 7523 §3.1: client authentication is optional for this grant.
         None => ClientAuth::anonymous(),
     };
-    let tokens = exchange::jwt_bearer_for(
+    let grant = exchange::jwt_bearer_for(
         &ctx.idp,
         &meta,
         &client,
         &assertion,
         &config.scopes,
         config.resource.as_deref(),
-    )
-    .await
-    .map_err(|e| match e {
-        OAuthError::InvalidGrant(m) => TokenError::Idp {
-            code: "invalid_grant".into(),
-            description: Some(m),
-        },
-        e => from_oauth(e),
-    })?;
+    );
+    let grant = async {
+        grant.await.map_err(|e| match e {
+            OAuthError::InvalidGrant(m) => TokenError::Idp {
+                code: "invalid_grant".into(),
+                description: Some(m),
+            },
+            e => from_oauth(e),
+        })
+    };
+    let tokens = key
+        .mint(config.dpop, config.resource_dpop, &meta, grant, |t| t.bound)
+        .await?;
     let now = ctx.clock.now();
     tracing::info!(issuer = %config.issuer, "workload identity: new access token");
     Ok(AccessToken {
@@ -163,6 +183,8 @@ mod tests {
             scopes: vec![],
             resource: None,
             metadata_url: None,
+            dpop: Default::default(),
+            resource_dpop: false,
         }
     }
 

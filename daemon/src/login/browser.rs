@@ -46,6 +46,7 @@ pub async fn prepare(
         &flow.target,
         &flow.also,
         port,
+        flow.dpop_key.as_ref().map(|k| k.thumbprint()),
     )?;
     let login = Login {
         authorize_url: Some(auth.url.clone()),

@@ -384,16 +384,9 @@ pub async fn start(
     let scopes = crate::oauth::requested_scopes(&spec.scopes, &meta, spec.rule);
     // DPoP: a key made for this login binds what it gets (RFC 9449); kept
     // with the grant, and proved by every refresh.
-    let offered = meta
-        .dpop_signing_alg_values_supported
-        .as_ref()
-        .is_some_and(|a| a.iter().any(|a| a == crate::oauth::dpop::ALG));
-    let bind = match spec.dpop {
-        regent_proto::DpopMode::Always => true,
-        regent_proto::DpopMode::Auto => offered,
-        regent_proto::DpopMode::Never => false,
-    };
-    let key = if bind {
+    // The grant's mode already holds what the resource's metadata said
+    // (`auto` became `never` where it named no DPoP).
+    let key = if crate::oauth::dpop::binds(spec.dpop, true, &meta) {
         Some(Arc::new(crate::oauth::dpop::DpopKey::generate().map_err(
             |e| LoginError::Idp(crate::oauth::OAuthError::Config(e.to_string())),
         )?))

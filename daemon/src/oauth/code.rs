@@ -25,7 +25,8 @@ pub struct Authorization {
     pub nonce: Option<String>,
 }
 
-/// Builds the authorization request for a loopback redirect on `port`.
+/// Builds the authorization request for a loopback redirect on `port`;
+/// `dpop_jkt` is the thumbprint of the login's DPoP key, for a bound login.
 pub fn authorize(
     auth: &ClientAuth,
     meta: &Metadata,
@@ -33,6 +34,7 @@ pub fn authorize(
     target: &Target,
     also: &[Target],
     port: u16,
+    dpop_jkt: Option<&str>,
 ) -> Result<Authorization, OAuthError> {
     let client = client(auth, meta)?;
     let redirect = RedirectUrl::new(format!("http://127.0.0.1:{port}/callback"))
@@ -65,6 +67,12 @@ pub fn authorize(
     if offline {
         // OIDC Core §11: offline_access is honoured only with prompt=consent.
         req = req.add_extra_param("prompt", "consent");
+    }
+    // RFC 9449 §10: the code is bound to the key that will redeem it, so a
+    // code stolen on its way back (another app on the loopback port, a
+    // logged redirect) is useless without the agent's key.
+    if let Some(jkt) = dpop_jkt {
+        req = req.add_extra_param("dpop_jkt", jkt.to_string());
     }
     for (k, v) in target.params() {
         req = req.add_extra_param(k, v);
@@ -184,7 +192,7 @@ mod tests {
         let auth = ClientAuth::public("regent-cli");
         let with = |scopes: &[&str]| {
             let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
-            authorize(&auth, &meta, &scopes, &Target::default(), &[], 4000).unwrap()
+            authorize(&auth, &meta, &scopes, &Target::default(), &[], 4000, None).unwrap()
         };
         let a = with(&["openid", "profile"]);
         let b = with(&["openid"]);

@@ -16,6 +16,25 @@ use std::sync::Mutex;
 /// ES256 as the one every server should take).
 pub const ALG: &str = "ES256";
 
+/// Whether a grant binds its tokens to a key: `always` does; `auto` where
+/// the resource's metadata names DPoP and the AS offers ES256 (a resource
+/// that cannot check a binding would refuse a bound token); `never` does not.
+pub fn binds(
+    mode: regent_proto::DpopMode,
+    resource_names_dpop: bool,
+    meta: &super::Metadata,
+) -> bool {
+    let offered = meta
+        .dpop_signing_alg_values_supported
+        .as_ref()
+        .is_some_and(|a| a.iter().any(|a| a == ALG));
+    match mode {
+        regent_proto::DpopMode::Always => true,
+        regent_proto::DpopMode::Auto => offered && resource_names_dpop,
+        regent_proto::DpopMode::Never => false,
+    }
+}
+
 /// Why a key could not be made or read.
 #[derive(Debug, thiserror::Error)]
 pub enum DpopError {

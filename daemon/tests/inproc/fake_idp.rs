@@ -94,6 +94,8 @@ pub struct FakeIdp {
     delay: Mutex<Duration>,
     /// Token requests that reached the endpoint, faulted or not.
     attempts: std::sync::atomic::AtomicU32,
+    /// The AS every resource's metadata names (default: this one).
+    resources_at: Mutex<Option<String>>,
 }
 
 impl FakeIdp {
@@ -105,7 +107,16 @@ impl FakeIdp {
             fault: Mutex::new(Fault::None),
             delay: Mutex::new(Duration::ZERO),
             attempts: Default::default(),
+            resources_at: Mutex::default(),
         })
+    }
+
+    /// Makes every resource's metadata (RFC 9728, served for any host at
+    /// `/.well-known/oauth-protected-resource`) name `issuer` as its AS, as
+    /// a server that moved to another AS does. Any host but this one's
+    /// answers as a second AS, with dynamic client registration.
+    pub fn move_resources_to(&self, issuer: &str) {
+        *self.resources_at.lock().unwrap() = Some(issuer.to_string());
     }
 
     /// Makes the token endpoint fail (or work again).
@@ -305,7 +316,34 @@ impl FakeIdp {
         let form: HashMap<String, String> = url::form_urlencoded::parse(req.body())
             .into_owned()
             .collect();
+        let origin = format!("https://{}", req.uri().host().unwrap_or_default());
         let (status, body) = match (req.method().as_str(), path.as_str()) {
+            ("GET", p) if p.starts_with("/.well-known/oauth-protected-resource") => {
+                let at = self.resources_at.lock().unwrap().clone();
+                let suffix = &p["/.well-known/oauth-protected-resource".len()..];
+                (
+                    200,
+                    json!({
+                        "resource": format!("{origin}{suffix}"),
+                        "authorization_servers": [at.unwrap_or_else(|| ISSUER.to_string())],
+                    }),
+                )
+            }
+            ("GET", "/.well-known/openid-configuration") if origin != ISSUER => (
+                200,
+                json!({
+                    "issuer": origin,
+                    "authorization_endpoint": format!("{origin}/auth"),
+                    "token_endpoint": format!("{origin}/token"),
+                    "registration_endpoint": format!("{origin}/register"),
+                    "code_challenge_methods_supported": ["S256"],
+                }),
+            ),
+            ("POST", "/register") if origin != ISSUER => (
+                201,
+                json!({"client_id": "registered-1", "token_endpoint_auth_method": "none",
+                       "redirect_uris": ["http://127.0.0.1/callback"]}),
+            ),
             ("GET", "/.well-known/openid-configuration") => (200, self.metadata()),
             ("GET", _) => (404, json!({"error": "not_found"})),
             ("POST", "/device") => (

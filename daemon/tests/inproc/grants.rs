@@ -243,3 +243,53 @@ async fn a_login_is_shared_across_origins_only_on_the_users_word() {
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["auth"]["status"], "authenticated", "{v}");
 }
+
+/// A server that moved to another AS is discovered again (a new
+/// registration there, a new login), and the user's DPoP choice goes with
+/// it: the new config keeps `dpop = "never"`, not the default.
+#[tokio::test(start_paused = true)]
+async fn a_move_to_another_as_keeps_the_dpop_choice() {
+    let w = World::new(Options::default()).await;
+    w.add(
+        "corp",
+        json!({"resource": "https://corp.example", "dpop": "never"}),
+    )
+    .await;
+    w.login("corp").await;
+    let token = w.token("corp", 30).await.unwrap();
+    w.idp.move_resources_to("https://as2.test");
+    let (s, v) = w
+        .call(
+            "POST",
+            "/v1/challenge",
+            Some(json!({
+                "registry": "corp",
+                "status": 401,
+                "www_authenticate": [
+                    "Bearer resource_metadata=\"https://corp.example/.well-known/oauth-protected-resource\""
+                ],
+                "access_token": token,
+                "attempt": 1,
+            })),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["next"], "login", "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("moved to another authorization server"),
+        "{v}"
+    );
+    let config = std::fs::read_to_string(w.config_path()).unwrap();
+    let config: toml::Value = toml::from_str(&config).unwrap();
+    let auth = &config["registries"]["corp"]["auth"];
+    assert_eq!(
+        auth["issuer"].as_str(),
+        Some("https://as2.test"),
+        "{config}"
+    );
+    assert_eq!(auth["client_id"].as_str(), Some("registered-1"), "{config}");
+    assert_eq!(auth["dpop"].as_str(), Some("never"), "{config}");
+}
