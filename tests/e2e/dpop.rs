@@ -452,3 +452,33 @@ async fn assert_bound(agent: &Agent, idp: &Idp, servers: &McpServers, name: &str
     assert!(log["dpop"]["accepted"].as_u64().unwrap() >= 2, "{log}");
     claims["cnf"]["jkt"].as_str().unwrap().to_string()
 }
+
+/// An IdP that wants its nonce in every proof (RFC 9449 §8): the first token
+/// request is answered `use_dpop_nonce` and sent once more with the nonce;
+/// the nonce is kept for that AS, so the refreshes after it are not refused.
+#[tokio::test]
+async fn an_idp_that_wants_its_nonce_asks_once() {
+    let idp = Idp::start(IdpOptions {
+        dpop_nonce: true,
+        ..IdpOptions::default()
+    });
+    let agent = Agent::start(AgentOptions::default()).await;
+    add_bound_registry(&agent, &idp);
+    let w = World { idp, agent };
+    w.login("alice").await;
+    let mut token = w.token(&[]);
+    for _ in 0..2 {
+        w.invalidate().await;
+        let next = w.token(&[]);
+        assert_ne!(next, token, "no refresh happened");
+        token = next;
+    }
+    let claims = w.idp.introspect(&token).await;
+    assert!(claims["cnf"]["jkt"].is_string(), "{claims}");
+    let counts = w.idp.counts().await;
+    assert_eq!(counts["use_dpop_nonce"], 1, "{counts}");
+    assert!(
+        counts["token"]["refresh_token"].as_u64().unwrap() >= 2,
+        "{counts}"
+    );
+}

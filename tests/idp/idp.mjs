@@ -19,6 +19,9 @@
 //                           no other port (Okta, and any IdP that matches redirect URIs exactly)
 //   IDP_REQUIRE_NONCE=1     an authorization request for `openid` without a nonce is refused
 //                           with invalid_request "nonce required"
+//   IDP_DPOP_NONCE=1        every DPoP proof at the token endpoint must carry the server's
+//                           nonce (RFC 9449 §8): one without is answered use_dpop_nonce with a
+//                           DPoP-Nonce header (GET /__test/counts: "use_dpop_nonce")
 // Clients besides regent-test (public, native, every grant):
 //   regent-nodevice  public, without the device grant (Keycloak's switch left off):
 //                    a device login answers unauthorized_client
@@ -114,6 +117,7 @@ const AUDIENCE = process.env.IDP_AUDIENCE === '1';
 // Refuse an authorization request for `openid` without a nonce, as some OpenID
 // Providers do (the ID token's replay defence).
 const REQUIRE_NONCE = process.env.IDP_REQUIRE_NONCE === '1';
+const DPOP_NONCE = process.env.IDP_DPOP_NONCE === '1';
 const EXACT_PORT = env('IDP_EXACT_PORT', 0);
 
 const PUBLIC_CLIENT = 'regent-test';
@@ -262,6 +266,9 @@ const provider = new Provider(issuer, {
   },
   features: {
     devInteractions: { enabled: true },
+    dPoP: DPOP_NONCE
+      ? { enabled: true, nonceSecret: crypto.randomBytes(32), requireNonce: () => true }
+      : { enabled: true },
     deviceFlow: { enabled: true },
     clientCredentials: { enabled: true },
     // Clients may revoke only their own tokens (others: silent 200, nothing revoked).
@@ -383,7 +390,7 @@ const paths = {
   device_authorization: provider.pathFor('device_authorization'),
 };
 
-const newCounts = () => ({ token: {}, revocation: 0, device_authorization: 0, introspection: 0, held: 0 });
+const newCounts = () => ({ token: {}, revocation: 0, device_authorization: 0, introspection: 0, held: 0, use_dpop_nonce: 0 });
 let counts = newCounts();
 // Every token value the token endpoint handed out, so tests can look for leaks.
 const issued = [];
@@ -581,6 +588,7 @@ provider.use(async (ctx, next) => {
         }
       }
       if (body && typeof body.access_token === 'string') await rotated(ctx, body.access_token);
+      if (body?.error === 'use_dpop_nonce') counts.use_dpop_nonce += 1;
       const presented = ctx.oidc?.body?.refresh_token;
       if (body?.error === 'invalid_grant' && rotations.some((r) => r.from === presented)) {
         replays.push(presented);

@@ -35,6 +35,9 @@ pub struct IdpOptions {
     pub exact_port: Option<u16>,
     /// An authorization request for `openid` without a nonce is refused.
     pub require_nonce: bool,
+    /// Every DPoP proof at the token endpoint must carry the IdP's nonce
+    /// (RFC 9449 §8: a first proof without one is answered `use_dpop_nonce`).
+    pub dpop_nonce: bool,
 }
 
 impl Default for IdpOptions {
@@ -51,6 +54,7 @@ impl Default for IdpOptions {
             audience: false,
             exact_port: None,
             require_nonce: false,
+            dpop_nonce: false,
         }
     }
 }
@@ -108,6 +112,7 @@ impl Idp {
                 "IDP_REQUIRE_NONCE",
                 if opts.require_nonce { "1" } else { "" },
             )
+            .env("IDP_DPOP_NONCE", if opts.dpop_nonce { "1" } else { "" })
             .env(
                 "IDP_EXACT_PORT",
                 opts.exact_port.map(|p| p.to_string()).unwrap_or_default(),
