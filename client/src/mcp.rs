@@ -591,19 +591,9 @@ impl Transport {
     }
 
     fn unreachable(&self, e: &reqwest::Error) -> McpError {
-        let mut reason = e.to_string();
-        let mut src = std::error::Error::source(e);
-        while let Some(s) = src {
-            let t = s.to_string();
-            if !reason.contains(&t) {
-                reason.push_str(": ");
-                reason.push_str(&t);
-            }
-            src = s.source();
-        }
         McpError::Unreachable {
             url: self.url.as_str().to_string(),
-            reason,
+            reason: crate::http::why(e, &self.url),
         }
     }
 }

@@ -337,7 +337,11 @@ impl RegistryClient {
             }
             .map_err(|e| RegistryError::Unavailable {
                 registry: reg.name.clone(),
-                message: format!("cannot reach {}: {}", url_without_query(&url), chain(&e)),
+                message: format!(
+                    "cannot reach {}: {}",
+                    url_without_query(&url),
+                    crate::http::why(&e, &url)
+                ),
             })?;
             let status = resp.status();
             if status.is_redirection() {
@@ -426,19 +430,6 @@ fn bad_url(reg: &RegistryStatus, e: url::ParseError) -> RegistryError {
         registry: reg.name.clone(),
         message: format!("bad registry URL {}: {e}", reg.url),
     }
-}
-
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        let cs = c.to_string();
-        if !s.contains(&cs) {
-            s = format!("{s}: {cs}");
-        }
-        src = c.source();
-    }
-    s
 }
 
 async fn read_limited(mut resp: reqwest::Response) -> Result<Vec<u8>, String> {

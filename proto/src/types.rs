@@ -52,6 +52,27 @@ impl From<&str> for Secret {
     }
 }
 
+/// The network settings an HTTP client of regent's uses: never a password.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetworkStatus {
+    /// The proxy for `https` URLs (its password shown as `***`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub https_proxy: Option<String>,
+    /// The proxy for `http` URLs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_proxy: Option<String>,
+    /// Where the proxies come from: `config`, `environment`, or `none`.
+    pub proxy_source: String,
+    /// Hosts reached directly (curl's `NO_PROXY` rules; loopback always).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_proxy: Option<String>,
+    /// The certificate authorities trusted, one source each, in words.
+    pub ca_sources: Vec<String>,
+    /// The client certificate presented where a server asks for one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert: Option<PathBuf>,
+}
+
 /// `GET /v1/health`.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct Health {
@@ -87,6 +108,9 @@ pub struct Health {
     /// and lends tokens only.
     #[serde(default, skip_serializing_if = "is_false")]
     pub forwarded: bool,
+    /// The network settings in use (proxies, CAs, client certificate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkStatus>,
 }
 
 /// `POST /v1/reload`: the config file was read again and applies.

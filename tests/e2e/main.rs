@@ -15,6 +15,7 @@ mod lifecycle;
 mod login;
 mod logout;
 mod mcp;
+mod network;
 mod registry;
 mod service;
 mod systemd;

@@ -2,7 +2,9 @@
 //
 //   node tests/idp/idp.mjs
 //
-// Environment: IDP_PORT (0 = ephemeral), IDP_HOST (127.0.0.1), IDP_ACCESS_TTL (60 s),
+// Environment: IDP_PORT (0 = ephemeral), IDP_HOST (127.0.0.1), IDP_TLS_CERT and IDP_TLS_KEY
+// (PEM files: serve HTTPS, the issuer is https://), IDP_TLS_CLIENT_CA (with them: every
+// connection must present a client certificate that CA issued: mutual TLS), IDP_ACCESS_TTL (60 s),
 // IDP_REFRESH_TTL (3600 s), IDP_DEVICE_INTERVAL (1 s), IDP_NO_REFRESH (1 = never issue
 // refresh tokens), IDP_REVOKE_ON_ROTATION (1 = a successful refresh revokes the access
 // tokens issued before it in that grant, as some authorization servers do),
@@ -82,7 +84,9 @@
 // SIGUSR2 listens again on the same port.
 
 import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
 import * as http from 'node:http';
+import * as https from 'node:https';
 import * as querystring from 'node:querystring';
 
 import Provider, { errors } from 'oidc-provider';
@@ -126,7 +130,17 @@ const INTROSPECTOR = 'regent-introspector';
 // ---------------------------------------------------------------------------------------
 // Listen first (the port may be ephemeral), then build the provider for that issuer.
 let handler = (_req, res) => { res.statusCode = 503; res.end(); };
-const server = http.createServer((req, res) => handler(req, res));
+const TLS_CERT = process.env.IDP_TLS_CERT || '';
+const TLS_CLIENT_CA = process.env.IDP_TLS_CLIENT_CA || '';
+const server = TLS_CERT
+  ? https.createServer({
+    cert: fs.readFileSync(TLS_CERT),
+    key: fs.readFileSync(process.env.IDP_TLS_KEY),
+    ...(TLS_CLIENT_CA
+      ? { ca: fs.readFileSync(TLS_CLIENT_CA), requestCert: true, rejectUnauthorized: true }
+      : {}),
+  }, (req, res) => handler(req, res))
+  : http.createServer((req, res) => handler(req, res));
 await new Promise((resolve, reject) => {
   server.once('error', reject);
   server.listen(PORT, HOST, resolve);
@@ -134,7 +148,7 @@ await new Promise((resolve, reject) => {
 const { port } = server.address();
 const issuerHost = ['0.0.0.0', '::', ''].includes(HOST) ? '127.0.0.1'
   : HOST.includes(':') ? `[${HOST}]` : HOST;
-const issuer = `http://${issuerHost}:${port}`;
+const issuer = `${TLS_CERT ? 'https' : 'http'}://${issuerHost}:${port}`;
 
 // Fresh signing key per run (avoids the provider's shared development keystore).
 const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });

@@ -14,7 +14,7 @@ pub struct Session {
 impl Default for Session {
     fn default() -> Self {
         Session {
-            http: reqwest::Client::builder()
+            http: crate::tls::client_builder()
                 .cookie_store(true)
                 .redirect(Policy::none())
                 .build()

@@ -38,6 +38,22 @@ pub struct IdpOptions {
     /// Every DPoP proof at the token endpoint must carry the IdP's nonce
     /// (RFC 9449 §8: a first proof without one is answered `use_dpop_nonce`).
     pub dpop_nonce: bool,
+    /// Serve HTTPS with this certificate (the issuer is then `https://`).
+    pub tls: Option<IdpTls>,
+    /// Listen on this address instead of 127.0.0.1 (the issuer names it).
+    pub host: Option<String>,
+}
+
+/// The IdP's HTTPS: its certificate and key, and, for mutual TLS, the CA
+/// whose client certificates it requires.
+#[derive(Clone, Debug)]
+pub struct IdpTls {
+    /// The server certificate (PEM).
+    pub cert: std::path::PathBuf,
+    /// Its key (PEM).
+    pub key: std::path::PathBuf,
+    /// Require a client certificate issued by this CA (PEM).
+    pub client_ca: Option<std::path::PathBuf>,
 }
 
 impl Default for IdpOptions {
@@ -55,6 +71,8 @@ impl Default for IdpOptions {
             exact_port: None,
             require_nonce: false,
             dpop_nonce: false,
+            tls: None,
+            host: None,
         }
     }
 }
@@ -83,6 +101,7 @@ impl Idp {
         let mut child = Command::new("node")
             .arg(script)
             .env("IDP_PORT", "0")
+            .env("IDP_HOST", opts.host.clone().unwrap_or_default())
             .env("IDP_ACCESS_TTL", opts.access_ttl.to_string())
             .env("IDP_REFRESH_TTL", opts.refresh_ttl.to_string())
             .env("IDP_DEVICE_INTERVAL", opts.device_interval.to_string())
@@ -114,6 +133,24 @@ impl Idp {
             )
             .env("IDP_DPOP_NONCE", if opts.dpop_nonce { "1" } else { "" })
             .env(
+                "IDP_TLS_CERT",
+                opts.tls
+                    .as_ref()
+                    .map(|t| t.cert.clone())
+                    .unwrap_or_default(),
+            )
+            .env(
+                "IDP_TLS_KEY",
+                opts.tls.as_ref().map(|t| t.key.clone()).unwrap_or_default(),
+            )
+            .env(
+                "IDP_TLS_CLIENT_CA",
+                opts.tls
+                    .as_ref()
+                    .and_then(|t| t.client_ca.clone())
+                    .unwrap_or_default(),
+            )
+            .env(
                 "IDP_EXACT_PORT",
                 opts.exact_port.map(|p| p.to_string()).unwrap_or_default(),
             )
@@ -136,7 +173,7 @@ impl Idp {
             child,
             issuer: ready["issuer"].as_str().unwrap().to_string(),
             port: ready["port"].as_u64().unwrap() as u16,
-            http: reqwest::Client::new(),
+            http: crate::tls::client_builder().build().unwrap(),
             _log: log,
         }
     }

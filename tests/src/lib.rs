@@ -9,9 +9,11 @@ pub mod hostile;
 pub mod idp;
 pub mod keyring;
 pub mod mcp;
+pub mod proxy;
 pub mod registry;
 pub mod ssh;
 pub mod systemd;
+pub mod tls;
 pub mod users;
 
 pub use agent::{Agent, AgentOptions, CmdOut};

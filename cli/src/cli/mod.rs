@@ -302,6 +302,7 @@ async fn run_with_agent(agent: &AgentClient, cli: Cli) -> Result {
                     "registries": regs,
                     "mcp_servers": servers,
                     "idps": idps,
+                    "network": health.network,
                 }));
             } else {
                 println!(
@@ -312,6 +313,11 @@ async fn run_with_agent(agent: &AgentClient, cli: Cli) -> Result {
                     agent.socket().display()
                 );
                 println!("store: {}", output::store_line(&health));
+                if let Some(n) = &health.network {
+                    for line in output::network_lines(n) {
+                        println!("{line}");
+                    }
+                }
                 if let Some(names) = output::waiting_logins(&health) {
                     println!("logins waiting for you: {names}");
                 }

@@ -336,6 +336,34 @@ pub fn store_line(h: &regent_proto::Health) -> String {
     }
 }
 
+/// The agent's network settings, a line each: the proxies and where they
+/// come from, what goes direct, the CAs trusted, the client certificate.
+pub fn network_lines(n: &regent_proto::NetworkStatus) -> Vec<String> {
+    let mut lines = Vec::new();
+    match (&n.https_proxy, &n.http_proxy) {
+        (None, None) => lines.push("proxy: none".to_string()),
+        (a, b) if a == b => lines.push(format!(
+            "proxy: {} (from the {})",
+            safe(a.as_deref().unwrap_or_default()),
+            n.proxy_source
+        )),
+        (a, b) => lines.push(format!(
+            "proxy: https {}, http {} (from the {})",
+            safe(a.as_deref().unwrap_or("none")),
+            safe(b.as_deref().unwrap_or("none")),
+            n.proxy_source
+        )),
+    }
+    if let Some(np) = &n.no_proxy {
+        lines.push(format!("no proxy for: {} (and loopback)", safe(np)));
+    }
+    lines.push(format!("trusted CAs: {}", safe(&n.ca_sources.join("; "))));
+    if let Some(c) = &n.client_cert {
+        lines.push(format!("client certificate: {}", c.display()));
+    }
+    lines
+}
+
 /// The resources whose logins wait for the user, if any.
 pub fn waiting_logins(h: &regent_proto::Health) -> Option<String> {
     let names: Vec<&str> = h

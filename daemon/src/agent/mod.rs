@@ -301,6 +301,12 @@ impl Agent {
             .chain(config.idps.values().map(|i| i.issuer.clone()))
             .filter_map(|u| url::Url::parse(&u).ok()?.host_str().map(str::to_string));
         self.ctx.idp.typed().set(given);
+        // Checked when the file was read: a failure here is a file that
+        // changed since (the settings before it stay).
+        match regent_net::Network::load(&config.network) {
+            Ok(n) => self.ctx.idp.set_network(n),
+            Err(e) => tracing::warn!(error = %e, "[network] unusable; the settings before it stay"),
+        }
         *self.configured_metadata_url.write().unwrap() = config.client_metadata_url.clone();
         self.forward.set_rules(
             config

@@ -182,6 +182,7 @@ async fn health(State(agent): Shared, Who(caller): Who) -> Json<Health> {
             pending_logins: Vec::new(),
             forward_socket: None,
             forwarded: true,
+            network: None,
         });
     }
     Json(Health {
@@ -195,6 +196,7 @@ async fn health(State(agent): Shared, Who(caller): Who) -> Json<Health> {
         pending_logins: agent.logins().pending(),
         forward_socket: agent.forwarding().socket(),
         forwarded: false,
+        network: ctx.idp.network().map(|n| n.status()),
     })
 }
 

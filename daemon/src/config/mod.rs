@@ -29,6 +29,13 @@ pub struct Config {
     /// Enterprise IdPs (cross-app access) by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub idps: BTreeMap<String, IdpConfig>,
+    /// `[network]`: CAs, proxies, a client certificate (over the environment's).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub network: regent_net::NetworkConfig,
+}
+
+fn is_default(n: &regent_net::NetworkConfig) -> bool {
+    *n == regent_net::NetworkConfig::default()
 }
 
 /// The three sections, as the file names them.
@@ -144,6 +151,9 @@ pub fn parse(text: &str) -> Result<Config, String> {
             .to_string();
         format!("{}{msg}", place.unwrap_or_default())
     })?;
+    // The files `[network]` names are read now: a CA file that is not one,
+    // a key others can read, refuse the file as a typo does.
+    regent_net::Network::load(&config.network).map_err(|e| format!("[network]: {e}"))?;
     let mut seen = std::collections::BTreeSet::new();
     let urls = config
         .registries

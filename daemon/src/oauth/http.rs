@@ -52,6 +52,14 @@ pub fn refused_without_error(status: u16, body: &[u8]) -> bool {
 pub trait Transport: Send + Sync + 'static {
     /// Sends `req`; any status is an answer, only transport failures are errors.
     fn send(&self, req: HttpRequest) -> BoxFuture<'static, Result<HttpResponse, HttpError>>;
+
+    /// Takes new network settings (CAs, proxies, client certificate).
+    fn set_network(&self, _network: regent_net::Network) {}
+
+    /// The network settings in use, where it has any.
+    fn network(&self) -> Option<regent_net::Network> {
+        None
+    }
 }
 
 /// The hosts the user gave (resources' URLs, issuers typed by hand): the
@@ -65,6 +73,8 @@ pub trait Transport: Send + Sync + 'static {
 pub struct Typed(
     Arc<RwLock<HashSet<String>>>,
     Arc<std::sync::atomic::AtomicBool>,
+    /// The proxies' hosts (the user's settings name them).
+    Arc<RwLock<HashSet<String>>>,
 );
 
 impl Typed {
@@ -89,8 +99,27 @@ impl Typed {
     }
 
     fn contains(&self, host: &str) -> bool {
-        let h = host.trim_start_matches('[').trim_end_matches(']');
-        self.0.read().unwrap().contains(&h.to_ascii_lowercase())
+        let h = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
+        self.0.read().unwrap().contains(&h) || self.2.read().unwrap().contains(&h)
+    }
+
+    /// Makes the proxies of `network` hosts the user gave.
+    fn set_proxies(&self, network: &regent_net::Network) {
+        let hosts = ["https://example.invalid/", "http://example.invalid/"]
+            .iter()
+            .filter_map(|u| network.proxy_for(&url::Url::parse(u).ok()?))
+            .filter_map(|p| {
+                p.host_str().map(|h| {
+                    h.trim_start_matches('[')
+                        .trim_end_matches(']')
+                        .to_ascii_lowercase()
+                })
+            })
+            .collect();
+        *self.2.write().unwrap() = hosts;
     }
 }
 
@@ -137,13 +166,57 @@ fn admit(host: &str, all: Vec<SocketAddr>, guard: &Typed) -> Result<Vec<SocketAd
 
 /// The production transport: reqwest with rustls, no redirects (SSRF, RFC
 /// 9700), bounded connect and total times, no forbidden address for a host
-/// a server named.
-struct Reqwest(reqwest::Client, Typed);
+/// a server named; the network settings (CAs, proxies, client certificate)
+/// of the config file, taken again when it changes.
+struct Reqwest {
+    client: RwLock<(reqwest::Client, regent_net::Network)>,
+    typed: Typed,
+}
+
+impl Reqwest {
+    fn new(network: regent_net::Network, typed: Typed) -> Reqwest {
+        typed.set_proxies(&network);
+        Reqwest {
+            client: RwLock::new((Reqwest::build(&network, &typed), network)),
+            typed,
+        }
+    }
+
+    fn build(network: &regent_net::Network, typed: &Typed) -> reqwest::Client {
+        let b = reqwest::Client::builder()
+            // The system's resolver (the agent is dynamically linked), guarded.
+            .hickory_dns(false)
+            .dns_resolver(Arc::new(Guarded(typed.clone())))
+            .redirect(reqwest::redirect::Policy::none())
+            // No idle connections kept: a pooled connection the IdP (or a load balancer
+            // before it) has just closed fails the next request, and a token request
+            // that may have reached the IdP must not be sent twice (a replayed refresh
+            // token revokes the grant). IdP requests are rare; a handshake each is cheap.
+            .pool_max_idle_per_host(0)
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(20))
+            .user_agent(concat!("regent/", env!("CARGO_PKG_VERSION")));
+        network
+            .apply(b)
+            .build()
+            .expect("the TLS backend initialises")
+    }
+}
 
 impl Transport for Reqwest {
+    fn set_network(&self, network: regent_net::Network) {
+        self.typed.set_proxies(&network);
+        let client = Reqwest::build(&network, &self.typed);
+        *self.client.write().unwrap() = (client, network);
+    }
+
+    fn network(&self) -> Option<regent_net::Network> {
+        Some(self.client.read().unwrap().1.clone())
+    }
+
     fn send(&self, req: HttpRequest) -> BoxFuture<'static, Result<HttpResponse, HttpError>> {
-        let client = self.0.clone();
-        let typed = self.1.clone();
+        let (client, network) = self.client.read().unwrap().clone();
+        let typed = self.typed.clone();
         Box::pin(async move {
             // An address written as such is never resolved: checked here, as the
             // URL parser (and so the connector) reads it — `2852039166`,
@@ -161,13 +234,38 @@ impl Transport for Reqwest {
                     }
                 }
             }
+            let target = url::Url::parse(&req.uri().to_string()).ok();
+            let proxy = target.as_ref().and_then(|u| network.proxy_for(u));
+            // Through a proxy, the proxy resolves the name: a host a server
+            // named is resolved here too, where it can be, and refused if it
+            // leads somewhere forbidden (a name the proxy alone knows passes).
+            if let (Some(_), Some(url::Host::Domain(host))) =
+                (&proxy, target.as_ref().and_then(|u| u.host()))
+            {
+                if !typed.contains(host) {
+                    if let Ok(addrs) = tokio::net::lookup_host((host, 0)).await {
+                        if let Some(a) = addrs.into_iter().find(|a| typed.refuses(a.ip())) {
+                            return Err(HttpError::Transport(refused(host, a.ip())));
+                        }
+                    }
+                }
+            }
             let req =
                 reqwest::Request::try_from(req).map_err(|e| HttpError::Build(e.to_string()))?;
-            // reqwest's Display names the URL, never a body.
-            let mut resp = client
-                .execute(req)
-                .await
-                .map_err(|e| HttpError::Transport(error_chain(&e)))?;
+            // reqwest's Display names the URL, never a body; a failure the
+            // network settings explain is said with the host and the fix.
+            let mut resp = client.execute(req).await.map_err(|e| {
+                let explained = target.as_ref().and_then(|u| network.explain(&e, u));
+                HttpError::Transport(match explained {
+                    Some(f) => f.to_string(),
+                    None => error_chain(&e),
+                })
+            })?;
+            if let (407, Some(p), Some(u)) = (resp.status().as_u16(), &proxy, &target) {
+                return Err(HttpError::Transport(
+                    network.proxy_auth_refused(u, p).to_string(),
+                ));
+            }
             let mut builder = oauth2::http::Response::builder().status(resp.status());
             for (k, v) in resp.headers() {
                 builder = builder.header(k, v);
@@ -220,29 +318,30 @@ impl Default for IdpClient {
 }
 
 impl IdpClient {
-    /// The production client.
+    /// The production client, with the environment's network settings
+    /// until the config's are set ([`IdpClient::set_network`]).
     pub fn new() -> IdpClient {
         let typed = Typed::default();
-        let client = reqwest::Client::builder()
-            // The system's resolver (the agent is dynamically linked), guarded.
-            .hickory_dns(false)
-            .dns_resolver(Arc::new(Guarded(typed.clone())))
-            .redirect(reqwest::redirect::Policy::none())
-            // No idle connections kept: a pooled connection the IdP (or a load balancer
-            // before it) has just closed fails the next request, and a token request
-            // that may have reached the IdP must not be sent twice (a replayed refresh
-            // token revokes the grant). IdP requests are rare; a handshake each is cheap.
-            .pool_max_idle_per_host(0)
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(20))
-            .user_agent(concat!("regent/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .expect("the TLS backend initialises");
+        let network = regent_net::Network::load(&Default::default()).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "the environment's network settings are unusable; none taken");
+            regent_net::Network::load_with(&Default::default(), &|_| None)
+                .expect("no settings load")
+        });
         IdpClient(
-            Arc::new(Reqwest(client, typed.clone())),
+            Arc::new(Reqwest::new(network, typed.clone())),
             typed,
             Arc::default(),
         )
+    }
+
+    /// Takes new network settings (the config file's `[network]`).
+    pub fn set_network(&self, network: regent_net::Network) {
+        self.0.set_network(network);
+    }
+
+    /// The network settings in use (none for a test transport).
+    pub fn network(&self) -> Option<regent_net::Network> {
+        self.0.network()
     }
 
     /// A client over another transport (the in-process tests' fake IdP).

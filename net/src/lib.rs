@@ -1,0 +1,148 @@
+//! regent's network settings, for every HTTP client it makes (the agent's
+//! towards IdPs and servers, the CLI's towards registries and MCP servers):
+//! the certificate authorities it trusts, the proxies it goes through, the
+//! client certificate it presents, and what a failure among them means, in
+//! words that name the host and the setting that fixes it.
+//!
+//! The settings come from the config file's `[network]` table, which wins,
+//! and from the environment (`HTTPS_PROXY`, `NO_PROXY`, `SSL_CERT_FILE`…):
+//! an agent started by systemd has the same settings as one started from a
+//! login shell, because they are in the file.
+
+mod config;
+mod explain;
+mod identity;
+mod proxy;
+mod trust;
+
+pub use config::NetworkConfig;
+pub use explain::{Failure, Kind};
+pub use proxy::{NoProxy, Proxies};
+
+use regent_proto::NetworkStatus;
+use std::path::{Path, PathBuf};
+
+/// Why the network settings cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// A file the settings name cannot be read or holds no certificate.
+    #[error("{0}")]
+    File(String),
+    /// A proxy URL that is not one.
+    #[error("{0}")]
+    Proxy(String),
+    /// The client certificate or key is unusable (or the key readable by others).
+    #[error("{0}")]
+    Identity(String),
+    /// The config file's `[network]` table does not parse.
+    #[error("{0}")]
+    Config(String),
+}
+
+/// The settings, resolved: what every client is built with.
+#[derive(Clone)]
+pub struct Network {
+    trust: trust::Trust,
+    proxies: Proxies,
+    identity: Option<identity::Identity>,
+}
+
+impl std::fmt::Debug for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The status form: never a password.
+        write!(f, "Network({:?})", self.status())
+    }
+}
+
+impl Network {
+    /// The settings of `config` over those of the process's environment.
+    pub fn load(config: &NetworkConfig) -> Result<Network, NetError> {
+        Network::load_with(config, &|k| std::env::var(k).ok())
+    }
+
+    /// As [`Network::load`], with the environment read through `env`.
+    pub fn load_with(
+        config: &NetworkConfig,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Network, NetError> {
+        Ok(Network {
+            trust: trust::Trust::load(config.ca_file.as_deref(), env)?,
+            proxies: Proxies::resolve(config, env)?,
+            identity: match (&config.client_cert, &config.client_key) {
+                (Some(c), Some(k)) => Some(identity::Identity::load(c, k)?),
+                (None, None) => None,
+                _ => {
+                    return Err(NetError::Identity(
+                        "[network] needs both client_cert and client_key, or neither".into(),
+                    ))
+                }
+            },
+        })
+    }
+
+    /// The settings of the config file at `path` (its `[network]` table; a
+    /// missing file or table means none) over the environment's.
+    pub fn from_config_file(path: &Path) -> Result<Network, NetError> {
+        Network::load(&NetworkConfig::read(path)?)
+    }
+
+    /// Puts the settings on a client builder: the CAs (the bundled Mozilla
+    /// roots, the system's store, `ca_file`), the proxies (one decision,
+    /// [`Network::proxy_for`]), the client certificate.
+    pub fn apply(&self, mut b: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+        b = self.trust.apply(b);
+        let proxies = self.proxies.clone();
+        b = b
+            .no_proxy()
+            .proxy(reqwest::Proxy::custom(move |url| proxies.proxy_for(url)));
+        if let Some(id) = &self.identity {
+            b = b.identity(id.reqwest());
+        }
+        b
+    }
+
+    /// The proxy a request to `url` goes through, if any.
+    pub fn proxy_for(&self, url: &url::Url) -> Option<url::Url> {
+        self.proxies.proxy_for(url)
+    }
+
+    /// The proxies.
+    pub fn proxies(&self) -> &Proxies {
+        &self.proxies
+    }
+
+    /// The client certificate's file, if one is presented.
+    pub fn client_cert(&self) -> Option<&PathBuf> {
+        self.identity.as_ref().map(|i| &i.cert_file)
+    }
+
+    /// What is in use, for `regent status` and `regent doctor`.
+    pub fn status(&self) -> NetworkStatus {
+        let (https, http, source) = self.proxies.shown();
+        NetworkStatus {
+            https_proxy: https,
+            http_proxy: http,
+            proxy_source: source.into(),
+            no_proxy: self.proxies.no_proxy_shown(),
+            ca_sources: self.trust.sources().to_vec(),
+            client_cert: self.client_cert().cloned(),
+        }
+    }
+
+    /// A `407` from `proxy` for a request to `url` (a plain `http` request
+    /// goes through the proxy as is, so its refusal is an answer).
+    pub fn proxy_auth_refused(&self, url: &url::Url, proxy: &url::Url) -> Failure {
+        explain::proxy_auth(url, proxy, self)
+    }
+
+    /// What a failed request to `url` means: the host, what was wrong, and
+    /// the setting that fixes it; `None` where it was none of regent's
+    /// network settings' business (the caller says it as it was).
+    pub fn explain(
+        &self,
+        err: &(dyn std::error::Error + 'static),
+        url: &url::Url,
+    ) -> Option<Failure> {
+        explain::explain(err, url, self.proxy_for(url).as_ref(), self)
+    }
+}

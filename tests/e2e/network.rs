@@ -1,0 +1,255 @@
+//! Company networks: an IdP whose certificate comes from a CA of the
+//! company's own (here, the test's), trusted through `ca_file` in the
+//! config's `[network]` table or the system's store (`SSL_CERT_FILE`), and
+//! named — host, problem, setting — when it is not.
+
+use crate::World;
+use regent_tests::idp::IdpTls;
+use regent_tests::tls::TestCa;
+use regent_tests::{Agent, AgentOptions, Idp, IdpOptions};
+use serde_json::Value;
+
+/// An IdP served over HTTPS with a certificate `ca` issued.
+fn https_idp(ca: &TestCa) -> Idp {
+    let server = ca.server();
+    Idp::start(IdpOptions {
+        tls: Some(IdpTls {
+            cert: server.cert,
+            key: server.key,
+            client_ca: None,
+        }),
+        ..IdpOptions::default()
+    })
+}
+
+/// The same on `addr`, an address of this machine that is not loopback.
+fn https_idp_on(ca: &TestCa, addr: &str) -> Idp {
+    let server = ca.server_for(&[addr]);
+    Idp::start(IdpOptions {
+        tls: Some(IdpTls {
+            cert: server.cert,
+            key: server.key,
+            client_ca: None,
+        }),
+        host: Some(addr.to_string()),
+        ..IdpOptions::default()
+    })
+}
+
+fn add_corp(agent: &Agent, idp: &Idp) -> regent_tests::agent::CmdOut {
+    agent.regent(&[
+        "registry",
+        "add",
+        "corp",
+        crate::REGISTRY_URL,
+        "--issuer",
+        &idp.issuer,
+        "--client-id",
+        regent_tests::idp::CLIENT_ID,
+    ])
+}
+
+/// Appends `table` to the agent's config file and has it reloaded.
+async fn configure(agent: &Agent, table: &str) {
+    let path = agent.config_file();
+    let mut text = std::fs::read_to_string(&path).unwrap_or_default();
+    text.push_str(table);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, text).unwrap();
+    let out = agent.regent(&["agent", "reload"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}
+
+#[tokio::test]
+async fn an_idp_on_a_company_ca_is_named_until_ca_file_trusts_it() {
+    let ca = TestCa::new("Corp Root CA");
+    let idp = https_idp(&ca);
+    assert!(
+        idp.issuer.starts_with("https://127.0.0.1:"),
+        "{}",
+        idp.issuer
+    );
+    let agent = Agent::start(AgentOptions::default()).await;
+    // Untrusted: the error names the host, the problem and the setting.
+    let out = add_corp(&agent, &idp);
+    assert_ne!(out.code, 0, "{out:?}");
+    let host = idp.issuer.trim_start_matches("https://");
+    assert!(
+        out.stderr.contains(host)
+            && out
+                .stderr
+                .contains("certificate authority regent does not trust")
+            && out.stderr.contains("ca_file"),
+        "{}",
+        out.stderr
+    );
+    configure(
+        &agent,
+        &format!(
+            "\n[network]\nca_file = {:?}\n",
+            ca.ca_file.display().to_string()
+        ),
+    )
+    .await;
+    let out = add_corp(&agent, &idp);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let status: Value = serde_json::from_str(&agent.regent(&["status", "--json"]).stdout).unwrap();
+    let sources = status["network"]["ca_sources"].to_string();
+    assert!(
+        sources.contains(&format!("ca_file {}: 1 certificate", ca.ca_file.display())),
+        "{status}"
+    );
+    let w = World { idp, agent };
+    w.login("alice").await;
+    let token = w.token(&[]);
+    assert!(w.idp.is_active(&token).await);
+}
+
+/// The system's store as `SSL_CERT_FILE` names it: an agent whose
+/// environment points there trusts the company CA with nothing in the config.
+#[tokio::test]
+async fn the_system_store_of_ssl_cert_file_is_trusted() {
+    let ca = TestCa::new("Corp Root CA");
+    let idp = https_idp(&ca);
+    let agent = Agent::start(AgentOptions {
+        env: vec![("SSL_CERT_FILE".into(), ca.ca_file.display().to_string())],
+        ..AgentOptions::default()
+    })
+    .await;
+    let out = add_corp(&agent, &idp);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let w = World { idp, agent };
+    w.login("alice").await;
+    let status = w.status();
+    let sources = status["network"]["ca_sources"].to_string();
+    assert!(
+        sources.contains(&format!("SSL_CERT_FILE={}", ca.ca_file.display())),
+        "{status}"
+    );
+}
+
+/// A real proxy (tinyproxy, Basic auth, an access log): with `proxy` in
+/// `[network]`, every request of the agent to the IdP goes through it (the
+/// log shows the CONNECTs), its password is never shown; with the IdP in
+/// `no_proxy`, none does; a wrong password is named as the proxy's refusal.
+#[tokio::test]
+async fn the_agent_goes_through_the_configured_proxy_and_not_for_no_proxy_hosts() {
+    let proxy = match regent_tests::proxy::Tinyproxy::start() {
+        Ok(p) => p,
+        Err(why) => return regent_tests::missing("tinyproxy", &why),
+    };
+    let addr = match regent_tests::proxy::outward_address() {
+        Ok(a) => a,
+        Err(why) => return regent_tests::missing("an address besides loopback", &why),
+    };
+    let ca = TestCa::new("Corp Root CA");
+    let idp = https_idp_on(&ca, &addr);
+    let host_port = idp.issuer.trim_start_matches("https://").to_string();
+    let agent = Agent::start(AgentOptions::default()).await;
+    let network = |proxy_url: &str, no_proxy: &str| {
+        format!(
+            "\n[network]\nca_file = {:?}\nproxy = {:?}\nno_proxy = {:?}\n",
+            ca.ca_file.display().to_string(),
+            proxy_url,
+            no_proxy
+        )
+    };
+    configure(&agent, &network(&proxy.url(), "")).await;
+    let out = add_corp(&agent, &idp);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let w = World { idp, agent };
+    w.login("alice").await;
+    let token = w.token(&[]);
+    assert!(w.idp.is_active(&token).await);
+    let through = proxy.connects_to(&host_port);
+    assert!(
+        through >= 2,
+        "the agent went around the proxy: {}",
+        proxy.log()
+    );
+    let status = w.agent.regent(&["status"]);
+    assert!(
+        status.stdout.contains(&format!(
+            "proxy: http://{}:***@127.0.0.1:{} (from the config)",
+            regent_tests::proxy::USER,
+            proxy.port
+        )),
+        "{}",
+        status.stdout
+    );
+    let json = w.agent.regent(&["status", "--json"]).stdout;
+    for shown in [&status.stdout, &json, &w.agent.log()] {
+        assert!(
+            !shown.contains(regent_tests::proxy::PASSWORD),
+            "the proxy's password was shown"
+        );
+    }
+
+    // The IdP in no_proxy: a refresh goes direct.
+    rewrite_network(&w.agent, &network(&proxy.url(), &addr)).await;
+    w.invalidate().await;
+    let refreshed = w.token(&[]);
+    assert_ne!(refreshed, token);
+    assert_eq!(proxy.connects_to(&host_port), through, "{}", proxy.log());
+
+    // No credentials: the proxy's 407, named with the setting; a wrong
+    // password: the proxy's refusal, naming the credentials first.
+    let add_another = || {
+        w.agent.regent(&[
+            "registry",
+            "add",
+            "corp2",
+            "https://registry2.example.test",
+            "--issuer",
+            &w.idp.issuer,
+            "--client-id",
+            regent_tests::idp::CLIENT_ID,
+        ])
+    };
+    rewrite_network(
+        &w.agent,
+        &network(&format!("http://127.0.0.1:{}", proxy.port), ""),
+    )
+    .await;
+    let out = add_another();
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains(&host_port)
+            && out.stderr.contains("wants credentials (407)")
+            && out.stderr.contains("proxy under [network]"),
+        "{}",
+        out.stderr
+    );
+    rewrite_network(&w.agent, &network(&proxy.url_with_password("wrong"), "")).await;
+    let out = add_another();
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains(&host_port)
+            && out.stderr.contains("refused to open a connection to it")
+            && out
+                .stderr
+                .contains("check the user and password in the proxy under [network]")
+            && !out.stderr.contains("wrong"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// Replaces the `[network]` table of the agent's config and reloads.
+async fn rewrite_network(agent: &Agent, table: &str) {
+    let path = agent.config_file();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let kept = match text.find("\n[network]") {
+        Some(i) => {
+            let rest = &text[i + 1..];
+            let end = rest[1..]
+                .find("\n[")
+                .map(|j| i + 1 + 1 + j)
+                .unwrap_or(text.len());
+            format!("{}{}", &text[..i], &text[end..])
+        }
+        None => text,
+    };
+    std::fs::write(&path, kept).unwrap();
+    configure(agent, table).await;
+}
