@@ -253,3 +253,71 @@ async fn rewrite_network(agent: &Agent, table: &str) {
     std::fs::write(&path, kept).unwrap();
     configure(agent, table).await;
 }
+
+/// Mutual TLS: an IdP that wants a client certificate is named as such
+/// until `client_cert` and `client_key` are set; a key others can read is
+/// refused (the running settings stay).
+#[tokio::test]
+async fn an_idp_that_wants_a_client_certificate_gets_the_configured_one() {
+    let ca = TestCa::new("Corp Root CA");
+    let server = ca.server();
+    // The harness's own requests (forms, introspection) present one too.
+    regent_tests::tls::present(&ca.client("harness"));
+    let idp = Idp::start(IdpOptions {
+        tls: Some(IdpTls {
+            cert: server.cert,
+            key: server.key,
+            client_ca: Some(ca.ca_file.clone()),
+        }),
+        ..IdpOptions::default()
+    });
+    let agent = Agent::start(AgentOptions::default()).await;
+    let trust = format!(
+        "\n[network]\nca_file = {:?}\n",
+        ca.ca_file.display().to_string()
+    );
+    configure(&agent, &trust).await;
+    let out = add_corp(&agent, &idp);
+    assert_ne!(out.code, 0, "{out:?}");
+    let host = idp.issuer.trim_start_matches("https://");
+    assert!(
+        out.stderr.contains(host)
+            && out.stderr.contains("wants a client certificate")
+            && out.stderr.contains("client_cert and client_key"),
+        "{}",
+        out.stderr
+    );
+    let mine = ca.client("alice-laptop");
+    let with_cert = format!(
+        "{trust}client_cert = {:?}\nclient_key = {:?}\n",
+        mine.cert.display().to_string(),
+        mine.key.display().to_string()
+    );
+    rewrite_network(&agent, &with_cert).await;
+    let out = add_corp(&agent, &idp);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let w = World { idp, agent };
+    w.login("alice").await;
+    let status = w.status();
+    assert_eq!(
+        status["network"]["client_cert"],
+        mine.cert.display().to_string(),
+        "{status}"
+    );
+
+    // A key others can read: the reload is refused, naming the fix.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&mine.key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = w.agent.regent(&["agent", "reload"]);
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("can be read by others") && out.stderr.contains("chmod 600"),
+        "{}",
+        out.stderr
+    );
+    w.invalidate().await;
+    assert!(
+        w.idp.is_active(&w.token(&[])).await,
+        "the running settings stay"
+    );
+}

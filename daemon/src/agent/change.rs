@@ -26,6 +26,13 @@ impl Agent {
         }
         file.refresh().map_err(AgentError::Config)?;
         let config = file.config().clone();
+        // The files [network] names may have changed without the config file
+        // (a key made readable to others): checked again, and refused whole.
+        regent_net::Network::load(&config.network).map_err(|e| {
+            AgentError::Invalid(format!(
+                "[network]: {e} (the running config stays until it is fixed)"
+            ))
+        })?;
         self.apply(&config).await;
         let n = config.registries.len() + config.mcp.len() + config.idps.len();
         tracing::info!(resources = n, "config reloaded");
