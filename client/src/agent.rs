@@ -110,6 +110,14 @@ impl AgentClient {
         self.call::<api::GetHealth>(&[], None, None).await
     }
 
+    /// `POST /v1/doctor`: the agent's checks of `name` (or of every resource).
+    pub async fn doctor(
+        &self,
+        req: &regent_proto::DoctorRequest,
+    ) -> Result<regent_proto::DoctorReport, ClientError> {
+        self.call::<api::Doctor>(&[], None, Some(req)).await
+    }
+
     /// `GET /v1/forward`: the forwardable resources and the `regent ssh` sessions.
     pub async fn forwards(&self) -> Result<ForwardList, ClientError> {
         self.call::<api::GetForwards>(&[], None, None).await

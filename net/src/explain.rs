@@ -74,6 +74,21 @@ fn chain<'a>(err: &'a (dyn Error + 'static)) -> Vec<&'a (dyn Error + 'static)> {
     out
 }
 
+/// Every cause of `err`, joined (a message repeated by its wrapper once).
+pub(crate) fn chain_text(err: &(dyn Error + 'static)) -> String {
+    let mut s = String::new();
+    for e in chain(err) {
+        let t = e.to_string();
+        if !s.contains(&t) {
+            if !s.is_empty() {
+                s.push_str(": ");
+            }
+            s.push_str(&t);
+        }
+    }
+    s
+}
+
 const CA_FIX: &str =
     "if it is your organisation's CA (or its TLS-inspecting proxy's), add it with \
 ca_file = \"/path/to/ca.pem\" under [network] in regent's config (or install it in the system's \
@@ -202,7 +217,10 @@ pub(crate) fn explain(
         };
         return Some(failure(
             Kind::ProxyRefused,
-            format!("the proxy {shown} refused to open a connection to it"),
+            format!(
+                "the proxy {shown} refused to open a connection to it (a wrong user or password, \
+                 a host it cannot resolve or reach, or one it does not allow)"
+            ),
             format!("{creds}ask the proxy's administrators to allow this host, or reach it directly with no_proxy under [network]"),
         ));
     }

@@ -12,12 +12,14 @@
 mod config;
 mod explain;
 mod identity;
+mod probe;
 mod proxy;
 mod trust;
 
 pub use config::NetworkConfig;
 pub use explain::{Failure, Kind};
-pub use proxy::{NoProxy, Proxies};
+pub use probe::{Reached, Unreached};
+pub use proxy::{redacted, NoProxy, Proxies};
 
 use regent_proto::NetworkStatus;
 use std::path::{Path, PathBuf};

@@ -98,6 +98,8 @@ endpoints! {
     CancelLogin: "DELETE" "/v1/login/{id}", NoBody => NoContent;
     /// Log out (revoke and delete).
     Logout: "POST" "/v1/logout", LogoutRequest => LogoutResponse;
+    /// Check what resources need, from where the agent runs (`regent doctor`).
+    Doctor: "POST" "/v1/doctor", DoctorRequest => DoctorReport;
 }
 
 /// `E`'s path with its parameters filled in order, each percent-encoded so

@@ -1169,3 +1169,52 @@ mod tests {
         assert!(!format!("{i:?}").contains("sekrit"));
     }
 }
+
+/// `POST /v1/doctor`: the agent checks what a resource needs, from where it
+/// runs (its network settings, its environment).
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DoctorRequest {
+    /// The resource; every one when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// How a check came out.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckStatus {
+    /// Fine.
+    Ok,
+    /// Works, but something is off.
+    Warn,
+    /// Does not work.
+    Fail,
+    /// Not checked (it does not apply, or an earlier step failed).
+    Skip,
+}
+
+/// One step of `regent doctor`.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    /// The resource it is for; none for the agent's own checks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    /// The step: `agent`, `version`, `store`, `service`, `dns`, `proxy`,
+    /// `tcp`, `tls`, `discovery`, `clock`, `login`.
+    pub step: String,
+    /// How it came out.
+    pub status: CheckStatus,
+    /// What was found.
+    pub detail: String,
+    /// What fixes it, where something is wrong.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+}
+
+/// The answer of `POST /v1/doctor`.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+pub struct DoctorReport {
+    /// The checks, in order.
+    pub checks: Vec<Check>,
+}

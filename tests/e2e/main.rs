@@ -6,6 +6,7 @@ mod api;
 mod browser;
 mod config;
 mod conformance;
+mod doctor;
 mod dpop;
 mod forward;
 mod idps;

@@ -220,7 +220,11 @@ async fn the_agent_goes_through_the_configured_proxy_and_not_for_no_proxy_hosts(
         "{}",
         out.stderr
     );
-    rewrite_network(&w.agent, &network(&proxy.url_with_password("wrong"), "")).await;
+    rewrite_network(
+        &w.agent,
+        &network(&proxy.url_with_password("bad-pass-123"), ""),
+    )
+    .await;
     let out = add_another();
     assert_ne!(out.code, 0);
     assert!(
@@ -229,9 +233,34 @@ async fn the_agent_goes_through_the_configured_proxy_and_not_for_no_proxy_hosts(
             && out
                 .stderr
                 .contains("check the user and password in the proxy under [network]")
-            && !out.stderr.contains("wrong"),
+            && !out.stderr.contains("bad-pass-123"),
         "{}",
         out.stderr
+    );
+    // regent doctor says the same, at its step.
+    let out = w.agent.regent(&["doctor", "corp"]);
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    let proxy_shown = format!(
+        "http://{}:***@127.0.0.1:{}",
+        regent_tests::proxy::USER,
+        proxy.port
+    );
+    assert!(
+        out.stdout.lines().any(|l| l
+            == format!(
+                "FAIL  corp         tls       {host_port}: the proxy {proxy_shown} refused to open a connection to it \
+                 (a wrong user or password, a host it cannot resolve or reach, or one it does not allow)"
+            )),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.lines().any(|l| l
+            == format!(
+                "ok    corp         proxy     {addr} through {proxy_shown} (from the config)"
+            )),
+        "{}",
+        out.stdout
     );
 }
 
@@ -319,5 +348,93 @@ async fn an_idp_that_wants_a_client_certificate_gets_the_configured_one() {
     assert!(
         w.idp.is_active(&w.token(&[])).await,
         "the running settings stay"
+    );
+}
+
+/// The other certificate failures a user meets, each named with the host
+/// and what was wrong: a certificate for another name, an expired one.
+#[tokio::test]
+async fn a_wrong_name_and_an_expired_certificate_are_named() {
+    let ca = TestCa::new("Corp Root CA");
+    let agent = Agent::start(AgentOptions::default()).await;
+    configure(
+        &agent,
+        &format!(
+            "\n[network]\nca_file = {:?}\n",
+            ca.ca_file.display().to_string()
+        ),
+    )
+    .await;
+    for (issued, problem) in [
+        (
+            ca.server_for(&["idp.corp.example"]),
+            "its TLS certificate is not for the name 127.0.0.1",
+        ),
+        (ca.expired_server(), "its TLS certificate has expired"),
+    ] {
+        let idp = Idp::start(IdpOptions {
+            tls: Some(IdpTls {
+                cert: issued.cert,
+                key: issued.key,
+                client_ca: None,
+            }),
+            ..IdpOptions::default()
+        });
+        let out = add_corp(&agent, &idp);
+        assert_ne!(out.code, 0);
+        let host = idp.issuer.trim_start_matches("https://");
+        assert!(
+            out.stderr.contains(&format!("{host}: {problem}")),
+            "{}",
+            out.stderr
+        );
+    }
+}
+
+/// The CLI's own requests (here the registry reader of `regent servers`)
+/// take the config's `[network]` too: with `ca_file` the registry is
+/// reached (and answers what it answers); without, the CLI names the CA.
+#[tokio::test]
+async fn the_clis_own_requests_take_the_network_settings_of_the_config() {
+    let ca = TestCa::new("Corp Root CA");
+    let idp = https_idp(&ca);
+    let agent = Agent::start(AgentOptions::default()).await;
+    let trust = format!(
+        "\n[network]\nca_file = {:?}\n",
+        ca.ca_file.display().to_string()
+    );
+    configure(&agent, &trust).await;
+    // A registry on the IdP's own origin: something answers there, over HTTPS.
+    let out = agent.regent(&[
+        "registry",
+        "add",
+        "corp",
+        &format!("{}/registry", idp.issuer),
+        "--issuer",
+        &idp.issuer,
+        "--client-id",
+        regent_tests::idp::CLIENT_ID,
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    crate::device_login(&agent, Some("corp"), "alice").await;
+    let out = agent.regent(&["servers", "corp"]);
+    assert_ne!(out.code, 0, "the IdP is no registry");
+    assert!(
+        out.stderr.contains("has no MCP registry API"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("does not trust"), "{}", out.stderr);
+
+    rewrite_network(&agent, "\n[network]\n").await;
+    let out = agent.regent(&["servers", "corp"]);
+    assert_ne!(out.code, 0);
+    let host = idp.issuer.trim_start_matches("https://");
+    assert!(
+        out.stderr.contains(&format!(
+            "{host}: its TLS certificate is issued by a certificate authority regent does not trust"
+        )) && out.stderr.contains("ca_file"),
+        "{}",
+        out.stderr
     );
 }

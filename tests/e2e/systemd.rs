@@ -199,3 +199,82 @@ async fn under_systemd_reload_stop_and_kill_9_keep_the_login() {
     .await;
     assert!(m.runtime.join("regent/agent.forward.sock").exists());
 }
+
+/// An agent systemd's user manager starts has none of a login shell's
+/// environment (no HTTPS_PROXY, no SSL_CERT_FILE): its proxy and its CA
+/// come from the config's `[network]` alone, and it goes through the proxy
+/// (tinyproxy's log shows the CONNECTs) to an IdP on the company's CA.
+#[tokio::test]
+async fn under_systemd_the_proxy_and_the_ca_come_from_the_config() {
+    let Some(m) = manager() else { return };
+    let proxy = match regent_tests::proxy::Tinyproxy::start() {
+        Ok(p) => p,
+        Err(why) => return regent_tests::missing("tinyproxy", &why),
+    };
+    let addr = match regent_tests::proxy::outward_address() {
+        Ok(a) => a,
+        Err(why) => return regent_tests::missing("an address besides loopback", &why),
+    };
+    let ca = regent_tests::tls::TestCa::new("Corp Root CA");
+    let server = ca.server_for(&[&addr]);
+    let idp = regent_tests::Idp::start(regent_tests::IdpOptions {
+        tls: Some(regent_tests::idp::IdpTls {
+            cert: server.cert,
+            key: server.key,
+            client_ca: None,
+        }),
+        host: Some(addr.clone()),
+        ..regent_tests::IdpOptions::default()
+    });
+    // The user's files: the CA, and the config naming it and the proxy.
+    let own = |p: &std::path::Path| std::os::unix::fs::chown(p, Some(m.uid), Some(m.uid)).unwrap();
+    let ca_file = m.home.join("corp-ca.pem");
+    std::fs::copy(&ca.ca_file, &ca_file).unwrap();
+    own(&ca_file);
+    let dir = m.home.join(".config/regent");
+    std::fs::create_dir_all(&dir).unwrap();
+    own(&m.home.join(".config"));
+    own(&dir);
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[network]\nca_file = {:?}\nproxy = {:?}\n",
+            ca_file.display().to_string(),
+            proxy.url()
+        ),
+    )
+    .unwrap();
+    own(&config);
+    let (code, out, err) = run(&m, &["service", "install", "--enable"]);
+    assert_eq!(code, 0, "{out}{err}\n{}", m.manager_log());
+    let (code, _, err) = run(
+        &m,
+        &[
+            "registry",
+            "add",
+            "corp",
+            "https://registry.example.test",
+            "--issuer",
+            &idp.issuer,
+            "--client-id",
+            regent_tests::idp::CLIENT_ID,
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let host_port = idp.issuer.trim_start_matches("https://");
+    assert!(
+        proxy.connects_to(host_port) >= 1,
+        "the agent went around the proxy: {}",
+        proxy.log()
+    );
+    let (_, out, _) = run(&m, &["agent", "status"]);
+    assert!(out.contains("started by    systemd"), "{out}");
+    let (_, out, _) = run(&m, &["doctor", "corp"]);
+    for line in [
+        format!("ok    corp         tls       {addr} answered HTTP 404"),
+        format!("ok    corp         proxy     {addr} through http://{}:***@127.0.0.1:{} (from the config)", regent_tests::proxy::USER, proxy.port),
+    ] {
+        assert!(out.lines().any(|l| l == line), "{line}\n{out}");
+    }
+}

@@ -21,6 +21,8 @@
 //                           no other port (Okta, and any IdP that matches redirect URIs exactly)
 //   IDP_REQUIRE_NONCE=1     an authorization request for `openid` without a nonce is refused
 //                           with invalid_request "nonce required"
+//   IDP_DATE_SKEW=N         every answer's Date header is N seconds ahead of the real time
+//                           (negative: behind), as from a server whose clock is off
 //   IDP_DPOP_NONCE=1        every DPoP proof at the token endpoint must carry the server's
 //                           nonce (RFC 9449 §8): one without is answered use_dpop_nonce with a
 //                           DPoP-Nonce header (GET /__test/counts: "use_dpop_nonce")
@@ -122,6 +124,7 @@ const AUDIENCE = process.env.IDP_AUDIENCE === '1';
 // Providers do (the ID token's replay defence).
 const REQUIRE_NONCE = process.env.IDP_REQUIRE_NONCE === '1';
 const DPOP_NONCE = process.env.IDP_DPOP_NONCE === '1';
+const DATE_SKEW = Number(process.env.IDP_DATE_SKEW || 0);
 const EXACT_PORT = env('IDP_EXACT_PORT', 0);
 
 const PUBLIC_CLIENT = 'regent-test';
@@ -442,6 +445,7 @@ function takeFault() {
 }
 
 provider.use(async (ctx, next) => {
+  if (DATE_SKEW) ctx.set('Date', new Date(Date.now() + DATE_SKEW * 1000).toUTCString());
   // --- control endpoints -------------------------------------------------------------
   if (ctx.path.startsWith('/__test/')) {
     if (ctx.method === 'GET' && ctx.path === '/__test/counts') return json(ctx, 200, counts);

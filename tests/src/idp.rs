@@ -42,6 +42,8 @@ pub struct IdpOptions {
     pub tls: Option<IdpTls>,
     /// Listen on this address instead of 127.0.0.1 (the issuer names it).
     pub host: Option<String>,
+    /// Every answer's `Date` is this many seconds off the real time.
+    pub date_skew: i64,
 }
 
 /// The IdP's HTTPS: its certificate and key, and, for mutual TLS, the CA
@@ -73,6 +75,7 @@ impl Default for IdpOptions {
             dpop_nonce: false,
             tls: None,
             host: None,
+            date_skew: 0,
         }
     }
 }
@@ -102,6 +105,7 @@ impl Idp {
             .arg(script)
             .env("IDP_PORT", "0")
             .env("IDP_HOST", opts.host.clone().unwrap_or_default())
+            .env("IDP_DATE_SKEW", opts.date_skew.to_string())
             .env("IDP_ACCESS_TTL", opts.access_ttl.to_string())
             .env("IDP_REFRESH_TTL", opts.refresh_ttl.to_string())
             .env("IDP_DEVICE_INTERVAL", opts.device_interval.to_string())

@@ -85,11 +85,19 @@ impl TestCa {
     }
 
     fn issue(&self, file: &str, names: &[&str], cn: &str) -> Issued {
+        self.issue_with(file, names, cn, false)
+    }
+
+    fn issue_with(&self, file: &str, names: &[&str], cn: &str, expired: bool) -> Issued {
         let key = KeyPair::generate().unwrap();
         let mut params =
             CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
                 .unwrap();
         params.distinguished_name.push(DnType::CommonName, cn);
+        if expired {
+            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        }
         let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
         let issued = Issued {
             cert: self.dir.path().join(format!("{file}.pem")),
@@ -109,6 +117,11 @@ impl TestCa {
     /// A server certificate for `names` (host names or addresses).
     pub fn server_for(&self, names: &[&str]) -> Issued {
         self.issue("server", names, names[0])
+    }
+
+    /// A server certificate for 127.0.0.1 that expired in 2021.
+    pub fn expired_server(&self) -> Issued {
+        self.issue_with("expired", &["127.0.0.1"], "127.0.0.1", true)
     }
 
     /// A client certificate for `cn` (mutual TLS).

@@ -163,6 +163,24 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+
+    /// Check everything a login needs, step by step, and say what fixes what fails.
+    #[command(
+        long_about = "Check everything a login needs, one line a step: the agent (reachable, its \
+version, its token store, how it was started), then for each resource (or NAME), from where the \
+agent runs and with its network settings: DNS, the proxy, TCP, TLS (the certificate's issuer), the \
+authorization server's metadata, its clock against ours, and the login. Each line says ok, warn or \
+FAIL; a line that is not ok is followed by what fixes it. Exit status 0 when nothing failed, 1 \
+otherwise.",
+        after_help = "Examples:\n  regent doctor              # the agent and every resource\n  regent doctor corp         # one resource\n  regent doctor --json | jq '.checks[] | select(.status == \"fail\")'"
+    )]
+    Doctor {
+        /// The registry, MCP server or IdP to check (default: all).
+        name: Option<String>,
+        /// Print JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 // Parsed once per run: the size of a variant costs nothing worth boxing for.

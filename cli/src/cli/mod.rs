@@ -5,6 +5,7 @@ pub mod args;
 mod autostart;
 mod browser;
 pub mod complete;
+pub mod doctor;
 mod login;
 mod man;
 mod mcp;
@@ -118,6 +119,10 @@ pub async fn run(cli: Cli) -> Result {
     // About the agent itself: never autostarted on the way (restart starts one itself).
     if let Command::Agent(cmd) = cli.command {
         return agent::run(&agent, cmd).await;
+    }
+    // The doctor looks at the agent as it is: a missing one is a finding.
+    if let Command::Doctor { name, json } = cli.command {
+        return doctor::run(&agent, name, json).await;
     }
     match run_with_agent(&agent, cli.clone()).await {
         // No agent at all: start one (or wait for the one another regent is
@@ -285,6 +290,7 @@ async fn run_with_agent(agent: &AgentClient, cli: Cli) -> Result {
             allow_remote,
         } => serve::run(agent, listen, allow_remote).await,
         Command::Service(_)
+        | Command::Doctor { .. }
         | Command::Completions { .. }
         | Command::Man { .. }
         | Command::Agent(_) => {

@@ -40,6 +40,7 @@ pub fn install(enable: bool) -> Result {
             .map_err(|e| Failure::Other(format!("cannot write {}: {e}", path.display())))?;
         println!("wrote {}", path.display());
     }
+    proxy_note();
     let steps: [&[&str]; 2] = [&["daemon-reload"], &["enable", "--now", "regentd.socket"]];
     if enable {
         take_over_from_autostarted()?;
@@ -54,6 +55,37 @@ pub fn install(enable: bool) -> Result {
         }
     }
     Ok(())
+}
+
+/// systemd's user manager starts the agent without this shell's
+/// environment: a proxy set only there would be lost. Said, with where to
+/// put it so that every agent has it (the config's `[network]`).
+fn proxy_note() {
+    let config = regent_proto::paths::config_file();
+    let in_config = regent_net::NetworkConfig::read(&config)
+        .map(|n| n.proxy.is_some())
+        .unwrap_or(false);
+    let in_env: Vec<String> = [
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ]
+    .iter()
+    .filter(|k| std::env::var(k).is_ok_and(|v| !v.is_empty()))
+    .map(|k| k.to_string())
+    .collect();
+    if !in_config && !in_env.is_empty() {
+        println!(
+            "note: this shell sets {}, which the service will not see (systemd starts it without \
+             your shell's environment). Put the proxy in {} so every agent uses it:\n  \
+             [network]\n  proxy = \"http://proxy.example:3128\"\n  no_proxy = \"localhost,.corp.example\"",
+            in_env.join(", "),
+            config.display()
+        );
+    }
 }
 
 /// Stops an agent that is not systemd's (autostarted, or started by hand)

@@ -14,6 +14,7 @@
 mod challenge;
 mod change;
 mod discover;
+mod doctor;
 mod error;
 pub mod forward;
 mod setup;

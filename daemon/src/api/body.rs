@@ -64,6 +64,7 @@ impl RequestBody for regent_proto::IdTokenRequest {}
 impl RequestBody for regent_proto::ChallengeRequest {}
 impl RequestBody for regent_proto::PutForward {}
 impl RequestBody for regent_proto::ForwardSession {}
+impl RequestBody for regent_proto::DoctorRequest {}
 
 /// Decodes a request body as the extractor does: JSON, strict (no unknown
 /// field, at any depth), errors in the contract's shape with quoted values redacted.

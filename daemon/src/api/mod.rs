@@ -125,6 +125,7 @@ fn routes() -> Router<Arc<Agent>> {
         .at::<GetLogin, _, _>(login_get)
         .at::<CancelLogin, _, _>(login_cancel)
         .at::<Logout, _, _>(logout)
+        .at::<Doctor, _, _>(doctor)
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
 }
@@ -369,6 +370,15 @@ async fn id_token(
         .hand_over_id_token(&name, body.id_token.into_inner())
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /v1/doctor`: the checks of a resource (or of all), from here.
+async fn doctor(
+    State(agent): Shared,
+    body: Option<JsonBody<regent_proto::DoctorRequest>>,
+) -> ApiResult<Json<regent_proto::DoctorReport>> {
+    let name = body.and_then(|JsonBody(b)| b.name);
+    Ok(Json(agent.doctor(name.as_deref()).await?))
 }
 
 async fn challenge(

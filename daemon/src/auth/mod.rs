@@ -85,6 +85,17 @@ impl Auth {
         }
     }
 
+    /// The authorization server its tokens come from, if any.
+    pub fn issuer(&self) -> Option<crate::oauth::Issuer> {
+        match self {
+            Auth::OAuth(o) => Some(o.grant.spec().issuer.clone()),
+            Auth::ClientCredentials(c) => Some(ClientCredentials::issuer(&c.config)),
+            Auth::Enterprise(e) => Some(Enterprise::issuer(&e.config)),
+            Auth::Workload(w) => Some(Workload::issuer(&w.config)),
+            Auth::None | Auth::Bearer(_) => None,
+        }
+    }
+
     /// The OAuth source, if the auth is OAuth.
     pub fn oauth(&self) -> Option<&OAuthSource> {
         match self {
