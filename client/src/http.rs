@@ -46,10 +46,12 @@ pub fn why(e: &reqwest::Error, url: &url::Url) -> String {
     reason
 }
 
-/// A client builder for requests that carry a resource's token: redirects
-/// are never followed on their own (a token goes only where it is meant
-/// to), connects are bounded, and regent says who it is.
-pub fn builder() -> reqwest::ClientBuilder {
+/// A client builder for requests that carry a resource's token to the
+/// origin of `url`: redirects are never followed on their own (a token goes
+/// only where it is meant to), connects are bounded, regent says who it
+/// is, and the network settings apply (with the resource's own client
+/// certificate, where it has one).
+pub fn builder_for(url: &url::Url) -> reqwest::ClientBuilder {
     let b = reqwest::Client::builder()
         // Names resolved in-process (hickory, from /etc/resolv.conf and /etc/hosts),
         // not by glibc's getaddrinfo: safe in the statically linked regent.
@@ -57,16 +59,60 @@ pub fn builder() -> reqwest::ClientBuilder {
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(10))
         .user_agent(concat!("regent/", env!("CARGO_PKG_VERSION")));
-    network().apply(b)
+    network().apply_for(url, b)
 }
 
-/// A client for MCP servers: no overall timeout (a stream lasts as long as
-/// the session), and an idle connection closed before the server's
-/// keep-alive closes it under a request (a POST is never sent twice: it may
-/// have run).
-pub fn mcp_client() -> reqwest::Client {
-    builder()
+/// A client for the MCP server at `url`: no overall timeout (a stream lasts
+/// as long as the session), and an idle connection closed before the
+/// server's keep-alive closes it under a request (a POST is never sent
+/// twice: it may have run).
+pub fn mcp_client_for(url: &url::Url) -> reqwest::Client {
+    builder_for(url)
         .pool_idle_timeout(Duration::from_secs(3))
         .build()
         .expect("the TLS backend initialises")
+}
+
+/// A client for the registry at `url` (a minute at most per request).
+pub fn registry_client_for(url: &url::Url) -> reqwest::Client {
+    builder_for(url)
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("the TLS backend initialises")
+}
+
+/// Clients by origin, each made once (for callers that reach many
+/// servers: the registry reader, the `regent serve` gateway).
+#[derive(Clone)]
+pub struct Clients {
+    make: fn(&url::Url) -> reqwest::Client,
+    made: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<url::Origin, reqwest::Client>>>,
+}
+
+impl Clients {
+    /// For MCP servers ([`mcp_client_for`]).
+    pub fn mcp() -> Clients {
+        Clients {
+            make: mcp_client_for,
+            made: Default::default(),
+        }
+    }
+
+    /// For registries ([`registry_client_for`]).
+    pub fn registry() -> Clients {
+        Clients {
+            make: registry_client_for,
+            made: Default::default(),
+        }
+    }
+
+    /// The client for the origin of `url`.
+    pub fn for_url(&self, url: &url::Url) -> reqwest::Client {
+        self.made
+            .lock()
+            .unwrap()
+            .entry(url.origin())
+            .or_insert_with(|| (self.make)(url))
+            .clone()
+    }
 }

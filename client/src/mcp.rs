@@ -298,7 +298,7 @@ impl Transport {
     /// A transport to the server at `url`, with `auth`'s tokens.
     pub fn new(url: Url, auth: ResourceAuth) -> Arc<Transport> {
         Arc::new(Transport {
-            http: crate::http::mcp_client(),
+            http: crate::http::mcp_client_for(&url),
             url,
             auth,
             session: Mutex::default(),

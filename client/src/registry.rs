@@ -14,7 +14,6 @@ use reqwest::header::LOCATION;
 use reqwest::StatusCode;
 use serde_json::Value;
 use std::sync::Arc;
-use std::time::Duration;
 use url::Url;
 
 /// Redirects followed at most.
@@ -99,7 +98,7 @@ pub struct Page {
 #[derive(Clone)]
 pub struct RegistryClient {
     agent: AgentClient,
-    http: reqwest::Client,
+    http: crate::http::Clients,
     login: Option<Arc<dyn Login>>,
 }
 
@@ -123,10 +122,7 @@ impl RegistryClient {
     /// A client that asks `agent` for tokens.
     pub fn new(agent: AgentClient) -> Self {
         // Redirects are followed by hand, origin-aware.
-        let http = crate::http::builder()
-            .timeout(Duration::from_secs(60))
-            .build()
-            .expect("the TLS backend initialises");
+        let http = crate::http::Clients::registry();
         RegistryClient {
             agent,
             http,
@@ -315,6 +311,7 @@ impl RegistryClient {
         for _ in 0..=MAX_REDIRECTS {
             let mut req = self
                 .http
+                .for_url(&url)
                 .get(url.clone())
                 .header("accept", "application/json");
             // Only to the registry's origin; a DPoP proof is for the URL it

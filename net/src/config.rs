@@ -57,3 +57,38 @@ impl NetworkConfig {
         }
     }
 }
+
+/// The client certificates resources of the config file at `path` have of
+/// their own (`client_cert` / `client_key` in a `[registries.NAME]` or
+/// `[mcp.NAME]` table), with the URLs they are for: the resource's, and its
+/// authorization server's.
+pub fn resource_certs(path: &Path) -> Result<Vec<crate::ResourceCert>, NetError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(_) => return Ok(Vec::new()),
+    };
+    let doc: toml::Value =
+        toml::from_str(&text).map_err(|e| NetError::Config(format!("{}: {e}", path.display())))?;
+    let mut out = Vec::new();
+    for section in ["registries", "mcp"] {
+        let Some(table) = doc.get(section).and_then(|t| t.as_table()) else {
+            continue;
+        };
+        for rc in table.values() {
+            let s = |k: &str| rc.get(k).and_then(|v| v.as_str()).map(str::to_string);
+            let (Some(cert), Some(key)) = (s("client_cert"), s("client_key")) else {
+                continue;
+            };
+            let mut urls: Vec<String> = s("url").into_iter().collect();
+            if let Some(i) = rc
+                .get("auth")
+                .and_then(|a| a.get("issuer"))
+                .and_then(|v| v.as_str())
+            {
+                urls.push(i.to_string());
+            }
+            out.push((urls, PathBuf::from(cert), PathBuf::from(key)));
+        }
+    }
+    Ok(out)
+}

@@ -184,7 +184,7 @@ pub(crate) fn explain(
                 | AlertDescription::BadCertificate
                 | AlertDescription::UnknownCA
                 | AlertDescription::CertificateUnknown,
-            ) => match net.client_cert() {
+            ) => match net.client_cert_for(url) {
                 None => failure(
                     Kind::ClientCertificate,
                     "it wants a client certificate (mutual TLS), and none is configured".into(),

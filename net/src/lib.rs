@@ -47,7 +47,14 @@ pub struct Network {
     trust: trust::Trust,
     proxies: Proxies,
     identity: Option<identity::Identity>,
+    /// Client certificates of resources that have their own, by origin
+    /// (their server's and their IdP's).
+    per_origin: std::sync::Arc<Vec<(url::Origin, identity::Identity)>>,
 }
+
+/// A resource's own client certificate: the URLs it is for (its server,
+/// its IdP), the certificate and the key.
+pub type ResourceCert = (Vec<String>, PathBuf, PathBuf);
 
 impl std::fmt::Debug for Network {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -79,25 +86,74 @@ impl Network {
                     ))
                 }
             },
+            per_origin: Default::default(),
         })
     }
 
-    /// The settings of the config file at `path` (its `[network]` table; a
-    /// missing file or table means none) over the environment's.
+    /// These settings, with resources' own client certificates for the
+    /// origins of their URLs.
+    pub fn with_resource_certs(&self, certs: &[ResourceCert]) -> Result<Network, NetError> {
+        let mut per_origin = Vec::new();
+        for (urls, cert, key) in certs {
+            let id = identity::Identity::load(cert, key)?;
+            for u in urls {
+                if let Ok(u) = url::Url::parse(u) {
+                    per_origin.push((u.origin(), id.clone()));
+                }
+            }
+        }
+        Ok(Network {
+            per_origin: std::sync::Arc::new(per_origin),
+            ..self.clone()
+        })
+    }
+
+    /// The origins that have a client certificate of their own.
+    pub fn own_cert_origins(&self) -> Vec<url::Origin> {
+        self.per_origin.iter().map(|(o, _)| o.clone()).collect()
+    }
+
+    fn identity_for(&self, url: &url::Url) -> Option<&identity::Identity> {
+        let o = url.origin();
+        self.per_origin
+            .iter()
+            .find(|(p, _)| *p == o)
+            .map(|(_, i)| i)
+            .or(self.identity.as_ref())
+    }
+
+    /// The settings of the config file at `path` (its `[network]` table,
+    /// and resources' own client certificates; a missing file or table
+    /// means none) over the environment's.
     pub fn from_config_file(path: &Path) -> Result<Network, NetError> {
-        Network::load(&NetworkConfig::read(path)?)
+        Network::load(&NetworkConfig::read(path)?)?
+            .with_resource_certs(&config::resource_certs(path)?)
     }
 
     /// Puts the settings on a client builder: the CAs (the bundled Mozilla
     /// roots, the system's store, `ca_file`), the proxies (one decision,
     /// [`Network::proxy_for`]), the client certificate.
-    pub fn apply(&self, mut b: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+    pub fn apply(&self, b: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+        self.build(b, self.identity.as_ref())
+    }
+
+    /// As [`Network::apply`], for a client that talks to the origin of
+    /// `url` alone: with that resource's own client certificate, if any.
+    pub fn apply_for(&self, url: &url::Url, b: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+        self.build(b, self.identity_for(url))
+    }
+
+    fn build(
+        &self,
+        mut b: reqwest::ClientBuilder,
+        identity: Option<&identity::Identity>,
+    ) -> reqwest::ClientBuilder {
         b = self.trust.apply(b);
         let proxies = self.proxies.clone();
         b = b
             .no_proxy()
             .proxy(reqwest::Proxy::custom(move |url| proxies.proxy_for(url)));
-        if let Some(id) = &self.identity {
+        if let Some(id) = identity {
             b = b.identity(id.reqwest());
         }
         b
@@ -116,6 +172,11 @@ impl Network {
     /// The client certificate's file, if one is presented.
     pub fn client_cert(&self) -> Option<&PathBuf> {
         self.identity.as_ref().map(|i| &i.cert_file)
+    }
+
+    /// The client certificate's file presented to the origin of `url`.
+    pub fn client_cert_for(&self, url: &url::Url) -> Option<&PathBuf> {
+        self.identity_for(url).map(|i| &i.cert_file)
     }
 
     /// What is in use, for `regent status` and `regent doctor`.

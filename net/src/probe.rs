@@ -31,14 +31,14 @@ pub struct Unreached {
 }
 
 impl Network {
-    fn probe_client(&self, trust_anything: bool) -> reqwest::Client {
+    fn probe_client(&self, url: &Url, trust_anything: bool) -> reqwest::Client {
         let b = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(10))
             .tls_info(true)
             .user_agent(concat!("regent/", env!("CARGO_PKG_VERSION"), " doctor"));
-        self.apply(b)
+        self.apply_for(url, b)
             .danger_accept_invalid_certs(trust_anything)
             .build()
             .expect("the TLS backend initialises")
@@ -46,7 +46,7 @@ impl Network {
 
     /// A bare GET of `url`.
     pub async fn probe(&self, url: &Url) -> Result<Reached, Unreached> {
-        match self.probe_client(false).get(url.clone()).send().await {
+        match self.probe_client(url, false).get(url.clone()).send().await {
             Ok(resp) => Ok(Reached {
                 status: resp.status().as_u16(),
                 issuer: issuer_of(&resp),
@@ -69,7 +69,7 @@ impl Network {
                     )
                 });
                 let issuer = if tls {
-                    match self.probe_client(true).get(url.clone()).send().await {
+                    match self.probe_client(url, true).get(url.clone()).send().await {
                         Ok(resp) => issuer_of(&resp),
                         Err(_) => None,
                     }

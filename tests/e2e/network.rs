@@ -438,3 +438,57 @@ async fn the_clis_own_requests_take_the_network_settings_of_the_config() {
         out.stderr
     );
 }
+
+/// A resource's own client certificate (`client_cert` / `client_key` in
+/// its table) goes to its server and its IdP, from the agent and from the
+/// CLI alike, while `[network]` names none.
+#[tokio::test]
+async fn a_resources_own_client_certificate_goes_to_its_idp_and_its_server() {
+    let ca = TestCa::new("Corp Root CA");
+    let server = ca.server();
+    regent_tests::tls::present(&ca.client("harness"));
+    let idp = Idp::start(IdpOptions {
+        tls: Some(IdpTls {
+            cert: server.cert,
+            key: server.key,
+            client_ca: Some(ca.ca_file.clone()),
+        }),
+        ..IdpOptions::default()
+    });
+    let mine = ca.client("alice-laptop");
+    let mut agent = Agent::unstarted(AgentOptions::default());
+    let path = agent.config_file();
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(
+        &path,
+        format!(
+            "[network]\nca_file = {:?}\n\n[registries.corp]\nurl = \"{1}/registry\"\nclient_cert = {2:?}\nclient_key = {3:?}\n\n\
+             [registries.corp.auth]\ntype = \"oauth\"\nissuer = \"{1}\"\nclient_id = \"{4}\"\n",
+            ca.ca_file.display().to_string(),
+            idp.issuer,
+            mine.cert.display().to_string(),
+            mine.key.display().to_string(),
+            regent_tests::idp::CLIENT_ID
+        ),
+    )
+    .unwrap();
+    agent.spawn().await;
+    crate::device_login(&agent, Some("corp"), "alice").await;
+    let w = World { idp, agent };
+    assert!(w.idp.is_active(&w.token(&[])).await);
+    // The CLI's registry reader reaches the server (which is no registry).
+    let out = w.agent.regent(&["servers", "corp"]);
+    assert!(
+        out.stderr.contains("has no MCP registry API"),
+        "{}",
+        out.stderr
+    );
+    let out = w.agent.regent(&["doctor", "corp"]);
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    assert!(
+        out.stdout.lines().any(|l| l
+            == "ok    corp         tls       127.0.0.1 answered HTTP 404; its certificate is issued by CN=Corp Root CA, O=regent tests"),
+        "{}",
+        out.stdout
+    );
+}

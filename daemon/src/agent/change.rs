@@ -28,10 +28,8 @@ impl Agent {
         let config = file.config().clone();
         // The files [network] names may have changed without the config file
         // (a key made readable to others): checked again, and refused whole.
-        regent_net::Network::load(&config.network).map_err(|e| {
-            AgentError::Invalid(format!(
-                "[network]: {e} (the running config stays until it is fixed)"
-            ))
+        config.network_settings().map_err(|e| {
+            AgentError::Invalid(format!("{e} (the running config stays until it is fixed)"))
         })?;
         self.apply(&config).await;
         let n = config.registries.len() + config.mcp.len() + config.idps.len();
@@ -392,8 +390,8 @@ impl Agent {
     }
 }
 
-/// The entry `name` gets: `url` and `auth`, and the forwarding choices it had
-/// (a re-add, a step-up or a rediscovery keeps them).
+/// The entry `name` gets: `url` and `auth`, and the forwarding choices and
+/// client certificate it had (a re-add, a step-up or a rediscovery keeps them).
 fn entry(
     file: &ConfigFile,
     section: Section,
@@ -412,6 +410,8 @@ fn entry(
         auth,
         forwardable: old.is_some_and(|o| o.forwardable),
         forward_confirm: old.is_some_and(|o| o.forward_confirm),
+        client_cert: old.and_then(|o| o.client_cert.clone()),
+        client_key: old.and_then(|o| o.client_key.clone()),
     }
 }
 

@@ -304,9 +304,9 @@ impl Agent {
         self.ctx.idp.typed().set(given);
         // Checked when the file was read: a failure here is a file that
         // changed since (the settings before it stay).
-        match regent_net::Network::load(&config.network) {
+        match config.network_settings() {
             Ok(n) => self.ctx.idp.set_network(n),
-            Err(e) => tracing::warn!(error = %e, "[network] unusable; the settings before it stay"),
+            Err(e) => tracing::warn!(error = %e, "network settings unusable; the ones before stay"),
         }
         *self.configured_metadata_url.write().unwrap() = config.client_metadata_url.clone();
         self.forward.set_rules(

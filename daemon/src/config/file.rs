@@ -275,6 +275,8 @@ mod tests {
         RegistryConfig {
             forwardable: false,
             forward_confirm: false,
+            client_cert: None,
+            client_key: None,
             url: "https://r.example".into(),
             auth: Some(AuthConfig::Oauth(OAuthConfig {
                 issuer: "https://idp.example".into(),
@@ -305,6 +307,8 @@ mod tests {
         let bearer = RegistryConfig {
             forwardable: false,
             forward_confirm: false,
+            client_cert: None,
+            client_key: None,
             url: "https://ci.example".into(),
             auth: Some(AuthConfig::Bearer(BearerConfig {
                 token_file: "/t".into(),

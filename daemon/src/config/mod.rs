@@ -61,6 +61,41 @@ impl Section {
 }
 
 impl Config {
+    /// The network settings: `[network]`, and the client certificates of
+    /// the resources that have their own (for their server and their IdP).
+    pub fn network_settings(&self) -> Result<regent_net::Network, String> {
+        let net =
+            regent_net::Network::load(&self.network).map_err(|e| format!("[network]: {e}"))?;
+        let mut certs = Vec::new();
+        for (section, name, rc) in self
+            .registries
+            .iter()
+            .map(|(n, rc)| ("registries", n, rc))
+            .chain(self.mcp.iter().map(|(n, rc)| ("mcp", n, rc)))
+        {
+            let (cert, key) = match (&rc.client_cert, &rc.client_key) {
+                (None, None) => continue,
+                (Some(c), Some(k)) => (c, k),
+                _ => {
+                    return Err(format!(
+                        "[{section}.{name}]: client_cert and client_key go together"
+                    ))
+                }
+            };
+            let issuer = match &rc.auth {
+                Some(AuthConfig::Oauth(o)) => Some(o.issuer.clone()),
+                Some(AuthConfig::ClientCredentials(c)) => Some(c.issuer.clone()),
+                Some(AuthConfig::Enterprise(e)) => Some(e.issuer.clone()),
+                Some(AuthConfig::Workload(w)) => Some(w.issuer.clone()),
+                _ => None,
+            };
+            let urls = std::iter::once(rc.url.clone()).chain(issuer).collect();
+            certs.push((urls, cert.clone(), key.clone()));
+        }
+        net.with_resource_certs(&certs)
+            .map_err(|e| format!("a resource's client certificate: {e}"))
+    }
+
     /// The section holding `name`, if any (names are unique across sections).
     pub fn section_of(&self, name: &str) -> Option<Section> {
         if self.registries.contains_key(name) {
@@ -90,6 +125,13 @@ pub struct RegistryConfig {
     /// ... only in sessions the user said yes to (`regent ssh` asks).
     #[serde(default, skip_serializing_if = "is_false")]
     pub forward_confirm: bool,
+    /// A client certificate (PEM) for this resource's server and its IdP
+    /// (mutual TLS), instead of `[network]`'s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert: Option<PathBuf>,
+    /// Its key (PEM, yours alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key: Option<PathBuf>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -151,9 +193,10 @@ pub fn parse(text: &str) -> Result<Config, String> {
             .to_string();
         format!("{}{msg}", place.unwrap_or_default())
     })?;
-    // The files `[network]` names are read now: a CA file that is not one,
-    // a key others can read, refuse the file as a typo does.
-    regent_net::Network::load(&config.network).map_err(|e| format!("[network]: {e}"))?;
+    // The files `[network]` (and a resource's client certificate) name are
+    // read now: a CA file that is not one, a key others can read, refuse the
+    // file as a typo does.
+    config.network_settings()?;
     let mut seen = std::collections::BTreeSet::new();
     let urls = config
         .registries

@@ -169,20 +169,62 @@ fn admit(host: &str, all: Vec<SocketAddr>, guard: &Typed) -> Result<Vec<SocketAd
 /// a server named; the network settings (CAs, proxies, client certificate)
 /// of the config file, taken again when it changes.
 struct Reqwest {
-    client: RwLock<(reqwest::Client, regent_net::Network)>,
+    clients: RwLock<Clients>,
     typed: Typed,
+}
+
+/// The clients of one set of network settings: one for every origin, and
+/// one for each origin with a client certificate of its own.
+#[derive(Clone)]
+struct Clients {
+    any: reqwest::Client,
+    own: Vec<(url::Origin, reqwest::Client)>,
+    network: regent_net::Network,
+}
+
+impl Clients {
+    fn new(network: regent_net::Network, typed: &Typed) -> Clients {
+        let own = network
+            .own_cert_origins()
+            .into_iter()
+            .filter_map(|o| {
+                let url = url::Url::parse(&o.ascii_serialization()).ok()?;
+                Some((o, Reqwest::build(&network, typed, Some(&url))))
+            })
+            .collect();
+        Clients {
+            any: Reqwest::build(&network, typed, None),
+            own,
+            network,
+        }
+    }
+
+    fn for_url(&self, url: Option<&url::Url>) -> reqwest::Client {
+        url.and_then(|u| {
+            let o = u.origin();
+            self.own
+                .iter()
+                .find(|(p, _)| *p == o)
+                .map(|(_, c)| c.clone())
+        })
+        .unwrap_or_else(|| self.any.clone())
+    }
 }
 
 impl Reqwest {
     fn new(network: regent_net::Network, typed: Typed) -> Reqwest {
         typed.set_proxies(&network);
         Reqwest {
-            client: RwLock::new((Reqwest::build(&network, &typed), network)),
+            clients: RwLock::new(Clients::new(network, &typed)),
             typed,
         }
     }
 
-    fn build(network: &regent_net::Network, typed: &Typed) -> reqwest::Client {
+    fn build(
+        network: &regent_net::Network,
+        typed: &Typed,
+        own: Option<&url::Url>,
+    ) -> reqwest::Client {
         let b = reqwest::Client::builder()
             // The system's resolver (the agent is dynamically linked), guarded.
             .hickory_dns(false)
@@ -196,26 +238,32 @@ impl Reqwest {
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(20))
             .user_agent(concat!("regent/", env!("CARGO_PKG_VERSION")));
-        network
-            .apply(b)
-            .build()
-            .expect("the TLS backend initialises")
+        match own {
+            Some(u) => network.apply_for(u, b),
+            None => network.apply(b),
+        }
+        .build()
+        .expect("the TLS backend initialises")
     }
 }
 
 impl Transport for Reqwest {
     fn set_network(&self, network: regent_net::Network) {
         self.typed.set_proxies(&network);
-        let client = Reqwest::build(&network, &self.typed);
-        *self.client.write().unwrap() = (client, network);
+        let clients = Clients::new(network, &self.typed);
+        *self.clients.write().unwrap() = clients;
     }
 
     fn network(&self) -> Option<regent_net::Network> {
-        Some(self.client.read().unwrap().1.clone())
+        Some(self.clients.read().unwrap().network.clone())
     }
 
     fn send(&self, req: HttpRequest) -> BoxFuture<'static, Result<HttpResponse, HttpError>> {
-        let (client, network) = self.client.read().unwrap().clone();
+        let target = url::Url::parse(&req.uri().to_string()).ok();
+        let (client, network) = {
+            let c = self.clients.read().unwrap();
+            (c.for_url(target.as_ref()), c.network.clone())
+        };
         let typed = self.typed.clone();
         Box::pin(async move {
             // An address written as such is never resolved: checked here, as the
@@ -234,7 +282,6 @@ impl Transport for Reqwest {
                     }
                 }
             }
-            let target = url::Url::parse(&req.uri().to_string()).ok();
             let proxy = target.as_ref().and_then(|u| network.proxy_for(u));
             // Through a proxy, the proxy resolves the name: a host a server
             // named is resolved here too, where it can be, and refused if it

@@ -80,10 +80,13 @@ pub async fn forward(
 ) -> Answer<Response> {
     let target = server(&s, &name).await?;
     let auth = ResourceAuth::new(s.registries.agent().clone(), &name, WithoutLogin::SendBare);
+    // A URL that does not parse fails at the request below, with its reason.
+    let client = reqwest::Url::parse(&target.url)
+        .map(|u| s.http.for_url(&u))
+        .unwrap_or_default();
     let sent = auth
         .send(method.as_str(), &target.url, |credential| {
-            let mut req = s
-                .http
+            let mut req = client
                 .request(method.clone(), &target.url)
                 .body(body.clone());
             for h in UPSTREAM {

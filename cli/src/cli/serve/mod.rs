@@ -24,7 +24,7 @@ use std::sync::Arc;
 struct Serve {
     registries: RegistryClient,
     /// For the MCP gateway's requests.
-    http: reqwest::Client,
+    http: regent_client::http::Clients,
     /// `Host` values accepted (loopback listeners only): the DNS-rebinding defence.
     allowed_hosts: Option<Vec<String>>,
     /// Peers on other machines may connect (`--allow-remote`).
@@ -56,7 +56,7 @@ pub async fn run(agent: AgentClient, listen: SocketAddr, allow_remote: bool) -> 
     let port = addr.port();
     let state = Arc::new(Serve {
         registries: RegistryClient::new(agent),
-        http: regent_client::http::mcp_client(),
+        http: regent_client::http::Clients::mcp(),
         allow_remote,
         allowed_hosts: loopback.then(|| {
             let mut hosts = vec![
