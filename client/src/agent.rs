@@ -169,6 +169,15 @@ impl AgentClient {
             .await
     }
 
+    /// `GET /v1/resource?url=U`: the resource whose URL covers `url` (its
+    /// origin, and the longest path prefix), as the agent decides.
+    pub async fn resource_for_url(&self, url: &str) -> Result<RegistryStatus, ClientError> {
+        let q = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("url", url)
+            .finish();
+        self.call::<api::GetResource>(&[], Some(q), None).await
+    }
+
     /// `GET /v1/registries`.
     pub async fn registries(&self) -> Result<Vec<RegistryStatus>, ClientError> {
         Ok(self

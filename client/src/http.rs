@@ -6,22 +6,22 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 /// The network settings of this process, read once: the config file's
-/// `[network]` over the environment. A table that cannot be used is said on
-/// stderr once, and the environment's settings are used alone.
+/// `[network]` over the environment. Settings that cannot be used are said
+/// on stderr once, and none are used (not the environment's instead: a
+/// `proxy = ""` there must not turn into the shell's proxy; the agent
+/// refuses the same file).
 pub fn network() -> &'static regent_net::Network {
     static NETWORK: OnceLock<regent_net::Network> = OnceLock::new();
     NETWORK.get_or_init(|| {
         let path = regent_proto::paths::config_file();
         regent_net::Network::from_config_file(&path).unwrap_or_else(|e| {
             eprintln!(
-                "regent: the [network] settings of {} are not used: {e}",
+                "regent: the network settings of {} cannot be used ({e}); requests go direct, \
+                 with the built-in and system CAs only",
                 path.display()
             );
-            regent_net::Network::load(&Default::default()).unwrap_or_else(|e| {
-                eprintln!("regent: the environment's network settings are not used: {e}");
-                regent_net::Network::load_with(&Default::default(), &|_| None)
-                    .expect("no settings load")
-            })
+            regent_net::Network::load_with(&Default::default(), &|_| None)
+                .expect("no settings load")
         })
     })
 }

@@ -87,6 +87,7 @@ impl From<AgentError> for ApiError {
         let resource = e.resource().map(str::to_string);
         let (code, message) = match e {
             AgentError::Unknown(_)
+            | AgentError::NoneCovers(_)
             | AgentError::NoneConfigured(_)
             | AgentError::WrongKind { .. } => (ErrorCode::UnknownRegistry, e.to_string()),
             AgentError::Ambiguous(_)

@@ -20,3 +20,67 @@ pub struct Resource {
     /// How it authenticates, and its token source.
     pub auth: Auth,
 }
+
+/// How much of `url` the resource URL `base` covers: `Some(length of its
+/// path)` when both have the same origin (scheme, host, port, default
+/// ports as such) and `base`'s path is a prefix of `url`'s at a segment
+/// boundary; the longest cover wins among resources. A URL without a path
+/// (`https://host`) is covered by every resource of its origin, with 0.
+pub fn covers(base: &str, url: &url::Url) -> Option<usize> {
+    let base = url::Url::parse(base).ok()?;
+    if base.origin() != url.origin() {
+        return None;
+    }
+    let prefix = base.path().trim_end_matches('/');
+    let path = url.path();
+    let at_boundary = path == prefix
+        || (path.starts_with(prefix) && path[prefix.len()..].starts_with('/'))
+        || prefix.is_empty();
+    at_boundary.then_some(prefix.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::covers;
+
+    fn u(s: &str) -> url::Url {
+        url::Url::parse(s).unwrap()
+    }
+
+    /// Same origin (default ports as such), a prefix at a segment boundary.
+    #[test]
+    fn a_url_is_covered_by_its_origin_and_a_path_prefix() {
+        assert_eq!(
+            covers("https://git.corp/org", &u("https://git.corp/org/repo.git")),
+            Some(4)
+        );
+        assert_eq!(
+            covers("https://git.corp/org/", &u("https://git.corp/org/repo.git")),
+            Some(4)
+        );
+        assert_eq!(
+            covers("https://git.corp/org", &u("https://git.corp/org")),
+            Some(4)
+        );
+        assert_eq!(
+            covers("https://git.corp", &u("https://git.corp:443/x")),
+            Some(0)
+        );
+        assert_eq!(
+            covers("https://git.corp/org", &u("https://git.corp/organisation")),
+            None
+        );
+        assert_eq!(
+            covers("https://git.corp/org", &u("http://git.corp/org")),
+            None
+        );
+        assert_eq!(
+            covers("https://git.corp/org", &u("https://git.corp:8443/org")),
+            None
+        );
+        assert_eq!(
+            covers("https://git.corp/org", &u("https://other.corp/org")),
+            None
+        );
+    }
+}

@@ -92,7 +92,7 @@ pub(crate) fn chain_text(err: &(dyn Error + 'static)) -> String {
 const CA_FIX: &str =
     "if it is your organisation's CA (or its TLS-inspecting proxy's), add it with \
 ca_file = \"/path/to/ca.pem\" under [network] in regent's config (or install it in the system's \
-store, or point SSL_CERT_FILE at it)";
+store, or point SSL_CERT_FILE at it, and restart the agent)";
 
 fn host_of(url: &Url) -> String {
     match (url.host_str(), url.port_or_known_default()) {
@@ -185,10 +185,26 @@ pub(crate) fn explain(
                 | AlertDescription::UnknownCA
                 | AlertDescription::CertificateUnknown,
             ) => match net.client_cert_for(url) {
+                None if matches!(
+                    tls,
+                    rustls::Error::AlertReceived(AlertDescription::HandshakeFailure)
+                ) =>
+                {
+                    failure(
+                        Kind::ClientCertificate,
+                        "it ended the TLS handshake: it wants a client certificate (mutual TLS) and \
+                         none is configured, or it shares no TLS version or cipher with regent"
+                            .into(),
+                        "if it wants a client certificate, set client_cert and client_key (PEM files, \
+                         the key yours alone) under [network] in regent's config, or in the resource's \
+                         own table"
+                            .into(),
+                    )
+                }
                 None => failure(
                     Kind::ClientCertificate,
                     "it wants a client certificate (mutual TLS), and none is configured".into(),
-                    "set client_cert and client_key (PEM files, the key yours alone) under [network] in regent's config".into(),
+                    "set client_cert and client_key (PEM files, the key yours alone) under [network] in regent's config, or in the resource's own table".into(),
                 ),
                 Some(c) => failure(
                     Kind::ClientCertificate,
@@ -224,18 +240,26 @@ pub(crate) fn explain(
             format!("{creds}ask the proxy's administrators to allow this host, or reach it directly with no_proxy under [network]"),
         ));
     }
-    let unreachable = causes.iter().any(|e| {
-        e.downcast_ref::<std::io::Error>().is_some_and(|io| {
-            matches!(
-                io.kind(),
-                std::io::ErrorKind::ConnectionRefused
-                    | std::io::ErrorKind::ConnectionReset
-                    | std::io::ErrorKind::TimedOut
-                    | std::io::ErrorKind::HostUnreachable
-                    | std::io::ErrorKind::NetworkUnreachable
-            )
+    // Only a failure to connect is the proxy's being out of reach (a reset
+    // after the tunnel opened is the server's, or a firewall's).
+    let connecting = causes.iter().any(|e| {
+        e.downcast_ref::<reqwest::Error>()
+            .is_some_and(|r| r.is_connect())
+    });
+    let unreachable = connecting
+        && causes.iter().any(|e| {
+            e.downcast_ref::<std::io::Error>().is_some_and(|io| {
+                matches!(
+                    io.kind(),
+                    std::io::ErrorKind::ConnectionRefused
+                        | std::io::ErrorKind::ConnectionReset
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::HostUnreachable
+                        | std::io::ErrorKind::NetworkUnreachable
+                )
+            })
         })
-    }) || said("failed to create underlying connection")
+        || said("failed to create underlying connection")
         || said("dns error");
     unreachable.then(|| {
         failure(

@@ -143,7 +143,7 @@ impl Network {
         self.build(b, self.identity_for(url))
     }
 
-    fn build(
+    pub(crate) fn build(
         &self,
         mut b: reqwest::ClientBuilder,
         identity: Option<&identity::Identity>,
@@ -182,10 +182,14 @@ impl Network {
     /// What is in use, for `regent status` and `regent doctor`.
     pub fn status(&self) -> NetworkStatus {
         let (https, http, source) = self.proxies.shown();
+        let source = match self.proxies.skipped() {
+            [] => source.to_string(),
+            s => format!("{source} ({} left out: {})", s.len(), s.join("; ")),
+        };
         NetworkStatus {
             https_proxy: https,
             http_proxy: http,
-            proxy_source: source.into(),
+            proxy_source: source,
             no_proxy: self.proxies.no_proxy_shown(),
             ca_sources: self.trust.sources().to_vec(),
             client_cert: self.client_cert().cloned(),

@@ -33,13 +33,23 @@ pub struct Unreached {
 impl Network {
     fn probe_client(&self, url: &Url, trust_anything: bool) -> reqwest::Client {
         let b = reqwest::Client::builder()
+            // The system's resolver, as the agent's own client.
+            .hickory_dns(false)
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(10))
             .tls_info(true)
             .user_agent(concat!("regent/", env!("CARGO_PKG_VERSION"), " doctor"));
+        if trust_anything {
+            // Only to read the certificate shown: no client certificate is
+            // presented to a server nobody verified.
+            return self
+                .build(b, None)
+                .danger_accept_invalid_certs(true)
+                .build()
+                .expect("the TLS backend initialises");
+        }
         self.apply_for(url, b)
-            .danger_accept_invalid_certs(trust_anything)
             .build()
             .expect("the TLS backend initialises")
     }
@@ -68,7 +78,10 @@ impl Network {
                             | crate::Kind::Certificate
                     )
                 });
-                let issuer = if tls {
+                // Not through an https:// proxy: its TLS would go unchecked
+                // too, and it would get the proxy's credentials.
+                let https_proxy = self.proxy_for(url).is_some_and(|p| p.scheme() == "https");
+                let issuer = if tls && !https_proxy {
                     match self.probe_client(url, true).get(url.clone()).send().await {
                         Ok(resp) => issuer_of(&resp),
                         Err(_) => None,

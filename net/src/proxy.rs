@@ -15,6 +15,7 @@ pub struct Proxies {
     http: Option<Url>,
     source: &'static str,
     no_proxy: NoProxy,
+    skipped: Vec<String>,
 }
 
 impl std::fmt::Debug for Proxies {
@@ -71,17 +72,30 @@ impl Proxies {
                 http: url,
                 source: "config",
                 no_proxy,
+                skipped: Vec::new(),
             });
         }
-        let https = first(
-            env,
-            &["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"],
-        )
-        .map(|p| parse(&p, "in HTTPS_PROXY (or ALL_PROXY)"))
-        .transpose()?;
-        let http = first(env, &["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"])
-            .map(|p| parse(&p, "in HTTP_PROXY (or ALL_PROXY)"))
-            .transpose()?;
+        // The environment's are taken where regent can use them: a SOCKS
+        // proxy set for the whole desktop (`all_proxy=socks://…`) is left
+        // out, not a reason to refuse the config (status says so).
+        let mut skipped = Vec::new();
+        let mut usable = |keys: &[&str]| {
+            let (key, value) = keys
+                .iter()
+                .find_map(|k| env(k).filter(|v| !v.trim().is_empty()).map(|v| (*k, v)))?;
+            match parse(&value, &format!("in {key}")) {
+                Ok(u) => Some(u),
+                Err(e) => {
+                    // Said once, though both schemes may have read it.
+                    if !skipped.contains(&e.to_string()) {
+                        skipped.push(e.to_string());
+                    }
+                    None
+                }
+            }
+        };
+        let https = usable(&["https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"]);
+        let http = usable(&["http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"]);
         let source = if https.is_some() || http.is_some() {
             "environment"
         } else {
@@ -92,7 +106,13 @@ impl Proxies {
             http,
             source,
             no_proxy,
+            skipped,
         })
+    }
+
+    /// The environment's proxies left out, and why.
+    pub fn skipped(&self) -> &[String] {
+        &self.skipped
     }
 
     /// The proxy a request to `url` goes through: none for loopback and for
@@ -177,7 +197,14 @@ impl NoProxy {
                 Some((a, b)) => (a, b.parse::<u8>().ok()),
                 None => (e.as_str(), None),
             };
-            let addr = addr.trim_start_matches('[').trim_end_matches(']');
+            // A port is not the host's: `10.1.2.3:8080`, `[fd00::1]:8443`.
+            let addr = match addr.parse::<std::net::SocketAddr>() {
+                Ok(sa) => sa.ip().to_string(),
+                Err(_) => addr
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_string(),
+            };
             if let Ok(ip) = addr.parse::<IpAddr>() {
                 let max = if ip.is_ipv4() { 32 } else { 128 };
                 n.nets.push((ip, bits.unwrap_or(max).min(max)));
@@ -248,7 +275,7 @@ mod tests {
     /// suffix that is not a label boundary.
     #[test]
     fn no_proxy_is_read_as_curl_reads_it() {
-        let n = NoProxy::parse(" corp.example, .internal ,*.svc.local, 10.0.0.0/8, 192.168.1.5, [fd00::1], host.test:8443 ");
+        let n = NoProxy::parse(" corp.example, .internal ,*.svc.local, 10.0.0.0/8, 192.168.1.5, [fd00::1], host.test:8443, 172.16.0.9:8080, [fd00::2]:8443 ");
         let m = |h: &str| n.matches(&Host::parse(h).unwrap());
         assert!(m("corp.example") && m("idp.corp.example"));
         assert!(!m("notcorp.example"), "a suffix that is not a label");
@@ -257,6 +284,7 @@ mod tests {
         assert!(m("10.1.2.3") && !m("11.0.0.1"));
         assert!(m("192.168.1.5") && !m("192.168.1.6"));
         assert!(m("[fd00::1]"));
+        assert!(m("172.16.0.9") && m("[fd00::2]"), "an address with a port");
         assert!(m("host.test"));
         assert!(NoProxy::parse("*").matches(&Host::parse("anything.example").unwrap()));
     }
@@ -325,5 +353,12 @@ mod tests {
         };
         let e = Proxies::resolve(&bad, &|_| None).unwrap_err().to_string();
         assert!(e.contains("socks5 proxy"), "{e}");
+        // The same in the environment (a desktop's all_proxy) is left out, said why.
+        let p = proxies(
+            NetworkConfig::default(),
+            &[("all_proxy", "socks://127.0.0.1:1080")],
+        );
+        assert_eq!(via(&p, "https://idp.example/"), None);
+        assert!(p.skipped()[0].contains("socks proxy"), "{:?}", p.skipped());
     }
 }

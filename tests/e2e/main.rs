@@ -9,6 +9,7 @@ mod conformance;
 mod doctor;
 mod dpop;
 mod forward;
+mod helpers;
 mod idps;
 mod instance;
 mod keyrings;

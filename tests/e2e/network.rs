@@ -492,3 +492,23 @@ async fn a_resources_own_client_certificate_goes_to_its_idp_and_its_server() {
         out.stdout
     );
 }
+
+/// A desktop's SOCKS proxy in the environment (`all_proxy=socks://…`) is
+/// left out, said in status, and refuses nothing.
+#[tokio::test]
+async fn a_socks_proxy_in_the_environment_is_left_out_and_said() {
+    let idp = Idp::start(IdpOptions::default());
+    let agent = Agent::start(AgentOptions {
+        env: vec![("all_proxy".into(), "socks://127.0.0.1:1080".into())],
+        ..AgentOptions::default()
+    })
+    .await;
+    let out = add_corp(&agent, &idp);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let status: Value = serde_json::from_str(&agent.regent(&["status", "--json"]).stdout).unwrap();
+    let source = status["network"]["proxy_source"].as_str().unwrap();
+    assert!(
+        source.starts_with("none (1 left out:") && source.contains("socks proxy"),
+        "{source}"
+    );
+}

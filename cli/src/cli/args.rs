@@ -75,6 +75,36 @@ pub enum Command {
         all: bool,
     },
 
+    /// Headers for an MCP server, as Claude Code's headersHelper wants them.
+    #[command(
+        long_about = "Print the headers to send to an MCP server as one flat JSON object \
+({\"Authorization\": \"Bearer ...\"}), for Claude Code's headersHelper. Without NAME, the server \
+is the one whose URL covers CLAUDE_CODE_MCP_SERVER_URL (origin and longest path prefix), else the \
+one named CLAUDE_CODE_MCP_SERVER_NAME. Never opens a browser: without a login it exits 4 and \
+names the regent login to run.",
+        after_help = "In Claude Code's MCP configuration (.mcp.json):\n  \"corp\": {\"type\": \"http\", \"url\": \"https://mcp.corp.example/mcp\",\n           \"headersHelper\": \"regent headers\"}"
+    )]
+    Headers {
+        /// The MCP server (default: from Claude Code's environment).
+        name: Option<String>,
+    },
+
+    /// git's credential helper: regent's tokens for the git servers it covers.
+    #[command(
+        long_about = "git's credential helper protocol (git-credential(1)): for `get`, the token \
+of the resource whose URL covers the one git asks about, as authtype=Bearer where git offers \
+capability[]=authtype (git 2.46 and later), else as username x-access-token and the token as \
+password; no resource covers it: nothing, so git asks its other helpers. `erase` (git saw the \
+token refused) drops it at the agent; `store` does nothing. Never opens a browser: without a \
+login, nothing is printed and stderr names the regent login to run.",
+        after_help = "In ~/.gitconfig:\n  [credential \"https://git.corp.example\"]\n      helper = \"!regent git-credential\"\n      useHttpPath = true"
+    )]
+    GitCredential {
+        /// What git asks: get, store or erase.
+        #[arg(value_parser = ["get", "store", "erase"])]
+        operation: String,
+    },
+
     /// Print a valid access token (refreshed if needed) on stdout.
     #[command(
         after_help = "Examples:\n  regent token corp\n  regent token --min-valid 300 --json\n  TOKEN=$(regent token corp) || exit; export TOKEN"

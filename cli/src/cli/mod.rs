@@ -6,6 +6,7 @@ mod autostart;
 mod browser;
 pub mod complete;
 pub mod doctor;
+mod helpers;
 mod login;
 mod man;
 mod mcp;
@@ -146,6 +147,8 @@ async fn run_with_agent(agent: &AgentClient, cli: Cli) -> Result {
     let agent = agent.clone();
     match cli.command {
         Command::Token(args) => token(&agent, args).await,
+        Command::Headers { name } => helpers::headers(&agent, name).await,
+        Command::GitCredential { operation } => helpers::git_credential(&agent, &operation).await,
         Command::Registry(RegistryCommand::Add {
             name,
             url,

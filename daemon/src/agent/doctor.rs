@@ -127,6 +127,23 @@ impl Agent {
         let host = url.host_str().unwrap_or_default().to_string();
         let port = url.port_or_known_default().unwrap_or(443);
         let proxy = net.proxy_for(url);
+        let typed = self.ctx.idp.typed();
+        let refused = |ip: std::net::IpAddr| typed.refuses_host(&host, ip);
+        let literal = match url.host() {
+            Some(url::Host::Ipv4(a)) => Some(std::net::IpAddr::V4(a)),
+            Some(url::Host::Ipv6(a)) => Some(std::net::IpAddr::V6(a)),
+            _ => None,
+        };
+        // As the agent's own requests: a host a server named is not
+        // connected to at a link-local or unspecified address.
+        if let Some(ip) = literal.filter(|ip| refused(*ip)) {
+            s.fail(
+                "dns",
+                format!("{host} is {ip}, an address a server's answer may not send regent to"),
+                "check the server's metadata; only a URL you give may name such an address",
+            );
+            return None;
+        }
         // DNS: where the agent resolves it (behind a proxy, the proxy does).
         if url
             .host()
@@ -139,8 +156,20 @@ impl Agent {
             .await;
             match (lookup, &proxy) {
                 (Ok(Ok(addrs)), _) => {
-                    let mut ips: Vec<String> = addrs.map(|a| a.ip().to_string()).collect();
+                    let addrs: Vec<std::net::SocketAddr> = addrs.collect();
+                    let mut ips: Vec<String> = addrs.iter().map(|a| a.ip().to_string()).collect();
                     ips.dedup();
+                    if let Some(a) = addrs.iter().find(|a| refused(a.ip())) {
+                        s.fail(
+                            "dns",
+                            format!(
+                                "{host} is {}, an address a server's answer may not send regent to",
+                                a.ip()
+                            ),
+                            "check the server's metadata; only a URL you give may name such an address",
+                        );
+                        return None;
+                    }
                     s.ok("dns", format!("{host} is {}", ips.join(", ")));
                 }
                 (_, Some(p)) => s.add(
@@ -170,10 +199,10 @@ impl Agent {
                 }
             }
         }
-        let (shown, source) = {
-            let st = net.status();
-            (proxy.as_ref().map(regent_net::redacted), st.proxy_source)
-        };
+        let (shown, source) = (
+            proxy.as_ref().map(regent_net::redacted),
+            net.proxies().shown().2,
+        );
         match &shown {
             Some(p) => s.ok("proxy", format!("{host} through {p} (from the {source})")),
             None if source != "none" => {

@@ -12,6 +12,9 @@ pub enum AgentError {
     /// No resource of that name.
     #[error("no registry or MCP server named {0}; see: regent status")]
     Unknown(String),
+    /// No resource's URL covers the URL asked about.
+    #[error("no registry or MCP server covers {0}; see: regent status")]
+    NoneCovers(String),
     /// None (of the kind asked for) is configured, and the request named none.
     #[error("{}", none_configured(*.0))]
     NoneConfigured(Option<Kind>),

@@ -197,6 +197,44 @@ impl Agent {
         self.resolve(Some(&name))
     }
 
+    /// The resource whose URL covers `url` (its origin, and the longest
+    /// path prefix at a segment boundary), among those `caller` may use; a
+    /// URL with no path matches only where one resource is at its origin.
+    pub fn covering(&self, caller: Caller, url: &str) -> Result<RegistryStatus, AgentError> {
+        let target = url::Url::parse(url)
+            .map_err(|e| AgentError::Invalid(format!("{url:?} is not a URL: {e}")))?;
+        let lent = match caller {
+            Caller::Local => None,
+            Caller::Forwarded(_) => Some(self.forward.names()),
+        };
+        let all = self.resources.read().unwrap();
+        let mut best: Vec<(usize, Arc<Resource>)> = all
+            .values()
+            .filter(|r| r.kind != Kind::Idp)
+            .filter(|r| lent.as_ref().is_none_or(|l| l.contains(&r.name)))
+            .filter_map(|r| crate::resource::covers(&r.url, &target).map(|n| (n, r.clone())))
+            .collect();
+        drop(all);
+        best.sort_by_key(|b| std::cmp::Reverse(b.0));
+        let shown = target.origin().ascii_serialization() + target.path();
+        match best.as_slice() {
+            [] => Err(AgentError::NoneCovers(shown)),
+            [(n, _), (m, _), ..] if n == m => Err(AgentError::Ambiguous(
+                best.iter()
+                    .filter(|(k, _)| k == n)
+                    .map(|(_, r)| r.name.clone())
+                    .collect(),
+            )),
+            [(_, r), ..] => {
+                let res = match caller {
+                    Caller::Local => r.clone(),
+                    Caller::Forwarded(_) => self.resolve_as(caller, Some(&r.name))?,
+                };
+                Ok(self.shown_to(caller, &res))
+            }
+        }
+    }
+
     /// `GET /v1/resource`: the resource `name` means (or the only one), as
     /// `caller` may see it.
     pub fn lookup(

@@ -252,23 +252,31 @@ async fn reload(State(agent): Shared) -> ApiResult<Json<ReloadResponse>> {
 }
 
 /// `GET /v1/resource?name=N&kind=K`: which resource a name (or none: the
-/// only one, of the kind if given) means, with its status.
+/// only one, of the kind if given) means, with its status; `?url=U`: the
+/// resource whose URL covers U (longest path prefix).
 async fn resource(
     State(agent): Shared,
     Who(caller): Who,
     RawQuery(query): RawQuery,
 ) -> ApiResult<Json<RegistryStatus>> {
-    let (mut name, mut kind) = (None, None);
+    let (mut name, mut kind, mut url) = (None, None, None);
     for (k, v) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
         match k.as_ref() {
             "name" => name = Some(v.into_owned()),
             "kind" => kind = Some(v.parse().map_err(ApiError::invalid)?),
+            "url" => url = Some(v.into_owned()),
             other => {
                 return Err(ApiError::invalid(format!(
                     "unknown query parameter {other:?}"
                 )))
             }
         }
+    }
+    if let Some(u) = url {
+        if name.is_some() || kind.is_some() {
+            return Err(ApiError::invalid("url goes alone, without name or kind"));
+        }
+        return Ok(Json(agent.covering(caller, &u)?));
     }
     Ok(Json(agent.lookup(caller, name.as_deref(), kind)?))
 }

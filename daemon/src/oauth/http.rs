@@ -88,6 +88,13 @@ impl Typed {
         forbidden(ip) || (self.1.load(std::sync::atomic::Ordering::Relaxed) && private(ip))
     }
 
+    /// Whether a request to `host` at `ip` is refused: a host a server
+    /// named, at a forbidden address (for callers that connect themselves:
+    /// `regent doctor`).
+    pub fn refuses_host(&self, host: &str, ip: IpAddr) -> bool {
+        !self.contains(host) && !self.contains(&ip.to_string()) && self.refuses(ip)
+    }
+
     /// Makes `hosts` the ones the user gave (lowercased).
     pub fn set(&self, hosts: impl IntoIterator<Item = String>) {
         *self.0.write().unwrap() = hosts.into_iter().map(|h| h.to_ascii_lowercase()).collect();
