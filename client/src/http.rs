@@ -33,17 +33,7 @@ pub fn why(e: &reqwest::Error, url: &url::Url) -> String {
     if let Some(f) = network().explain(e, url) {
         return f.to_string();
     }
-    let mut reason = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        let t = s.to_string();
-        if !reason.contains(&t) {
-            reason.push_str(": ");
-            reason.push_str(&t);
-        }
-        src = s.source();
-    }
-    reason
+    regent_net::chain_text(e)
 }
 
 /// A client builder for requests that carry a resource's token to the

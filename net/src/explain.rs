@@ -75,7 +75,7 @@ fn chain<'a>(err: &'a (dyn Error + 'static)) -> Vec<&'a (dyn Error + 'static)> {
 }
 
 /// Every cause of `err`, joined (a message repeated by its wrapper once).
-pub(crate) fn chain_text(err: &(dyn Error + 'static)) -> String {
+pub fn chain_text(err: &(dyn Error + 'static)) -> String {
     let mut s = String::new();
     for e in chain(err) {
         let t = e.to_string();

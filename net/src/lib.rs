@@ -17,7 +17,7 @@ mod proxy;
 mod trust;
 
 pub use config::NetworkConfig;
-pub use explain::{Failure, Kind};
+pub use explain::{chain_text, Failure, Kind};
 pub use probe::{Reached, Unreached};
 pub use proxy::{redacted, NoProxy, Proxies};
 

@@ -36,6 +36,21 @@ fn https_idp_on(ca: &TestCa, addr: &str) -> Idp {
     })
 }
 
+/// An IdP over HTTPS that wants a client certificate `ca` issued (the
+/// harness's own requests, forms and introspection, present one too).
+fn mutual_tls_idp(ca: &TestCa) -> Idp {
+    let server = ca.server();
+    regent_tests::tls::present(&ca.client("harness"));
+    Idp::start(IdpOptions {
+        tls: Some(IdpTls {
+            cert: server.cert,
+            key: server.key,
+            client_ca: Some(ca.ca_file.clone()),
+        }),
+        ..IdpOptions::default()
+    })
+}
+
 fn add_corp(agent: &Agent, idp: &Idp) -> regent_tests::agent::CmdOut {
     agent.regent(&[
         "registry",
@@ -289,17 +304,7 @@ async fn rewrite_network(agent: &Agent, table: &str) {
 #[tokio::test]
 async fn an_idp_that_wants_a_client_certificate_gets_the_configured_one() {
     let ca = TestCa::new("Corp Root CA");
-    let server = ca.server();
-    // The harness's own requests (forms, introspection) present one too.
-    regent_tests::tls::present(&ca.client("harness"));
-    let idp = Idp::start(IdpOptions {
-        tls: Some(IdpTls {
-            cert: server.cert,
-            key: server.key,
-            client_ca: Some(ca.ca_file.clone()),
-        }),
-        ..IdpOptions::default()
-    });
+    let idp = mutual_tls_idp(&ca);
     let agent = Agent::start(AgentOptions::default()).await;
     let trust = format!(
         "\n[network]\nca_file = {:?}\n",
@@ -445,16 +450,7 @@ async fn the_clis_own_requests_take_the_network_settings_of_the_config() {
 #[tokio::test]
 async fn a_resources_own_client_certificate_goes_to_its_idp_and_its_server() {
     let ca = TestCa::new("Corp Root CA");
-    let server = ca.server();
-    regent_tests::tls::present(&ca.client("harness"));
-    let idp = Idp::start(IdpOptions {
-        tls: Some(IdpTls {
-            cert: server.cert,
-            key: server.key,
-            client_ca: Some(ca.ca_file.clone()),
-        }),
-        ..IdpOptions::default()
-    });
+    let idp = mutual_tls_idp(&ca);
     let mine = ca.client("alice-laptop");
     let mut agent = Agent::unstarted(AgentOptions::default());
     let path = agent.config_file();

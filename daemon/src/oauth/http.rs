@@ -485,17 +485,7 @@ impl<'c> AsyncHttpClient<'c> for IdpClient {
 
 /// An error with its causes ("error sending request: connection refused").
 pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(cause) = src {
-        let c = cause.to_string();
-        if !s.contains(&c) {
-            s.push_str(": ");
-            s.push_str(&c);
-        }
-        src = cause.source();
-    }
-    s
+    regent_net::chain_text(e)
 }
 
 #[cfg(test)]
