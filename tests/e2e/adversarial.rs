@@ -295,7 +295,7 @@ async fn no_token_reaches_a_log_even_at_trace_level() {
         .authorize(login.authorize_url.as_deref().unwrap(), "alice")
         .await
         .unwrap();
-    let page = reqwest::get(cb).await.unwrap().text().await.unwrap();
+    let page = regent_tests::get(cb).await.unwrap().text().await.unwrap();
     run(&["servers"]);
     run(&["status", "--json"]);
     run(&["logout"]);

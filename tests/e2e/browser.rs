@@ -204,7 +204,7 @@ async fn the_authorization_request_is_pkce_s256_on_loopback() {
         .authorize(url.as_str(), "alice")
         .await
         .unwrap();
-    let page = reqwest::get(cb.clone()).await.unwrap();
+    let page = regent_tests::get(cb.clone()).await.unwrap();
     assert_eq!(page.status(), 200);
     let s = w.agent.client().login_status(&login.id, 10).await.unwrap();
     assert_eq!(s.status, LoginState::Succeeded, "{s:?}");
@@ -235,13 +235,13 @@ async fn a_wrong_state_is_rejected_and_the_login_stays_pending_and_a_replay_find
         .await
         .unwrap();
     let forged = with_param(&cb, "state", Some("not-the-state"));
-    let r = reqwest::get(forged).await.unwrap();
+    let r = regent_tests::get(forged).await.unwrap();
     assert_eq!(r.status(), 400);
     assert!(r.text().await.unwrap().contains("does not match"));
     let s = w.agent.client().login_status(&login.id, 0).await.unwrap();
     assert_eq!(s.status, LoginState::Pending);
     // The real callback still works...
-    let r = reqwest::get(cb.clone()).await.unwrap();
+    let r = regent_tests::get(cb.clone()).await.unwrap();
     assert_eq!(r.status(), 200);
     assert!(r.text().await.unwrap().contains("You are logged in"));
     assert_eq!(
@@ -254,7 +254,7 @@ async fn a_wrong_state_is_rejected_and_the_login_stays_pending_and_a_replay_find
         LoginState::Succeeded
     );
     // ...once: the listener is gone.
-    let replay = reqwest::get(cb).await;
+    let replay = regent_tests::get(cb).await;
     assert!(replay.as_ref().is_err_and(|e| e.is_connect()), "{replay:?}");
 }
 
@@ -276,7 +276,12 @@ async fn an_iss_mismatch_or_a_missing_iss_fails_the_login() {
             "the IdP sends iss"
         );
         let tampered = with_param(&cb, "iss", iss);
-        let page = reqwest::get(tampered).await.unwrap().text().await.unwrap();
+        let page = regent_tests::get(tampered)
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         assert!(page.contains("did not succeed"), "{page}");
         let s = w.agent.client().login_status(&login.id, 5).await.unwrap();
         assert_eq!(s.status, LoginState::Failed);
@@ -294,7 +299,7 @@ async fn refused_consent_fails_with_the_reason_and_markup_is_escaped() {
         .await
         .unwrap();
     assert_eq!(query(&cb, "error").as_deref(), Some("access_denied"));
-    let page = reqwest::get(cb).await.unwrap().text().await.unwrap();
+    let page = regent_tests::get(cb).await.unwrap().text().await.unwrap();
     assert!(page.contains("access_denied"), "{page}");
     let s = w.agent.client().login_status(&login.id, 5).await.unwrap();
     assert_eq!(s.status, LoginState::Failed);
@@ -316,7 +321,7 @@ async fn refused_consent_fails_with_the_reason_and_markup_is_escaped() {
         )
         .append_pair("state", &query(&auth, "state").unwrap())
         .append_pair("iss", &w.idp.issuer);
-    let r = reqwest::get(cb).await.unwrap();
+    let r = regent_tests::get(cb).await.unwrap();
     let h = r.headers().clone();
     let page = r.text().await.unwrap();
     assert!(
@@ -406,7 +411,7 @@ async fn a_busy_fixed_callback_port_is_a_clear_error() {
         .await
         .unwrap();
     assert_eq!(cb.port().unwrap().to_string(), port);
-    assert_eq!(reqwest::get(cb).await.unwrap().status(), 200);
+    assert_eq!(regent_tests::get(cb).await.unwrap().status(), 200);
     assert_eq!(
         w.agent
             .client()
@@ -453,8 +458,8 @@ async fn logins_for_several_registries_run_at_once_and_never_block_tokens() {
         .await
         .unwrap();
     assert_ne!(cb_a.port(), cb_b.port());
-    assert_eq!(reqwest::get(cb_a).await.unwrap().status(), 200);
-    assert_eq!(reqwest::get(cb_b).await.unwrap().status(), 200);
+    assert_eq!(regent_tests::get(cb_a).await.unwrap().status(), 200);
+    assert_eq!(regent_tests::get(cb_b).await.unwrap().status(), 200);
     let client = w.agent.client();
     assert_eq!(
         client

@@ -294,7 +294,7 @@ async fn a_browser_login_binds_its_code_to_the_key() {
         .authorize(url.as_str(), "alice")
         .await
         .unwrap();
-    reqwest::get(cb).await.unwrap();
+    regent_tests::get(cb).await.unwrap();
     let s = w.agent.client().login_status(&login.id, 10).await.unwrap();
     assert_eq!(s.status, LoginState::Succeeded, "{s:?}");
     let claims = w.idp.introspect(&w.token(&[])).await;
@@ -320,7 +320,7 @@ async fn a_browser_login_binds_its_code_to_the_key() {
         .authorize(other.as_str(), "alice")
         .await
         .unwrap();
-    reqwest::get(cb).await.unwrap();
+    regent_tests::get(cb).await.unwrap();
     let s = w.agent.client().login_status(&login.id, 10).await.unwrap();
     assert_eq!(s.status, LoginState::Failed, "{s:?}");
 }

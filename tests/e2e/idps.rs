@@ -233,7 +233,12 @@ async fn an_error_redirect_without_iss_is_refused_and_shown_unverified() {
         "{}?error=access_denied&state={}",
         q["redirect_uri"], q["state"]
     );
-    let page = reqwest::get(&callback).await.unwrap().text().await.unwrap();
+    let page = regent_tests::get(&callback)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(page.contains("unverified"), "{page}");
     let st = client.login_status(&login.id, 10).await.unwrap();
     let why = st.error.unwrap_or_default();

@@ -439,7 +439,7 @@ async fn proxies_starting_at_once_share_one_login() {
         .authorize(login.authorize_url.as_deref().unwrap(), "alice")
         .await
         .unwrap();
-    assert_eq!(reqwest::get(cb).await.unwrap().status(), 200);
+    assert_eq!(regent_tests::get(cb).await.unwrap().status(), 200);
     for mut p in proxies {
         let init = p.recv().await.expect("the initialize answer");
         assert_eq!(init["id"], 1, "{init}");

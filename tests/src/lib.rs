@@ -56,6 +56,12 @@ pub fn missing(part: &str, why: &str) {
     eprintln!("SKIPPED: {part} is missing here (this test checked nothing): {why}");
 }
 
+/// `GET url` as a browser would follow a link, with the tests' CAs and a
+/// bounded wait (a server that never answers fails the test, saying so).
+pub async fn get<U: reqwest::IntoUrl>(url: U) -> reqwest::Result<reqwest::Response> {
+    tls::client_builder().build()?.get(url).send().await
+}
+
 /// Starts a Node fixture (`cmd`, stdout and stderr taken here) and reads the
 /// one JSON line it prints once listening; `what` names it if it does not.
 pub fn start_fixture(

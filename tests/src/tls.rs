@@ -30,9 +30,12 @@ pub fn trusted() -> Vec<reqwest::Certificate> {
 /// A reqwest client builder that trusts the tests' CAs (and presents the
 /// harness's client certificate, if one was given).
 pub fn client_builder() -> reqwest::ClientBuilder {
-    let b = trusted()
-        .into_iter()
-        .fold(reqwest::Client::builder(), |b, c| b.add_root_certificate(c));
+    // Bounded: a server that never answers fails the test here, saying so,
+    // instead of stalling it until the harness kills it.
+    let b = trusted().into_iter().fold(
+        reqwest::Client::builder().timeout(std::time::Duration::from_secs(60)),
+        |b, c| b.add_root_certificate(c),
+    );
     match PRESENTED.lock().unwrap().clone() {
         Some((cert, key)) => {
             let mut pem = std::fs::read(cert).unwrap();
