@@ -180,7 +180,11 @@ impl Agent {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if self.client().health().await.is_ok() {
+            // Each probe bounded: an agent that took the connection but does
+            // not answer yet is asked again, within the deadline.
+            let client = self.client();
+            let probe = tokio::time::timeout(Duration::from_secs(2), client.health()).await;
+            if matches!(probe, Ok(Ok(_))) {
                 return;
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
@@ -267,9 +271,14 @@ impl Agent {
         c
     }
 
-    /// Runs `regent ARGS` to completion.
+    /// Runs `regent ARGS` to completion (at most two minutes: a command that
+    /// hangs fails the test here, naming itself, instead of stalling it).
     pub fn regent(&self, args: &[&str]) -> CmdOut {
-        let out = self.regent_command(args).output().expect("regent runs");
+        let out = crate::output_within(
+            self.regent_command(args),
+            Duration::from_secs(120),
+            &format!("regent {}", args.join(" ")),
+        );
         CmdOut {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -163,10 +163,23 @@ impl Idp {
             .stderr(log.reopen().unwrap())
             .spawn()
             .expect("node starts (is Node.js installed?)");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        // Its ready line, within a minute (a node that never starts fails
+        // the test here instead of stalling it).
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| {
+                panic!(
+                    "the IdP printed no ready line within 60 s: {}",
+                    std::fs::read_to_string(log.path()).unwrap_or_default()
+                )
+            });
         let ready: Value = serde_json::from_str(&line).unwrap_or_else(|_| {
             panic!(
                 "the IdP did not start: {}",
