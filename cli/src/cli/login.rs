@@ -9,7 +9,7 @@ use regent_client::resource::{BoxFuture, Login as RunLogin};
 use regent_client::AgentClient;
 use regent_proto::{Login, LoginFlow, LoginRequest, LoginState};
 use std::io::{IsTerminal, Write};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use time::OffsetDateTime;
 
@@ -280,7 +280,9 @@ pub(super) struct Interactive {
     why_not: &'static str,
     one_at_a_time: tokio::sync::Mutex<()>,
     /// The login in progress, to cancel at the agent if the proxy stops.
-    pending: Mutex<Option<String>>,
+    pending: Arc<Mutex<Option<String>>>,
+    /// A login is being started at the agent (its id not known yet).
+    starting: Arc<tokio::sync::watch::Sender<bool>>,
     /// Browser commands still running, reaped at exit.
     children: Mutex<Vec<std::process::Child>>,
 }
@@ -293,7 +295,8 @@ impl Interactive {
             allowed,
             why_not: "",
             one_at_a_time: tokio::sync::Mutex::new(()),
-            pending: Mutex::new(None),
+            pending: Arc::default(),
+            starting: Arc::new(tokio::sync::watch::channel(false).0),
             children: Mutex::new(Vec::new()),
         }
     }
@@ -303,20 +306,35 @@ impl Interactive {
             return Err(format!("{why}{}", self.why_not));
         }
         let _one = self.one_at_a_time.lock().await;
-        let login = self
-            .agent
-            .login(&LoginRequest {
-                registry: Some(name.to_string()),
-                flow: self.flow,
-                force: fresh,
-            })
-            .await
-            .map_err(|e| format!("cannot start a login to {name}: {e}"))?;
+        // Started in a task of its own: if the command stops while the agent
+        // is starting the login, its id still arrives, and the login is
+        // cancelled (`cancel_pending` waits for it) instead of left waiting.
+        let (agent, pending, starting) = (
+            self.agent.clone(),
+            self.pending.clone(),
+            self.starting.clone(),
+        );
+        let req = LoginRequest {
+            registry: Some(name.to_string()),
+            flow: self.flow,
+            force: fresh,
+        };
+        starting.send_replace(true);
+        let login = tokio::spawn(async move {
+            let started = agent.login(&req).await;
+            if let Some(l) = started.as_ref().ok().filter(|l| !l.already) {
+                *pending.lock().unwrap() = Some(l.id.clone());
+            }
+            starting.send_replace(false);
+            started
+        })
+        .await
+        .map_err(|e| format!("the login to {name} stopped: {e}"))?
+        .map_err(|e| format!("cannot start a login to {name}: {e}"))?;
         if login.already {
             // Logged in meanwhile (another program's login finished first).
             return Ok(());
         }
-        *self.pending.lock().unwrap() = Some(login.id.clone());
         let child = {
             let login = login.clone();
             tokio::task::spawn_blocking(move || show_instructions(&login, true))
@@ -351,6 +369,9 @@ impl Interactive {
 
     /// Cancels a login still waiting at the agent.
     pub(super) async fn cancel_pending(&self) {
+        // One being started: its id first (bounded: the agent answers a start at once).
+        let mut started = self.starting.subscribe();
+        let _ = tokio::time::timeout(Duration::from_secs(5), started.wait_for(|s| !*s)).await;
         let id = self.pending.lock().unwrap().take();
         if let Some(id) = id {
             let _ = self.agent.cancel_login(&id).await;
