@@ -213,3 +213,85 @@ async fn real_git_gets_the_token_of_the_resource_covering_its_url() {
     assert!(!out.status.success());
     assert!(!String::from_utf8_lossy(&out.stderr).contains("regent"));
 }
+
+/// kubectl's exec plugin and the Bazel/Buck2 credential helper, run as
+/// those tools run them (kubectl: `KUBERNETES_EXEC_INFO` with the cluster,
+/// no stdin; Bazel: `get` with `{"uri"}` on stdin), answering in their
+/// documented shapes.
+#[tokio::test]
+async fn kube_and_bazel_helpers_answer_in_their_documented_shapes() {
+    let idp = Idp::start(IdpOptions::default());
+    let agent = Agent::start(AgentOptions::default()).await;
+    let server = "https://k8s.corp.example:6443";
+    let out = agent.regent(&[
+        "registry",
+        "add",
+        "cluster",
+        server,
+        "--issuer",
+        &idp.issuer,
+        "--client-id",
+        regent_tests::idp::CLIENT_ID,
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    crate::device_login(&agent, Some("cluster"), "alice").await;
+    let rfc3339 = |v: &Value| {
+        time::OffsetDateTime::parse(
+            v.as_str().unwrap(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap_or_else(|e| panic!("{v} is not RFC 3339: {e}"))
+    };
+
+    let mut cmd = agent.regent_command(&["kube-credential"]);
+    cmd.env(
+        "KUBERNETES_EXEC_INFO",
+        json!({"apiVersion": "client.authentication.k8s.io/v1", "kind": "ExecCredential",
+               "spec": {"interactive": false, "cluster": {"server": server}}})
+        .to_string(),
+    );
+    let out = within(cmd, Duration::from_secs(10), None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cred: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        cred["apiVersion"], "client.authentication.k8s.io/v1",
+        "{cred}"
+    );
+    assert_eq!(cred["kind"], "ExecCredential");
+    let token = cred["status"]["token"].as_str().unwrap();
+    assert!(idp.is_active(token).await);
+    assert!(rfc3339(&cred["status"]["expirationTimestamp"]) > time::OffsetDateTime::now_utc());
+
+    let helper = || agent.regent_command(&["credential-helper", "get"]);
+    let uri = format!("{server}/api/v1/namespaces/default/pods");
+    let out = within(
+        helper(),
+        Duration::from_secs(10),
+        Some(&json!({ "uri": uri }).to_string()),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        got["headers"]["Authorization"],
+        json!([format!("Bearer {token}")]),
+        "{got}"
+    );
+    assert!(rfc3339(&got["expires"]) > time::OffsetDateTime::now_utc());
+    // A URI no resource covers: no headers, and the build goes on.
+    let out = within(
+        helper(),
+        Duration::from_secs(10),
+        Some(r#"{"uri": "https://elsewhere.example/x"}"#),
+    );
+    assert!(out.status.success());
+    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(got, json!({"headers": {}}));
+}

@@ -105,6 +105,33 @@ login, nothing is printed and stderr names the regent login to run.",
         operation: String,
     },
 
+    /// kubectl's exec credential plugin: an ExecCredential with the token.
+    #[command(
+        long_about = "Print a client.authentication.k8s.io ExecCredential (status.token, \
+status.expirationTimestamp) for kubectl's exec credential plugins. Without NAME, the resource is \
+the one whose URL covers the cluster's server (KUBERNETES_EXEC_INFO, with provideClusterInfo: \
+true). Never opens a browser: without a login it exits 4 and names the regent login to run.",
+        after_help = "In a kubeconfig:\n  users:\n  - name: corp\n    user:\n      exec:\n        apiVersion: client.authentication.k8s.io/v1\n        command: regent\n        args: [kube-credential, corp-k8s]\n        interactiveMode: Never"
+    )]
+    KubeCredential {
+        /// The resource (default: the one covering the cluster's server).
+        name: Option<String>,
+    },
+
+    /// The credential-helper protocol of Bazel, Buck2 and uv: headers for a URI.
+    #[command(
+        long_about = "The credential-helper protocol of Bazel and Buck2 (EngFlow's spec): `get` \
+reads {\"uri\": ...} on stdin and prints {\"headers\": {\"Authorization\": [\"Bearer ...\"]}, \
+\"expires\": ...} for the resource whose URL covers the URI (no headers where none covers it). \
+Never opens a browser: without a login it exits 4 and names the regent login to run.",
+        after_help = "In .bazelrc:\n  common --credential_helper=*.corp.example=regent-credential-helper\n(a two-line script: exec regent credential-helper \"$@\")"
+    )]
+    CredentialHelper {
+        /// What is asked: get.
+        #[arg(value_parser = ["get"])]
+        operation: String,
+    },
+
     /// Print a valid access token (refreshed if needed) on stdout.
     #[command(
         after_help = "Examples:\n  regent token corp\n  regent token --min-valid 300 --json\n  TOKEN=$(regent token corp) || exit; export TOKEN"

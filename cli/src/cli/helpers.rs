@@ -9,9 +9,12 @@ use regent_client::AgentClient;
 use regent_proto::{ErrorCode, TokenRequest};
 use std::io::BufRead;
 
-/// The token of `name`, or why there is none, in words that name the login
-/// to run (never a browser).
-async fn bearer(agent: &AgentClient, name: &str) -> std::result::Result<String, Failure> {
+/// The token of `name` and its expiry, or why there is none, in words that
+/// name the login to run (never a browser).
+async fn bearer_until(
+    agent: &AgentClient,
+    name: &str,
+) -> std::result::Result<(String, Option<time::OffsetDateTime>), Failure> {
     let t = agent
         .token(&TokenRequest {
             registry: Some(name.to_string()),
@@ -22,10 +25,97 @@ async fn bearer(agent: &AgentClient, name: &str) -> std::result::Result<String, 
     if t.token_type.eq_ignore_ascii_case("dpop") {
         return Err(Failure::Other(format!(
             "{name}'s tokens are bound to a key only the agent holds (DPoP), and this tool cannot \
-             send a proof with each request; reach {name} through regent mcp proxy {name}"
+             send a proof with each request"
         )));
     }
-    Ok(t.access_token.into_inner())
+    Ok((t.access_token.into_inner(), t.expires_at))
+}
+
+fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// `regent kube-credential [NAME]`: an ExecCredential on stdout.
+pub async fn kube_credential(agent: &AgentClient, name: Option<String>) -> Result {
+    let info: Option<serde_json::Value> = std::env::var("KUBERNETES_EXEC_INFO")
+        .ok()
+        .and_then(|v| serde_json::from_str(&v).ok());
+    let api_version = info
+        .as_ref()
+        .and_then(|i| i["apiVersion"].as_str())
+        .unwrap_or("client.authentication.k8s.io/v1")
+        .to_string();
+    let name = match name {
+        Some(n) => n,
+        None => {
+            let server = info
+                .as_ref()
+                .and_then(|i| i["spec"]["cluster"]["server"].as_str())
+                .ok_or_else(|| {
+                    Failure::Usage(
+                        "name the resource (regent kube-credential NAME), or set \
+                         provideClusterInfo: true in the kubeconfig's exec entry"
+                            .into(),
+                    )
+                })?;
+            agent.resource_for_url(server).await?.name
+        }
+    };
+    let (token, expires) = bearer_until(agent, &name).await?;
+    let mut status = serde_json::json!({ "token": token });
+    if let Some(e) = expires {
+        status["expirationTimestamp"] = rfc3339(e).into();
+    }
+    println!(
+        "{}",
+        serde_json::json!({
+            "apiVersion": api_version,
+            "kind": "ExecCredential",
+            "status": status,
+        })
+    );
+    Ok(())
+}
+
+/// `regent credential-helper get`: `{"uri"}` on stdin, headers on stdout.
+pub async fn credential_helper(agent: &AgentClient) -> Result {
+    let mut input = String::new();
+    std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut input)
+        .map_err(|e| Failure::Other(format!("cannot read the request on stdin: {e}")))?;
+    let req: serde_json::Value = serde_json::from_str(&input)
+        .map_err(|e| Failure::Usage(format!("the request on stdin is not JSON: {e}")))?;
+    let uri = req["uri"]
+        .as_str()
+        .ok_or_else(|| Failure::Usage("the request names no \"uri\"".into()))?;
+    let res = match agent.resource_for_url(uri).await {
+        Ok(r) => r,
+        // Not ours: no headers, the tool goes on without.
+        Err(e) if e.code() == Some(ErrorCode::UnknownRegistry) => {
+            println!("{{\"headers\":{{}}}}");
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let (token, expires) = bearer_until(agent, &res.name).await?;
+    let mut out = serde_json::json!({
+        "headers": { "Authorization": [format!("Bearer {token}")] },
+    });
+    if let Some(e) = expires {
+        out["expires"] = rfc3339(e).into();
+    }
+    println!("{out}");
+    Ok(())
+}
+
+/// The token of `name`, or why there is none (never a browser).
+async fn bearer(agent: &AgentClient, name: &str) -> std::result::Result<String, Failure> {
+    match bearer_until(agent, name).await {
+        Err(Failure::Other(m)) => Err(Failure::Other(format!(
+            "{m}; reach {name} through regent mcp proxy {name}"
+        ))),
+        other => other.map(|(t, _)| t),
+    }
 }
 
 /// `regent headers [NAME]`: `{"Authorization": "Bearer ..."}` on stdout.

@@ -149,6 +149,8 @@ async fn run_with_agent(agent: &AgentClient, cli: Cli) -> Result {
         Command::Token(args) => token(&agent, args).await,
         Command::Headers { name } => helpers::headers(&agent, name).await,
         Command::GitCredential { operation } => helpers::git_credential(&agent, &operation).await,
+        Command::KubeCredential { name } => helpers::kube_credential(&agent, name).await,
+        Command::CredentialHelper { .. } => helpers::credential_helper(&agent).await,
         Command::Registry(RegistryCommand::Add {
             name,
             url,
