@@ -129,6 +129,20 @@ impl Proxies {
         }
     }
 
+    /// The hosts of the proxies in use (the user's settings name them).
+    pub fn hosts(&self) -> Vec<String> {
+        [&self.https, &self.http]
+            .into_iter()
+            .flatten()
+            .filter_map(|u| u.host_str())
+            .map(|h| {
+                h.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_ascii_lowercase()
+            })
+            .collect()
+    }
+
     /// The proxies as shown (passwords as `***`) and their source.
     pub fn shown(&self) -> (Option<String>, Option<String>, &'static str) {
         (

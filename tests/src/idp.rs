@@ -216,8 +216,13 @@ impl Idp {
 
     /// Client regent-pss's private key (PKCS#8 PEM): it signs PS256 only.
     pub async fn client_key(&self) -> String {
+        self.text("/__test/client-key").await
+    }
+
+    /// A test endpoint's answer, as text.
+    async fn text(&self, path: &str) -> String {
         self.http
-            .get(format!("{}/__test/client-key", self.issuer))
+            .get(format!("{}{path}", self.issuer))
             .send()
             .await
             .unwrap()
@@ -229,14 +234,8 @@ impl Idp {
     /// A workload identity JWT for `sub`, as a platform would project it
     /// (the IdP's jwt-bearer grant trusts it).
     pub async fn workload_token(&self, sub: &str) -> String {
-        self.http
-            .get(format!("{}/__test/workload-token?sub={sub}", self.issuer))
-            .send()
+        self.text(&format!("/__test/workload-token?sub={sub}"))
             .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
     }
 
     /// Every ID-JAG the IdP's token exchange issued: `sub`, `aud`,

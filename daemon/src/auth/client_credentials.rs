@@ -102,13 +102,9 @@ async fn mint(
     };
     let grant = exchange::client_credentials(&ctx.idp, &meta, &client, &config.scopes, &target);
     let tokens = key
-        .mint(
-            config.dpop,
-            config.resource_dpop,
-            &meta,
-            async { grant.await.map_err(from_oauth) },
-            |t| t.bound,
-        )
+        .mint(config.dpop, config.resource_dpop, &meta, async {
+            grant.await.map_err(from_oauth)
+        })
         .await?;
     let now = ctx.clock.now();
     tracing::info!(client = %config.client_id, "client credentials: new access token");

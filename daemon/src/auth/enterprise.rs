@@ -160,13 +160,9 @@ async fn mint(
         exchange::jwt_bearer(&ctx.idp, &meta, &client, &jag, &config.scopes).await
     };
     let tokens = key
-        .mint(
-            config.dpop,
-            config.resource_dpop,
-            &meta,
-            async { steps.await.map_err(from_oauth) },
-            |t| t.bound,
-        )
+        .mint(config.dpop, config.resource_dpop, &meta, async {
+            steps.await.map_err(from_oauth)
+        })
         .await?;
     let now = ctx.clock.now();
     tracing::info!(idp = %idp.name, "enterprise-managed authorization: new access token");

@@ -5,6 +5,7 @@
 //! with a new key.
 
 use crate::oauth::dpop::{self, DpopKey};
+use crate::oauth::grant::Tokens;
 use crate::oauth::http::with_dpop;
 use crate::oauth::Metadata;
 use crate::token::TokenError;
@@ -24,18 +25,16 @@ impl MachineKey {
 
     /// Runs the token request `grant` with a proof of the key where `mode`
     /// (and the resource's metadata, for `auto`) and the AS's `meta` say to
-    /// bind, and keeps the key if the AS bound the token (`bound` of what it
-    /// answered).
-    pub async fn mint<T, F>(
+    /// bind, and keeps the key if the AS bound the token.
+    pub async fn mint<F>(
         &self,
         mode: DpopMode,
         resource_names_dpop: bool,
         meta: &Metadata,
         grant: F,
-        bound: impl FnOnce(&T) -> bool,
-    ) -> Result<T, TokenError>
+    ) -> Result<Tokens, TokenError>
     where
-        F: Future<Output = Result<T, TokenError>>,
+        F: Future<Output = Result<Tokens, TokenError>>,
     {
         let key = match (dpop::binds(mode, resource_names_dpop, meta), self.get()) {
             (false, _) => None,
@@ -45,7 +44,7 @@ impl MachineKey {
             )),
         };
         let answer = with_dpop(key.clone(), grant).await?;
-        *self.0.lock().unwrap() = key.filter(|_| bound(&answer));
+        *self.0.lock().unwrap() = key.filter(|_| answer.bound);
         Ok(answer)
     }
 }

@@ -158,7 +158,7 @@ async fn mint(
         })
     };
     let tokens = key
-        .mint(config.dpop, config.resource_dpop, &meta, grant, |t| t.bound)
+        .mint(config.dpop, config.resource_dpop, &meta, grant)
         .await?;
     let now = ctx.clock.now();
     tracing::info!(issuer = %config.issuer, "workload identity: new access token");

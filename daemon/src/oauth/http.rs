@@ -115,18 +115,7 @@ impl Typed {
 
     /// Makes the proxies of `network` hosts the user gave.
     fn set_proxies(&self, network: &regent_net::Network) {
-        let hosts = ["https://example.invalid/", "http://example.invalid/"]
-            .iter()
-            .filter_map(|u| network.proxy_for(&url::Url::parse(u).ok()?))
-            .filter_map(|p| {
-                p.host_str().map(|h| {
-                    h.trim_start_matches('[')
-                        .trim_end_matches(']')
-                        .to_ascii_lowercase()
-                })
-            })
-            .collect();
-        *self.2.write().unwrap() = hosts;
+        *self.2.write().unwrap() = network.proxies().hosts().into_iter().collect();
     }
 }
 
