@@ -26,7 +26,7 @@ fn main() {
     clap_complete::CompleteEnv::with_factory(<Cli as clap::CommandFactory>::command)
         .var(cli::complete::VAR)
         .complete();
-    if let Some(code) = fast_token() {
+    if let Some(code) = cli::lean::run() {
         std::process::exit(code);
     }
     if std::env::args_os().len() == 1 {
@@ -34,7 +34,15 @@ fn main() {
         print!("{SHORT_USAGE}");
         std::process::exit(0);
     }
-    let cli = Cli::parse();
+    // cargo runs its credential providers as `PROGRAM --cargo-plugin`.
+    let cli = if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == "--cargo-plugin")
+    {
+        Cli::parse_from(["regent", "cargo-credential"])
+    } else {
+        Cli::parse()
+    };
     // Lean start for `regent token`: one thread, no pool of workers.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -55,41 +63,4 @@ fn main() {
     // that is still open (`mcp proxy` stopped by a signal). Output is flushed.
     runtime.shutdown_background();
     std::process::exit(code);
-}
-
-/// `regent token [NAME] [--min-valid N] [--json] [--socket P]` when the agent
-/// answers 200: no argument parser, no async runtime (scripts call this in
-/// loops). Anything else, errors included, goes the full way.
-fn fast_token() -> Option<i32> {
-    let mut args = std::env::args_os().skip(1);
-    if args.next()? != "token" {
-        return None;
-    }
-    let (mut name, mut min_valid, mut json, mut socket) = (None, None, false, None);
-    while let Some(a) = args.next() {
-        let a = a.into_string().ok()?;
-        match a.as_str() {
-            "--json" => json = true,
-            "--min-valid" => {
-                min_valid = Some(args.next()?.into_string().ok()?.parse::<u64>().ok()?)
-            }
-            "--socket" => socket = Some(std::path::PathBuf::from(args.next()?)),
-            s if s.starts_with('-') => return None,
-            s if name.is_none() => name = Some(s.to_string()),
-            _ => return None,
-        }
-    }
-    let socket = regent_proto::paths::socket_path(socket.as_deref());
-    let req = regent_proto::TokenRequest {
-        registry: name,
-        min_valid_secs: Some(min_valid.unwrap_or(regent_proto::DEFAULT_MIN_VALID_SECS)),
-        dpop: None,
-    };
-    let t = regent_client::blocking::token(&socket, &req)?;
-    Some(
-        match cli::output::print_token(&t, json, req.min_valid_secs.unwrap_or_default()) {
-            Ok(()) => 0,
-            Err(_) => 1,
-        },
-    )
 }

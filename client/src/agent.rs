@@ -172,10 +172,15 @@ impl AgentClient {
     /// `GET /v1/resource?url=U`: the resource whose URL covers `url` (its
     /// origin, and the longest path prefix), as the agent decides.
     pub async fn resource_for_url(&self, url: &str) -> Result<RegistryStatus, ClientError> {
-        let q = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("url", url)
-            .finish();
-        self.call::<api::GetResource>(&[], Some(q), None).await
+        self.call::<api::GetResource>(&[], Some(lookup_query("url", url)), None)
+            .await
+    }
+
+    /// `GET /v1/resource?origin=U`: the one resource at `url`'s origin,
+    /// whatever its path (for callers that know only the host).
+    pub async fn resource_at_origin(&self, url: &str) -> Result<RegistryStatus, ClientError> {
+        self.call::<api::GetResource>(&[], Some(lookup_query("origin", url)), None)
+            .await
     }
 
     /// `GET /v1/registries`.
@@ -215,6 +220,26 @@ impl AgentClient {
     /// `DELETE /v1/registries/{name}/auth`.
     pub async fn unset_auth(&self, name: &str) -> Result<(), ClientError> {
         self.call::<api::DeleteAuth>(&[name], None, None).await?;
+        Ok(())
+    }
+
+    /// `GET /v1/apis`.
+    pub async fn apis(&self) -> Result<Vec<RegistryStatus>, ClientError> {
+        Ok(self.call::<api::GetApis>(&[], None, None).await?.apis)
+    }
+
+    /// `PUT /v1/apis/{name}`: add or replace an API (a registry's body).
+    pub async fn put_api(
+        &self,
+        name: &str,
+        body: &PutRegistry,
+    ) -> Result<RegistryStatus, ClientError> {
+        self.call::<api::PutApiAt>(&[name], None, Some(body)).await
+    }
+
+    /// `DELETE /v1/apis/{name}`.
+    pub async fn remove_api(&self, name: &str) -> Result<(), ClientError> {
+        self.call::<api::DeleteApi>(&[name], None, None).await?;
         Ok(())
     }
 
@@ -501,4 +526,11 @@ fn stale_connection(e: &hyper_util::client::legacy::Error) -> bool {
         cause = c.source();
     }
     false
+}
+
+/// The query of `GET /v1/resource` that looks a URL up (`key`: `url` or `origin`).
+pub(crate) fn lookup_query(key: &str, url: &str) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .append_pair(key, url)
+        .finish()
 }

@@ -1,10 +1,11 @@
-//! The lean path of `regent token` (and of shell completion): one HTTP/1.1
-//! exchange over a plain blocking Unix socket, no async runtime. It handles
+//! The lean path of `regent token`, of the credential helpers and of shell
+//! completion: HTTP/1.1 exchanges over a plain blocking Unix socket, no
+//! async runtime. It handles
 //! only the common case (a 200 answer); anything else returns `None` and the
 //! caller takes the full path, which reports errors properly.
 
-use regent_proto::api::{Endpoint, Token};
-use regent_proto::{TokenRequest, TokenResponse};
+use regent_proto::api::{Endpoint, GetResource, Token};
+use regent_proto::{RegistryStatus, TokenRequest, TokenResponse};
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -21,6 +22,24 @@ pub fn token(socket: &Path, req: &TokenRequest) -> Option<TokenResponse> {
         Token::METHOD,
         Token::PATH,
         &body,
+        Duration::from_secs(30),
+    )
+}
+
+/// `GET /v1/resource?url=U` (the resource covering `url`), or with
+/// `whole_origin` `?origin=U` (the one at its origin), blocking; `None` on
+/// anything but a well-formed 200.
+pub fn resource_for_url(socket: &Path, url: &str, whole_origin: bool) -> Option<RegistryStatus> {
+    let key = if whole_origin { "origin" } else { "url" };
+    exchange(
+        socket,
+        GetResource::METHOD,
+        &format!(
+            "{}?{}",
+            GetResource::PATH,
+            crate::agent::lookup_query(key, url)
+        ),
+        b"",
         Duration::from_secs(30),
     )
 }

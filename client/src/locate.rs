@@ -27,12 +27,7 @@ pub fn running_agent() -> Option<AgentRecord> {
 /// The recorded agent whose socket still answers (held lock, or systemd's
 /// socket after the agent exited).
 fn recorded_socket() -> Option<PathBuf> {
-    let path = regent_proto::paths::agent_lock();
-    let text = std::fs::read_to_string(&path).ok()?;
-    let record: AgentRecord = serde_json::from_str(text.trim()).ok()?;
-    let file = std::fs::File::open(&path).ok()?;
-    let live = lock_holder(&file).is_some() || record.systemd;
-    (live && answers(&record.socket)).then_some(record.socket)
+    recorded().map(|r| r.socket).filter(|s| answers(s))
 }
 
 /// The pid holding a write lock on `file`, if any (`F_GETLK` takes nothing).
@@ -69,6 +64,36 @@ pub fn socket(explicit: Option<&Path>) -> PathBuf {
         .unwrap_or(usual)
 }
 
+/// The socket the lean paths try, chosen without connecting anywhere: the
+/// usual one where it is named or exists, else the newest forwarded agent
+/// of ours. A wrong guess costs nothing: the lean path fails, and the full
+/// one ([`socket`]) decides.
+pub fn lean_socket(explicit: Option<&Path>) -> PathBuf {
+    let usual = regent_proto::paths::socket_path(explicit);
+    let named = explicit.is_some()
+        || std::env::var_os(regent_proto::paths::SOCKET_ENV).is_some_and(|v| !v.is_empty());
+    if named || usual.exists() {
+        return usual;
+    }
+    // In the order [`socket`] tries them: the agent this user runs, then a
+    // forwarded one.
+    recorded()
+        .map(|r| r.socket)
+        .filter(|s| s.exists())
+        .or_else(|| forwarded_sockets(Path::new(FORWARD_DIR)).into_iter().next())
+        .unwrap_or(usual)
+}
+
+/// The agent's record in its lock file, where it is live: the lock held, or
+/// systemd holding its socket after it exited. No connection is made.
+fn recorded() -> Option<AgentRecord> {
+    let path = regent_proto::paths::agent_lock();
+    let text = std::fs::read_to_string(&path).ok()?;
+    let record: AgentRecord = serde_json::from_str(text.trim()).ok()?;
+    let file = std::fs::File::open(&path).ok()?;
+    (lock_holder(&file).is_some() || record.systemd).then_some(record)
+}
+
 /// Where `regent ssh` has sshd put a forwarded agent.
 pub const FORWARD_DIR: &str = "/tmp";
 /// The file names of forwarded agents: `regent-fwd-<random>.sock`.
@@ -87,10 +112,26 @@ pub fn is_forwarded(socket: &Path) -> bool {
 /// removes it): one of ours is removed; the newest dead one is returned when
 /// none answers, so the error can name it.
 pub fn forwarded(dir: &Path) -> Option<PathBuf> {
+    let mut dead = None;
+    for p in forwarded_sockets(dir) {
+        if answers(&p) {
+            return Some(p);
+        }
+        let _ = std::fs::remove_file(&p);
+        dead.get_or_insert(p);
+    }
+    dead
+}
+
+/// The forwarded agents in `dir` that are ours (sockets we own, 0600),
+/// newest first.
+fn forwarded_sockets(dir: &Path) -> Vec<PathBuf> {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
     let uid = regent_proto::paths::current_uid();
-    let mut found: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(dir)
-        .ok()?
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(std::time::SystemTime, PathBuf)> = entries
         .flatten()
         .map(|e| e.path())
         .filter(|p| is_forwarded(p))
@@ -101,13 +142,5 @@ pub fn forwarded(dir: &Path) -> Option<PathBuf> {
         })
         .collect();
     found.sort();
-    let mut dead = None;
-    for (_, p) in found.into_iter().rev() {
-        if answers(&p) {
-            return Some(p);
-        }
-        let _ = std::fs::remove_file(&p);
-        dead.get_or_insert(p);
-    }
-    dead
+    found.into_iter().rev().map(|(_, p)| p).collect()
 }

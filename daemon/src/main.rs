@@ -194,6 +194,13 @@ fn check_config() -> i32 {
                 c.idps.len(),
                 if c.idps.len() == 1 { "IdP" } else { "IdPs" },
             );
+            if !c.apis.is_empty() {
+                println!(
+                    "  and {} API{} for the credential helpers",
+                    c.apis.len(),
+                    if c.apis.len() == 1 { "" } else { "s" }
+                );
+            }
             0
         }
         Err(e) => {
@@ -311,14 +318,16 @@ async fn async_main(
     };
     let registries = agent.all(regentd::resource::Kind::Registry).len();
     let servers = agent.all(regentd::resource::Kind::Mcp).len();
+    let apis = agent.all(regentd::resource::Kind::Api).len();
     systemd::ready(&format!(
-        "serving {registries} {}, {servers} MCP {} on {}",
+        "serving {registries} {}, {servers} MCP {}, {apis} API{} on {}",
         if registries == 1 {
             "registry"
         } else {
             "registries"
         },
         if servers == 1 { "server" } else { "servers" },
+        if apis == 1 { "" } else { "s" },
         serving_on.display()
     ));
     server::serve(listener, api::router(agent.clone()), async {

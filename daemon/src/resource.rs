@@ -24,8 +24,7 @@ pub struct Resource {
 /// How much of `url` the resource URL `base` covers: `Some(length of its
 /// path)` when both have the same origin (scheme, host, port, default
 /// ports as such) and `base`'s path is a prefix of `url`'s at a segment
-/// boundary; the longest cover wins among resources. A URL without a path
-/// (`https://host`) is covered by every resource of its origin, with 0.
+/// boundary; the longest cover wins among resources.
 pub fn covers(base: &str, url: &url::Url) -> Option<usize> {
     let base = url::Url::parse(base).ok()?;
     if base.origin() != url.origin() {
@@ -37,6 +36,12 @@ pub fn covers(base: &str, url: &url::Url) -> Option<usize> {
         || (path.starts_with(prefix) && path[prefix.len()..].starts_with('/'))
         || prefix.is_empty();
     at_boundary.then_some(prefix.len())
+}
+
+/// Whether `base` is at `url`'s origin, whatever its path: what a caller
+/// that knows only the host (git without `credential.useHttpPath`) asks.
+pub fn at_origin(base: &str, url: &url::Url) -> bool {
+    url::Url::parse(base).is_ok_and(|b| b.origin() == url.origin())
 }
 
 #[cfg(test)]
@@ -82,5 +87,15 @@ mod tests {
             covers("https://git.corp/org", &u("https://other.corp/org")),
             None
         );
+        // A root URL is not under a path; asked for the host alone, it is.
+        assert_eq!(covers("https://git.corp/org", &u("https://git.corp")), None);
+        assert!(super::at_origin(
+            "https://git.corp/org",
+            &u("https://git.corp")
+        ));
+        assert!(!super::at_origin(
+            "https://git.corp/org",
+            &u("http://git.corp")
+        ));
     }
 }

@@ -80,6 +80,12 @@ endpoints! {
     PutMcpAt: "PUT" "/v1/mcp/{name}", PutMcp => RegistryStatus;
     /// Remove an MCP server.
     DeleteMcp: "DELETE" "/v1/mcp/{name}", NoBody => NoContent;
+    /// Every API (any other HTTPS API behind an AS).
+    GetApis: "GET" "/v1/apis", NoBody => ApiList;
+    /// Add or replace an API (its body as a registry's).
+    PutApiAt: "PUT" "/v1/apis/{name}", PutRegistry => RegistryStatus;
+    /// Remove an API.
+    DeleteApi: "DELETE" "/v1/apis/{name}", NoBody => NoContent;
     /// Every enterprise IdP.
     GetIdps: "GET" "/v1/idps", NoBody => IdpList;
     /// Add or replace an enterprise IdP.

@@ -419,6 +419,9 @@ pub enum ResourceKind {
     Registry,
     /// A remote MCP server (streamable HTTP).
     Mcp,
+    /// Any other HTTPS API behind an authorization server (git, a package
+    /// registry, a cluster), for the credential helpers.
+    Api,
     /// An enterprise IdP (cross-app access); its URL is its issuer.
     Idp,
 }
@@ -429,6 +432,7 @@ impl ResourceKind {
         match self {
             ResourceKind::Registry => "registry",
             ResourceKind::Mcp => "MCP server",
+            ResourceKind::Api => "API",
             ResourceKind::Idp => "IdP",
         }
     }
@@ -437,7 +441,7 @@ impl ResourceKind {
     pub fn article(self) -> &'static str {
         match self {
             ResourceKind::Registry => "a",
-            ResourceKind::Mcp | ResourceKind::Idp => "an",
+            ResourceKind::Mcp | ResourceKind::Api | ResourceKind::Idp => "an",
         }
     }
 
@@ -446,6 +450,7 @@ impl ResourceKind {
         match self {
             ResourceKind::Registry => "registry",
             ResourceKind::Mcp => "mcp",
+            ResourceKind::Api => "api",
             ResourceKind::Idp => "idp",
         }
     }
@@ -457,9 +462,10 @@ impl std::str::FromStr for ResourceKind {
         match s {
             "registry" => Ok(ResourceKind::Registry),
             "mcp" => Ok(ResourceKind::Mcp),
+            "api" => Ok(ResourceKind::Api),
             "idp" => Ok(ResourceKind::Idp),
             other => Err(format!(
-                "{other:?} is not a kind of resource (registry, mcp, idp)"
+                "{other:?} is not a kind of resource (registry, mcp, api, idp)"
             )),
         }
     }
@@ -675,6 +681,13 @@ pub struct PutMcp {
 pub struct McpList {
     /// Every MCP server, sorted by name (each as a [`RegistryStatus`]).
     pub servers: Vec<RegistryStatus>,
+}
+
+/// `GET /v1/apis`.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct ApiList {
+    /// Every API, sorted by name (each as a [`RegistryStatus`]).
+    pub apis: Vec<RegistryStatus>,
 }
 
 /// `PUT /v1/idps/{name}`: an enterprise IdP (cross-app access).

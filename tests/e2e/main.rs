@@ -21,6 +21,7 @@ mod network;
 mod registry;
 mod service;
 mod systemd;
+mod tools;
 
 use regent_proto::{LoginFlow, LoginRequest, LoginState, LoginStatus};
 use regent_tests::{forms, Agent, AgentOptions, Idp, IdpOptions};

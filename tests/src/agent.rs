@@ -60,6 +60,16 @@ pub struct CmdOut {
     pub stderr: String,
 }
 
+impl From<std::process::Output> for CmdOut {
+    fn from(out: std::process::Output) -> CmdOut {
+        CmdOut {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
 /// A running agent with its own home; killed on drop.
 pub struct Agent {
     home: tempfile::TempDir,
@@ -274,16 +284,12 @@ impl Agent {
     /// Runs `regent ARGS` to completion (at most two minutes: a command that
     /// hangs fails the test here, naming itself, instead of stalling it).
     pub fn regent(&self, args: &[&str]) -> CmdOut {
-        let out = crate::output_within(
+        crate::output_within(
             self.regent_command(args),
             Duration::from_secs(120),
             &format!("regent {}", args.join(" ")),
-        );
-        CmdOut {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        )
+        .into()
     }
 
     /// Runs `regent ARGS` on the tokio blocking pool (for concurrency tests).
@@ -292,11 +298,7 @@ impl Agent {
             .output()
             .await
             .expect("regent runs");
-        CmdOut {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        out.into()
     }
 
     /// The file store's contents (`--store file`).

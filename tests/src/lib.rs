@@ -3,6 +3,7 @@
 //! the provider's own HTML forms driven over HTTP.
 
 pub mod agent;
+pub mod apis;
 pub mod browser;
 pub mod forms;
 pub mod hostile;

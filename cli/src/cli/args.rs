@@ -52,6 +52,11 @@ pub enum Command {
     #[command(subcommand)]
     Mcp(McpCommand),
 
+    /// Add, remove and list other HTTPS APIs behind an IdP (git, package registries, clusters),
+    /// for the credential helpers.
+    #[command(subcommand)]
+    Api(ApiCommand),
+
     /// Add, remove and list enterprise IdPs (one login for every MCP server that trusts them).
     #[command(subcommand)]
     Idp(IdpCommand),
@@ -131,6 +136,10 @@ Never opens a browser: without a login it exits 4 and names the regent login to 
         #[arg(value_parser = ["get"])]
         operation: String,
     },
+
+    /// cargo's credential provider (cargo runs `regent --cargo-plugin`).
+    #[command(hide = true)]
+    CargoCredential,
 
     /// Print a valid access token (refreshed if needed) on stdout.
     #[command(
@@ -276,6 +285,51 @@ pub enum RegistryCommand {
     #[command(
         after_help = "Examples:\n  regent registry list\n  regent registry list --json | jq -r '.registries[].name'"
     )]
+    List {
+        /// Print JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[allow(clippy::large_enum_variant)]
+#[derive(Subcommand, Debug, Clone)]
+pub enum ApiCommand {
+    /// Add an HTTPS API whose tokens the credential helpers hand out.
+    #[command(
+        long_about = "Add any HTTPS API behind an authorization server: a git server, a package \
+registry, a Kubernetes API server. The credential helpers (git-credential, kube-credential, \
+credential-helper, cargo-credential, headers) give its tokens for every URL it covers: same \
+origin, and URL's path as a prefix (the longest prefix wins). Without any auth option, regent \
+asks the API (a GET of URL without a token: its 401 and the protected resource metadata, RFC \
+9728) and registers itself at the authorization server it names.",
+        after_help = "Examples:\n  regent api add forge https://git.corp.example \\\n      --issuer https://login.corp.example --client-id regent-cli\n  regent api add crates https://crates.corp.example   # how: asked (RFC 9728)\n  regent login forge\n\nThen, in ~/.gitconfig:\n  [credential \"https://git.corp.example\"]\n      helper = \"!regent git-credential\"\n      useHttpPath = true"
+    )]
+    Add {
+        /// A short name: letters, digits, '.', '_' or '-'.
+        name: String,
+        /// The API's base URL: it covers every URL under it.
+        url: String,
+        #[command(flatten)]
+        auth: AuthArgs,
+        /// The API needs no token: no auth, and no request to find out.
+        #[arg(long, conflicts_with_all = ["issuer", "token_file"])]
+        no_auth: bool,
+        /// NAME exists with another URL: replace it (its login ends).
+        #[arg(long)]
+        replace: bool,
+        #[command(flatten)]
+        share: ShareArgs,
+    },
+    /// Remove an API (its login goes unless another resource shares it).
+    #[command(after_help = "Example:\n  regent api remove forge")]
+    Remove {
+        /// The API.
+        #[arg(add = ArgValueCandidates::new(complete::apis))]
+        name: String,
+    },
+    /// List APIs and their login state.
+    #[command(after_help = "Example:\n  regent api list --json | jq -r '.apis[].name'")]
     List {
         /// Print JSON on stdout.
         #[arg(long)]

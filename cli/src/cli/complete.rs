@@ -4,7 +4,7 @@
 //! configured. No agent: no candidates (completion never starts one).
 
 use clap_complete::engine::CompletionCandidate;
-use regent_proto::api::{Endpoint, GetIdps, GetMcp, GetRegistries};
+use regent_proto::api::{Endpoint, GetApis, GetIdps, GetMcp, GetRegistries};
 use regent_proto::RegistryStatus;
 use std::time::Duration;
 
@@ -46,10 +46,18 @@ pub fn idps() -> Vec<CompletionCandidate> {
         .unwrap_or_default()
 }
 
+/// APIs (for the credential helpers).
+pub fn apis() -> Vec<CompletionCandidate> {
+    ask::<GetApis>()
+        .map(|l| candidates(l.apis, "API"))
+        .unwrap_or_default()
+}
+
 /// Every resource (login, logout, token).
 pub fn resources() -> Vec<CompletionCandidate> {
     let mut all = registries();
     all.extend(mcp_servers());
+    all.extend(apis());
     all.extend(idps());
     all
 }

@@ -7,6 +7,7 @@ mod browser;
 pub mod complete;
 pub mod doctor;
 mod helpers;
+pub mod lean;
 mod login;
 mod man;
 mod mcp;
@@ -18,7 +19,9 @@ mod service;
 mod ssh;
 mod stdio;
 
-use args::{AuthArgs, Cli, Command, ConfigCommand, RegistryCommand, ServiceCommand, TokenArgs};
+use args::{
+    ApiCommand, AuthArgs, Cli, Command, ConfigCommand, RegistryCommand, ServiceCommand, TokenArgs,
+};
 use regent_client::{AgentClient, ClientError, RegistryClient, RegistryError};
 use regent_proto::{
     AuthConfig, BearerConfig, ErrorCode, LogoutRequest, OAuthConfig, PutRegistry, RegistryStatus,
@@ -125,7 +128,8 @@ pub async fn run(cli: Cli) -> Result {
     if let Command::Doctor { name, json } = cli.command {
         return doctor::run(&agent, name, json).await;
     }
-    match run_with_agent(&agent, cli.clone()).await {
+    let cargo = matches!(cli.command, Command::CargoCredential);
+    let result = match run_with_agent(&agent, cli.clone()).await {
         // No agent at all: start one (or wait for the one another regent is
         // starting right now) and try once more. The first request never reached
         // an agent, so nothing was done twice.
@@ -136,9 +140,16 @@ pub async fn run(cli: Cli) -> Result {
                 && (autostart::nobody_listens(agent.socket())
                     || regent_client::locate::answers(agent.socket())) =>
         {
-            autostart::start(&agent).await?;
-            run_with_agent(&agent, cli).await
+            match autostart::start(&agent).await {
+                Ok(()) => run_with_agent(&agent, cli).await,
+                Err(e) => Err(e),
+            }
         }
+        other => other,
+    };
+    match result {
+        // cargo waits for an answer line, in its protocol, and exit 0.
+        Err(f) if cargo => helpers::cargo_failed(&f),
         other => other,
     }
 }
@@ -151,6 +162,7 @@ async fn run_with_agent(agent: &AgentClient, cli: Cli) -> Result {
         Command::GitCredential { operation } => helpers::git_credential(&agent, &operation).await,
         Command::KubeCredential { name } => helpers::kube_credential(&agent, name).await,
         Command::CredentialHelper { .. } => helpers::credential_helper(&agent).await,
+        Command::CargoCredential => helpers::cargo_credential(&agent).await,
         Command::Registry(RegistryCommand::Add {
             name,
             url,
@@ -159,34 +171,46 @@ async fn run_with_agent(agent: &AgentClient, cli: Cli) -> Result {
             replace,
             share,
         }) => {
-            let client_secret = auth
-                .client_secret_file
-                .as_deref()
-                .map(|p| secret::read("client secret", p))
-                .transpose()?;
-            let dpop = args::dpop_mode(auth.dpop.as_deref());
-            let auth = auth_config(auth)?;
-            let discover = auth.is_none() && !no_auth;
-            // Asked first: without an agent, autostart runs this again, warnings and all.
-            let before = existing(&agent, &name, ResourceKind::Registry).await?;
-            if let Some(b) = &before {
-                output::may_replace("registry", b, &url, replace).map_err(Failure::Other)?;
+            let server = Server {
+                kind: ResourceKind::Registry,
+                name,
+                url,
+                no_auth,
+                replace,
+            };
+            add_server(&agent, server, auth, share).await
+        }
+        Command::Api(ApiCommand::Add {
+            name,
+            url,
+            auth,
+            no_auth,
+            replace,
+            share,
+        }) => {
+            let server = Server {
+                kind: ResourceKind::Api,
+                name,
+                url,
+                no_auth,
+                replace,
+            };
+            add_server(&agent, server, auth, share).await
+        }
+        Command::Api(ApiCommand::List { json }) => {
+            let apis = agent.apis().await?;
+            if json {
+                output::print_json(&serde_json::json!({ "apis": apis }));
+            } else if apis.is_empty() {
+                println!("No APIs. Add one with: regent api add NAME URL");
+            } else {
+                output::print_resources("NAME", &apis);
             }
-            output::warn_registry_url(&url);
-            let status = with_consent(share.choice(), |share_login| {
-                let body = PutRegistry {
-                    url: url.clone(),
-                    auth: auth.clone(),
-                    discover,
-                    client_secret: client_secret.clone(),
-                    share_login,
-                    dpop,
-                };
-                let (agent, name) = (agent.clone(), name.clone());
-                async move { agent.put_registry(&name, &body).await }
-            })
-            .await?;
-            output::put_result("registry", before.as_ref(), &status);
+            Ok(())
+        }
+        Command::Api(ApiCommand::Remove { name }) => {
+            agent.remove_api(&name).await?;
+            println!("Removed API {name}.");
             Ok(())
         }
         Command::Mcp(cmd) => mcp::run(&agent, cmd).await,
@@ -306,12 +330,15 @@ async fn run_with_agent(agent: &AgentClient, cli: Cli) -> Result {
             let regs = agent.registries().await?;
             let servers = agent.mcp_servers().await?;
             let idps = agent.idps().await?;
+            // An agent older than APIs has none to show.
+            let apis = agent.apis().await.unwrap_or_default();
             if json {
                 output::print_json(&serde_json::json!({
                     "agent": health,
                     "socket": agent.socket(),
                     "registries": regs,
                     "mcp_servers": servers,
+                    "apis": apis,
                     "idps": idps,
                     "network": health.network,
                 }));
@@ -336,6 +363,10 @@ async fn run_with_agent(agent: &AgentClient, cli: Cli) -> Result {
                 if !servers.is_empty() {
                     println!();
                     output::print_resources("MCP SERVER", &servers);
+                }
+                if !apis.is_empty() {
+                    println!();
+                    output::print_resources("API", &apis);
                 }
                 if !idps.is_empty() {
                     println!();
@@ -527,4 +558,64 @@ fn auth_config(a: AuthArgs) -> Result<Option<AuthConfig>> {
         }))),
         _ => Ok(None),
     }
+}
+
+/// A registry or an API being added: what `add_server` needs besides its auth.
+struct Server {
+    kind: ResourceKind,
+    name: String,
+    url: String,
+    no_auth: bool,
+    replace: bool,
+}
+
+/// `regent registry add` and `regent api add`: one body, one set of checks.
+async fn add_server(
+    agent: &AgentClient,
+    s: Server,
+    auth: AuthArgs,
+    share: args::ShareArgs,
+) -> Result {
+    let client_secret = auth
+        .client_secret_file
+        .as_deref()
+        .map(|p| secret::read("client secret", p))
+        .transpose()?;
+    let dpop = args::dpop_mode(auth.dpop.as_deref());
+    let auth = auth_config(auth)?;
+    let discover = auth.is_none() && !s.no_auth;
+    let noun = s.kind.noun();
+    // Asked first: without an agent, autostart runs this again, warnings and all.
+    let before = existing(agent, &s.name, s.kind).await?;
+    if let Some(b) = &before {
+        output::may_replace(noun, b, &s.url, s.replace).map_err(Failure::Other)?;
+    }
+    if s.kind == ResourceKind::Registry {
+        output::warn_registry_url(&s.url);
+    } else if discover {
+        eprintln!(
+            "Asking {} how it wants to be authorized…",
+            output::safe(&s.url)
+        );
+    }
+    let status = with_consent(share.choice(), |share_login| {
+        let body = PutRegistry {
+            url: s.url.clone(),
+            auth: auth.clone(),
+            discover,
+            client_secret: client_secret.clone(),
+            share_login,
+            dpop,
+        };
+        let (agent, name, kind) = (agent.clone(), s.name.clone(), s.kind);
+        async move {
+            match kind {
+                ResourceKind::Api => agent.put_api(&name, &body).await,
+                _ => agent.put_registry(&name, &body).await,
+            }
+        }
+    })
+    .await?;
+    output::put_result(noun, before.as_ref(), &status);
+    Ok(())
 }

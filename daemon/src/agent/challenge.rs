@@ -167,7 +167,7 @@ impl Agent {
                     challenge.error.map(|e| format!(" {e}")).unwrap_or_default()
                 ),
             )),
-            (401, Auth::None) if res.kind == Kind::Mcp || res.kind == Kind::Registry => {
+            (401, Auth::None) if res.kind != Kind::Idp => {
                 // Added as it was; its first 401 starts the discovery now.
                 let auth = self
                     .discovered(name, res.kind, &res.url, Ask::default(), Some(challenge))

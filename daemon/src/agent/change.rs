@@ -32,7 +32,7 @@ impl Agent {
             AgentError::Invalid(format!("{e} (the running config stays until it is fixed)"))
         })?;
         self.apply(&config).await;
-        let n = config.registries.len() + config.mcp.len() + config.idps.len();
+        let n = config.servers().count() + config.idps.len();
         tracing::info!(resources = n, "config reloaded");
         Ok(n)
     }
@@ -126,13 +126,14 @@ impl Agent {
         })
     }
 
-    /// Adds or replaces a registry (`auth` validated against the IdP first;
-    /// with `discover` and no `auth`, found out from the registry itself).
-    /// `url: None` keeps the registry's URL (set/unset-registry-auth).
+    /// Adds or replaces a registry or an API, `kind` (`auth` validated
+    /// against the IdP first; with `discover` and no `auth`, found out from
+    /// the resource itself). `url: None` keeps its URL (set/unset-registry-auth).
     // One parameter per field of `PUT /v1/registries/{name}`.
     #[allow(clippy::too_many_arguments)]
     pub async fn put_registry(
         &self,
+        kind: Kind,
         name: &str,
         url: Option<String>,
         auth: Option<AuthConfig>,
@@ -141,13 +142,13 @@ impl Agent {
         share_login: Option<bool>,
         dpop: Option<regent_proto::DpopMode>,
     ) -> Result<RegistryStatus, AgentError> {
-        self.check_name(name, Kind::Registry)?;
+        self.check_name(name, kind)?;
         if let Some(u) = &url {
             values::validate_url(u).map_err(AgentError::Invalid)?;
         }
         let url = match url {
             Some(u) => u,
-            None => self.resolve_kind(name, Kind::Registry)?.url.clone(),
+            None => self.resolve_kind(name, kind)?.url.clone(),
         };
         self.typed(&url);
         if let Some(AuthConfig::Oauth(o)) = &auth {
@@ -155,7 +156,7 @@ impl Agent {
         }
         let mut auth = match (auth, discover) {
             (None, true) => {
-                self.discovered(name, Kind::Registry, &url, Ask::default(), None)
+                self.discovered(name, kind, &url, Ask::default(), None)
                     .await?
             }
             (auth, _) => {
@@ -183,9 +184,9 @@ impl Agent {
         // at once cannot both find nobody to share with.
         self.change(|file| {
             let auth = self.consent(name, &url, auth, share_login)?;
-            let entry = entry(file, Section::Registries, name, url, auth);
-            file.put(Section::Registries, name, &entry)
-                .map_err(AgentError::Config)
+            let section = Section::of(kind);
+            let entry = entry(file, section, name, url, auth);
+            file.put(section, name, &entry).map_err(AgentError::Config)
         })
         .await?;
         Ok(self.status(&self.resolve(Some(name))?))
@@ -220,9 +221,8 @@ impl Agent {
         auth: Option<AuthConfig>,
     ) -> Result<(), AgentError> {
         let section = match kind {
-            Kind::Mcp => Section::Mcp,
-            Kind::Registry => Section::Registries,
             Kind::Idp => return Err(AgentError::Invalid(format!("{name} is an IdP"))),
+            other => Section::of(other),
         };
         let url = self.resolve_kind(name, kind)?.url.clone();
         self.change(|file| {
@@ -253,22 +253,20 @@ impl Agent {
     ) -> Result<RegistryStatus, AgentError> {
         let res = self.resolve(Some(name))?;
         let section = match res.kind {
-            Kind::Registry => Section::Registries,
-            Kind::Mcp => Section::Mcp,
             Kind::Idp => {
                 return Err(AgentError::Invalid(format!(
                     "{name} is an IdP: forward the MCP servers that use it instead"
                 )))
             }
+            other => Section::of(other),
         };
         self.change(|file| {
-            let c = file.config();
-            let mut entry = match section {
-                Section::Registries => c.registries.get(name),
-                _ => c.mcp.get(name),
-            }
-            .cloned()
-            .ok_or_else(|| AgentError::Unknown(name.to_string()))?;
+            let mut entry = file
+                .config()
+                .table(section)
+                .and_then(|t| t.get(name))
+                .cloned()
+                .ok_or_else(|| AgentError::Unknown(name.to_string()))?;
             entry.forwardable = req.forwardable;
             entry.forward_confirm = req.forwardable && req.confirm;
             file.put(section, name, &entry).map_err(AgentError::Config)
@@ -376,11 +374,7 @@ impl Agent {
     /// another resource uses it.
     pub async fn remove(&self, name: &str, kind: Kind) -> Result<(), AgentError> {
         self.resolve_kind(name, kind)?;
-        let section = match kind {
-            Kind::Registry => Section::Registries,
-            Kind::Mcp => Section::Mcp,
-            Kind::Idp => Section::Idps,
-        };
+        let section = Section::of(kind);
         self.change(|file| match file.remove(section, name) {
             Ok(true) => Ok(()),
             Ok(false) => Err(AgentError::Unknown(name.to_string())),
@@ -399,12 +393,7 @@ fn entry(
     url: String,
     auth: Option<AuthConfig>,
 ) -> RegistryConfig {
-    let c = file.config();
-    let old = match section {
-        Section::Registries => c.registries.get(name),
-        Section::Mcp => c.mcp.get(name),
-        Section::Idps => None,
-    };
+    let old = file.config().table(section).and_then(|t| t.get(name));
     RegistryConfig {
         url,
         auth,

@@ -71,7 +71,7 @@ fn initialize_request() -> serde_json::Value {
 /// Requests the resource without a token, and checks that it is what it
 /// was added as: an MCP server answers JSON-RPC (`server/discover`, else an
 /// `initialize` as a 2025 client sends it) or a 401; a registry answers its
-/// API (`/v0.1/servers`, else `/v0/servers`) or a 401. Anything else (a 404
+/// API (`/v0.1/servers`, else `/v0/servers`) or a 401; an API answers 401. Anything else (a 404
 /// page, a registry's URL given as an MCP server's) is refused with what
 /// answered, not taken for "asks for no auth".
 pub async fn probe(ctx: &Ctx, kind: Kind, url: &str) -> Result<Probe, String> {
@@ -134,6 +134,26 @@ pub async fn probe(ctx: &Ctx, kind: Kind, url: &str) -> Result<Probe, String> {
                  /v0.1/servers with its list, or 401 asking for a token. Check the URL: it is the \
                  registry's base, without /v0.1 (an MCP server is added with regent mcp add)",
                 said.join("; ")
+            ))
+        }
+        Kind::Api => {
+            // Any HTTPS API: a GET of its URL without a token; 401 is the
+            // answer discovery needs. Anything else — a 200 included: a forge's
+            // home page is public while its repositories are not — says nothing
+            // about auth, and is not taken for "none".
+            let req = oauth2::http::Request::get(url)
+                .header("accept", "application/json, */*;q=0.5")
+                .body(Vec::new())
+                .map_err(|e| e.to_string())?;
+            let resp = send(ctx, url, req).await?;
+            if let Some(p) = challenged(&resp) {
+                return Ok(p);
+            }
+            Err(format!(
+                "{url} answered GET without a token with {}, not 401 asking for one, so it says \
+                 nothing of its auth; give it (--issuer URL --client-id ID), or --no-auth for an \
+                 API that needs none",
+                answered(&resp)
             ))
         }
         Kind::Idp => Ok(Probe::Open),

@@ -45,7 +45,7 @@ impl Agent {
     pub async fn doctor(&self, name: Option<&str>) -> Result<DoctorReport, AgentError> {
         let resources: Vec<Arc<Resource>> = match name {
             Some(n) => vec![self.resolve(Some(n))?],
-            None => [Kind::Registry, Kind::Mcp, Kind::Idp]
+            None => [Kind::Registry, Kind::Mcp, Kind::Api, Kind::Idp]
                 .iter()
                 .flat_map(|k| self.all(*k))
                 .collect(),

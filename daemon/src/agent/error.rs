@@ -10,10 +10,10 @@ use crate::token::TokenError;
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     /// No resource of that name.
-    #[error("no registry or MCP server named {0}; see: regent status")]
+    #[error("no registry, MCP server or API named {0}; see: regent status")]
     Unknown(String),
     /// No resource's URL covers the URL asked about.
-    #[error("no registry or MCP server covers {0}; see: regent status")]
+    #[error("no registry, MCP server or API covers {0}; see: regent status")]
     NoneCovers(String),
     /// None (of the kind asked for) is configured, and the request named none.
     #[error("{}", none_configured(*.0))]
@@ -32,7 +32,7 @@ pub enum AgentError {
         wanted: Kind,
     },
     /// The name is taken by another kind of resource (names are unique across kinds).
-    #[error("the name {name} is taken by {} {}; names are unique across registries, MCP servers and IdPs", by.article(), by.noun())]
+    #[error("the name {name} is taken by {} {}; names are unique across registries, MCP servers, APIs and IdPs", by.article(), by.noun())]
     Taken {
         /// The name.
         name: String,
@@ -140,6 +140,10 @@ fn not_configured(name: &str, kind: Kind) -> String {
              there is no token to give; if it wants one now, its first 401 through regent mcp \
              proxy sets auth up, or add it again with: regent mcp add {name} URL"
         ),
+        Kind::Api => format!(
+            "API {name} was added without auth; add it again with its auth (or none, to have \
+             it asked): regent api add {name} URL --replace"
+        ),
         _ => format!(
             "{} {name} has no auth configured; set it with: regent config set-registry-auth \
              --registry {name} --issuer URL --client-id ID",
@@ -156,6 +160,7 @@ fn none_configured(kind: Option<Kind>) -> String {
         Some(Kind::Mcp) => {
             "no MCP server is configured; add one with: regent mcp add NAME URL".into()
         }
+        Some(Kind::Api) => "no API is configured; add one with: regent api add NAME URL".into(),
         Some(Kind::Idp) => {
             "no IdP is configured; add one with: regent idp add NAME --issuer URL --client-id ID"
                 .into()

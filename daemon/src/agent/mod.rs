@@ -198,9 +198,15 @@ impl Agent {
     }
 
     /// The resource whose URL covers `url` (its origin, and the longest
-    /// path prefix at a segment boundary), among those `caller` may use; a
-    /// URL with no path matches only where one resource is at its origin.
-    pub fn covering(&self, caller: Caller, url: &str) -> Result<RegistryStatus, AgentError> {
+    /// path prefix at a segment boundary), among those `caller` may use;
+    /// with `whole_origin`, the one resource at `url`'s origin, whatever its
+    /// path (several there: ambiguous).
+    pub fn covering(
+        &self,
+        caller: Caller,
+        url: &str,
+        whole_origin: bool,
+    ) -> Result<RegistryStatus, AgentError> {
         let target = url::Url::parse(url)
             .map_err(|e| AgentError::Invalid(format!("{url:?} is not a URL: {e}")))?;
         let lent = match caller {
@@ -212,7 +218,14 @@ impl Agent {
             .values()
             .filter(|r| r.kind != Kind::Idp)
             .filter(|r| lent.as_ref().is_none_or(|l| l.contains(&r.name)))
-            .filter_map(|r| crate::resource::covers(&r.url, &target).map(|n| (n, r.clone())))
+            .filter_map(|r| {
+                let cover = if whole_origin {
+                    crate::resource::at_origin(&r.url, &target).then_some(0)
+                } else {
+                    crate::resource::covers(&r.url, &target)
+                };
+                cover.map(|n| (n, r.clone()))
+            })
             .collect();
         drop(all);
         best.sort_by_key(|b| std::cmp::Reverse(b.0));
@@ -327,10 +340,8 @@ impl Agent {
         // The hosts the user gave: resources' URLs, issuers given by hand
         // (a discovered issuer came from a server's answer).
         let given = config
-            .registries
-            .values()
-            .chain(config.mcp.values())
-            .flat_map(|rc| {
+            .servers()
+            .flat_map(|(_, _, rc)| {
                 let issuer = match &rc.auth {
                     Some(AuthConfig::Oauth(o)) if !o.discovered => Some(o.issuer.clone()),
                     _ => None,
@@ -349,11 +360,9 @@ impl Agent {
         *self.configured_metadata_url.write().unwrap() = config.client_metadata_url.clone();
         self.forward.set_rules(
             config
-                .registries
-                .iter()
-                .chain(config.mcp.iter())
-                .filter(|(_, rc)| rc.forwardable)
-                .map(|(n, rc)| (n.clone(), rc.forward_confirm))
+                .servers()
+                .filter(|(_, _, rc)| rc.forwardable)
+                .map(|(_, n, rc)| (n.clone(), rc.forward_confirm))
                 .collect(),
         );
         let old = self.resources.read().unwrap().clone();
@@ -365,15 +374,8 @@ impl Agent {
             .map(|(n, i)| (n, Kind::Idp, i.issuer.clone(), Some(idp_auth(i))))
             .chain(
                 config
-                    .registries
-                    .iter()
-                    .map(|(n, rc)| (n, Kind::Registry, rc.url.clone(), rc.auth.clone())),
-            )
-            .chain(
-                config
-                    .mcp
-                    .iter()
-                    .map(|(n, rc)| (n, Kind::Mcp, rc.url.clone(), rc.auth.clone())),
+                    .servers()
+                    .map(|(k, n, rc)| (n, k, rc.url.clone(), rc.auth.clone())),
             );
         // IdPs come first: an enterprise-managed server needs its IdP's grant.
         for (name, kind, url, auth) in entries {

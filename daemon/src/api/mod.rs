@@ -24,7 +24,7 @@ pub use body::JsonBody;
 use path::Segment;
 use regent_proto::api::Endpoint;
 use regent_proto::{
-    AuthConfig, ChallengeAnswer, ChallengeRequest, ForwardList, ForwardSession, Health,
+    ApiList, AuthConfig, ChallengeAnswer, ChallengeRequest, ForwardList, ForwardSession, Health,
     IdTokenRequest, IdpList, InvalidateRequest, Login, LoginRequest, LoginStatus, LogoutRequest,
     LogoutResponse, McpList, PutForward, PutIdp, PutMcp, PutRegistry, RegistryList, RegistryStatus,
     ReloadResponse, TokenRequest, TokenResponse, API_VERSION, DEFAULT_MIN_VALID_SECS,
@@ -43,7 +43,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
 
 /// What a forwarded caller may do: borrow tokens, list what is lent, report
 /// a refusal. Every change, login and logout happens where the agent runs.
-const LENT: [(&str, &str); 7] = {
+const LENT: [(&str, &str); 8] = {
     use regent_proto::api::*;
     [
         (GetHealth::METHOD, GetHealth::PATH),
@@ -52,6 +52,7 @@ const LENT: [(&str, &str); 7] = {
         (Invalidate::METHOD, Invalidate::PATH),
         (GetRegistries::METHOD, GetRegistries::PATH),
         (GetMcp::METHOD, GetMcp::PATH),
+        (GetApis::METHOD, GetApis::PATH),
         (Challenge::METHOD, Challenge::PATH),
     ]
 };
@@ -116,6 +117,9 @@ fn routes() -> Router<Arc<Agent>> {
         .at::<GetMcp, _, _>(mcp_list)
         .at::<PutMcpAt, _, _>(put_mcp)
         .at::<DeleteMcp, _, _>(delete_mcp)
+        .at::<GetApis, _, _>(api_list)
+        .at::<PutApiAt, _, _>(put_api)
+        .at::<DeleteApi, _, _>(delete_api)
         .at::<GetIdps, _, _>(idp_list)
         .at::<PutIdpAt, _, _>(put_idp)
         .at::<DeleteIdp, _, _>(delete_idp)
@@ -204,7 +208,7 @@ async fn health(State(agent): Shared, Who(caller): Who) -> Json<Health> {
 /// `GET /v1/forward`: what is forwardable, and the sessions.
 async fn forward_list(State(agent): Shared) -> Json<ForwardList> {
     let f = agent.forwarding();
-    let mut resources: Vec<RegistryStatus> = [Kind::Registry, Kind::Mcp]
+    let mut resources: Vec<RegistryStatus> = [Kind::Registry, Kind::Mcp, Kind::Api]
         .iter()
         .flat_map(|k| agent.all(*k))
         .map(|r| agent.status(&r))
@@ -253,18 +257,20 @@ async fn reload(State(agent): Shared) -> ApiResult<Json<ReloadResponse>> {
 
 /// `GET /v1/resource?name=N&kind=K`: which resource a name (or none: the
 /// only one, of the kind if given) means, with its status; `?url=U`: the
-/// resource whose URL covers U (longest path prefix).
+/// resource whose URL covers U (longest path prefix); `?origin=U`: the one
+/// resource at U's origin, whatever its path (git names only the host).
 async fn resource(
     State(agent): Shared,
     Who(caller): Who,
     RawQuery(query): RawQuery,
 ) -> ApiResult<Json<RegistryStatus>> {
-    let (mut name, mut kind, mut url) = (None, None, None);
+    let (mut name, mut kind, mut url, mut origin) = (None, None, None, None);
     for (k, v) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
         match k.as_ref() {
             "name" => name = Some(v.into_owned()),
             "kind" => kind = Some(v.parse().map_err(ApiError::invalid)?),
             "url" => url = Some(v.into_owned()),
+            "origin" => origin = Some(v.into_owned()),
             other => {
                 return Err(ApiError::invalid(format!(
                     "unknown query parameter {other:?}"
@@ -272,11 +278,19 @@ async fn resource(
             }
         }
     }
-    if let Some(u) = url {
+    let by_url = match (url, origin) {
+        (Some(u), None) => Some((u, false)),
+        (None, Some(o)) => Some((o, true)),
+        (Some(_), Some(_)) => return Err(ApiError::invalid("url or origin, not both")),
+        (None, None) => None,
+    };
+    if let Some((u, whole_origin)) = by_url {
         if name.is_some() || kind.is_some() {
-            return Err(ApiError::invalid("url goes alone, without name or kind"));
+            return Err(ApiError::invalid(
+                "url and origin go alone, without name or kind",
+            ));
         }
-        return Ok(Json(agent.covering(caller, &u)?));
+        return Ok(Json(agent.covering(caller, &u, whole_origin)?));
     }
     Ok(Json(agent.lookup(caller, name.as_deref(), kind)?))
 }
@@ -292,10 +306,21 @@ async fn put_registry(
     Segment(name): Segment,
     JsonBody(body): JsonBody<PutRegistry>,
 ) -> ApiResult<Json<RegistryStatus>> {
+    put_server(&agent, Kind::Registry, &name, body).await
+}
+
+/// A registry or an API: the same body, the same checks.
+async fn put_server(
+    agent: &Agent,
+    kind: Kind,
+    name: &str,
+    body: PutRegistry,
+) -> ApiResult<Json<RegistryStatus>> {
     Ok(Json(
         agent
             .put_registry(
-                &name,
+                kind,
+                name,
                 Some(body.url),
                 body.auth,
                 body.discover,
@@ -312,22 +337,52 @@ async fn delete_registry(State(agent): Shared, Segment(name): Segment) -> ApiRes
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Whose auth `set-registry-auth` sets: an API's where `name` is one, else
+/// a registry's (which the call may create).
+fn auth_kind(agent: &Agent, name: &str) -> Kind {
+    match agent.resolve(Some(name)) {
+        Ok(r) if r.kind == Kind::Api => Kind::Api,
+        _ => Kind::Registry,
+    }
+}
+
 async fn put_auth(
     State(agent): Shared,
     Segment(name): Segment,
     JsonBody(auth): JsonBody<AuthConfig>,
 ) -> ApiResult<Json<RegistryStatus>> {
+    let kind = auth_kind(&agent, &name);
     Ok(Json(
         agent
-            .put_registry(&name, None, Some(auth), false, None, None, None)
+            .put_registry(kind, &name, None, Some(auth), false, None, None, None)
             .await?,
     ))
 }
 
 async fn delete_auth(State(agent): Shared, Segment(name): Segment) -> ApiResult<StatusCode> {
+    let kind = auth_kind(&agent, &name);
     agent
-        .put_registry(&name, None, None, false, None, None, None)
+        .put_registry(kind, &name, None, None, false, None, None, None)
         .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn api_list(State(agent): Shared, Who(caller): Who) -> Json<ApiList> {
+    Json(ApiList {
+        apis: agent.statuses(caller, Kind::Api),
+    })
+}
+
+async fn put_api(
+    State(agent): Shared,
+    Segment(name): Segment,
+    JsonBody(body): JsonBody<PutRegistry>,
+) -> ApiResult<Json<RegistryStatus>> {
+    put_server(&agent, Kind::Api, &name, body).await
+}
+
+async fn delete_api(State(agent): Shared, Segment(name): Segment) -> ApiResult<StatusCode> {
+    agent.remove(&name, Kind::Api).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

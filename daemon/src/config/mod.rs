@@ -1,4 +1,4 @@
-//! The agent's configuration: registries, MCP servers and enterprise IdPs,
+//! The agent's configuration: registries, MCP servers, APIs and enterprise IdPs,
 //! with their auth, and no secrets. The types and their validation are
 //! here; the file, which people edit too, is [`file::ConfigFile`].
 
@@ -26,6 +26,9 @@ pub struct Config {
     /// Remote MCP servers by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub mcp: BTreeMap<String, RegistryConfig>,
+    /// Other HTTPS APIs behind an AS (for the credential helpers) by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub apis: BTreeMap<String, RegistryConfig>,
     /// Enterprise IdPs (cross-app access) by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub idps: BTreeMap<String, IdpConfig>,
@@ -38,13 +41,15 @@ fn is_default(n: &regent_net::NetworkConfig) -> bool {
     *n == regent_net::NetworkConfig::default()
 }
 
-/// The three sections, as the file names them.
+/// The sections of resources, as the file names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Section {
     /// `[registries.NAME]`.
     Registries,
     /// `[mcp.NAME]`.
     Mcp,
+    /// `[apis.NAME]`.
+    Apis,
     /// `[idps.NAME]`.
     Idps,
 }
@@ -55,24 +60,57 @@ impl Section {
         match self {
             Section::Registries => "registries",
             Section::Mcp => "mcp",
+            Section::Apis => "apis",
             Section::Idps => "idps",
+        }
+    }
+
+    /// The section that holds resources of `kind`.
+    pub fn of(kind: regent_proto::ResourceKind) -> Section {
+        use regent_proto::ResourceKind as K;
+        match kind {
+            K::Registry => Section::Registries,
+            K::Mcp => Section::Mcp,
+            K::Api => Section::Apis,
+            K::Idp => Section::Idps,
         }
     }
 }
 
 impl Config {
+    /// The resources that have a URL of their own (registries, MCP servers,
+    /// APIs), with their kind: every place that walks them walks this.
+    pub fn servers(
+        &self,
+    ) -> impl Iterator<Item = (regent_proto::ResourceKind, &String, &RegistryConfig)> {
+        use regent_proto::ResourceKind as K;
+        [
+            (K::Registry, &self.registries),
+            (K::Mcp, &self.mcp),
+            (K::Api, &self.apis),
+        ]
+        .into_iter()
+        .flat_map(|(k, m)| m.iter().map(move |(n, rc)| (k, n, rc)))
+    }
+
+    /// The entries of `section`, where it holds servers (not IdPs).
+    pub fn table(&self, section: Section) -> Option<&BTreeMap<String, RegistryConfig>> {
+        match section {
+            Section::Registries => Some(&self.registries),
+            Section::Mcp => Some(&self.mcp),
+            Section::Apis => Some(&self.apis),
+            Section::Idps => None,
+        }
+    }
+
     /// The network settings: `[network]`, and the client certificates of
     /// the resources that have their own (for their server and their IdP).
     pub fn network_settings(&self) -> Result<regent_net::Network, String> {
         let net =
             regent_net::Network::load(&self.network).map_err(|e| format!("[network]: {e}"))?;
         let mut certs = Vec::new();
-        for (section, name, rc) in self
-            .registries
-            .iter()
-            .map(|(n, rc)| ("registries", n, rc))
-            .chain(self.mcp.iter().map(|(n, rc)| ("mcp", n, rc)))
-        {
+        for (kind, name, rc) in self.servers() {
+            let section = Section::of(kind).key();
             let (cert, key) = match (&rc.client_cert, &rc.client_key) {
                 (None, None) => continue,
                 (Some(c), Some(k)) => (c, k),
@@ -102,6 +140,8 @@ impl Config {
             Some(Section::Registries)
         } else if self.mcp.contains_key(name) {
             Some(Section::Mcp)
+        } else if self.apis.contains_key(name) {
+            Some(Section::Apis)
         } else if self.idps.contains_key(name) {
             Some(Section::Idps)
         } else {
@@ -199,15 +239,8 @@ pub fn parse(text: &str) -> Result<Config, String> {
     config.network_settings()?;
     let mut seen = std::collections::BTreeSet::new();
     let urls = config
-        .registries
-        .iter()
-        .map(|(n, rc)| ("registry", n, rc.url.as_str()))
-        .chain(
-            config
-                .mcp
-                .iter()
-                .map(|(n, rc)| ("MCP server", n, rc.url.as_str())),
-        )
+        .servers()
+        .map(|(k, n, rc)| (k.noun(), n, rc.url.as_str()))
         .chain(
             config
                 .idps
@@ -219,7 +252,7 @@ pub fn parse(text: &str) -> Result<Config, String> {
         values::validate_url(url).map_err(|e| format!("{kind} {name:?}: {e}"))?;
         if !seen.insert(name.clone()) {
             return Err(format!(
-                "{kind} {name:?}: the name is used twice; names are unique across registries, MCP servers and IdPs"
+                "{kind} {name:?}: the name is used twice; names are unique across registries, MCP servers, APIs and IdPs"
             ));
         }
     }

@@ -476,6 +476,44 @@ async fn main() {
         }
         None => println!("  (no oidc-agent: apt-get install oidc-agent-cli for the comparison)"),
     }
+    // The credential helpers, as their tools run them (stdin where the protocol has one).
+    let helper_regent = static_pie
+        .clone()
+        .unwrap_or_else(|| regent_tests::bin("regent"));
+    let inputs = tempfile::tempdir().unwrap();
+    let helpers: [(&str, &[&str], Option<&str>); 4] = [
+        ("regent headers", &["headers", "reg0"], None),
+        ("regent kube-credential", &["kube-credential", "reg0"], None),
+        (
+            "regent credential-helper get",
+            &["credential-helper", "get"],
+            Some(r#"{"uri": "https://registry0.example.test/v0.1/servers"}"#),
+        ),
+        (
+            "regent git-credential get",
+            &["git-credential", "get"],
+            Some("capability[]=authtype\nprotocol=https\nhost=registry0.example.test\npath=org/app.git\n\n"),
+        ),
+    ];
+    for (i, (label, args, stdin)) in helpers.into_iter().enumerate() {
+        let (env, path) = (env.clone(), helper_regent.clone());
+        let input = stdin.map(|text| {
+            let p = inputs.path().join(format!("in{i}"));
+            std::fs::write(&p, text).unwrap();
+            p
+        });
+        commands.push((
+            label.into(),
+            Box::new(move || {
+                let mut c = Command::new(&path);
+                c.args(args).envs(env.clone());
+                if let Some(p) = &input {
+                    c.stdin(std::fs::File::open(p).unwrap());
+                }
+                c
+            }),
+        ));
+    }
     let times = paired(&commands, ROUNDS);
     let mean = |i: usize| times[i].iter().sum::<u128>() as f64 / times[i].len() as f64;
     let median = |i: usize| times[i][times[i].len() / 2];
@@ -550,7 +588,7 @@ async fn main() {
 
     drop(secret);
 
-    println!("\n6. `regent token` on a machine the agent is forwarded to (regent ssh to a real sshd in a network namespace)");
+    println!("\n6. `regent token` and a helper on a machine the agent is forwarded to (regent ssh to a real sshd in a network namespace)");
     forwarded_token(&idp).await;
 }
 
@@ -570,46 +608,47 @@ async fn forwarded_token(idp: &Idp) {
     assert_eq!(agent.regent(&["forward", "allow", "reg0"]).code, 0);
     agent.forward_socket().await;
     let regent = regent_tests::bin("regent").display().to_string();
-    // The loop prints its own elapsed time, in microseconds.
-    let script = format!(
-        "s=$(date +%s%N); i=0; while [ $i -lt {N} ]; do {regent} token reg0 >/dev/null || exit 1; i=$((i+1)); done; \
-         e=$(date +%s%N); echo $(( (e - s) / 1000 ))"
-    );
     let local = agent
         .regent_command(&[])
         .get_envs()
         .map(|(k, v)| (k.to_owned(), v.map(|v| v.to_owned())))
         .collect::<Vec<_>>();
-    let mut sh = Command::new("sh");
-    sh.args(["-c", &script]);
-    for (k, v) in &local {
-        match v {
-            Some(v) => sh.env(k, v),
-            None => sh.env_remove(k),
-        };
+    for what in ["token reg0", "headers reg0"] {
+        // The loop prints its own elapsed time, in microseconds.
+        let script = format!(
+            "s=$(date +%s%N); i=0; while [ $i -lt {N} ]; do {regent} {what} >/dev/null || exit 1; i=$((i+1)); done; \
+             e=$(date +%s%N); echo $(( (e - s) / 1000 ))"
+        );
+        let mut sh = Command::new("sh");
+        sh.args(["-c", &script]);
+        for (k, v) in &local {
+            match v {
+                Some(v) => sh.env(k, v),
+                None => sh.env_remove(k),
+            };
+        }
+        let out = sh.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let local_us: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        let mut args = vec!["ssh".to_string()];
+        args.extend(sshd.ssh_args());
+        args.extend(["--".to_string(), script.clone()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = agent.regent_command(&args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let remote_us: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        let (l, r) = (local_us / N as f64, remote_us / N as f64);
+        println!(
+            "  regent {what}: laptop side {l:.0} us, remote side {r:.0} us through sshd and ssh ({N} runs each); ratio {:.2}x",
+            r / l
+        );
     }
-    let out = sh.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let local_us: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
-    let mut args = vec!["ssh".to_string()];
-    args.extend(sshd.ssh_args());
-    args.extend(["--".to_string(), script.clone()]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = agent.regent_command(&args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let remote_us: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
-    let (l, r) = (local_us / N as f64, remote_us / N as f64);
-    println!("  laptop side:  {l:.0} us per regent token ({N} runs)");
-    println!(
-        "  remote side:  {r:.0} us per regent token, through sshd and ssh ({N} runs); ratio {:.2}x",
-        r / l
-    );
 }
