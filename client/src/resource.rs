@@ -285,6 +285,7 @@ impl ResourceAuth {
             }
         }
         let mut req = TokenRequest {
+            url: None,
             registry: Some(self.name.clone()),
             min_valid_secs: None,
             // Asked for only once a token was DPoP (an older agent refuses the field).
@@ -369,6 +370,7 @@ impl ResourceAuth {
         let refusals = self.refusals.load(Ordering::Acquire);
         rt.spawn(async move {
             let req = TokenRequest {
+                url: None,
                 registry: Some(this.name.clone()),
                 min_valid_secs: None,
                 dpop: Some(dpop.clone()),

@@ -823,6 +823,11 @@ pub struct TokenRequest {
     /// The registry; may be left out when exactly one is configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registry: Option<String>,
+    /// Instead of `registry`: the resource whose URL covers this one (as
+    /// `GET /v1/resource?url=`), so a credential helper asks once. An older
+    /// agent refuses the field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
     /// How long the token must stay valid (default 30 s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_valid_secs: Option<u64>,

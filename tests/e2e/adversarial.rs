@@ -38,6 +38,7 @@ async fn a_hundred_kill_9_at_random_moments() {
             loop {
                 let _ = client
                     .token(&TokenRequest {
+                        url: None,
                         registry: None,
                         min_valid_secs: Some(0),
                         dpop: None,
@@ -58,6 +59,7 @@ async fn a_hundred_kill_9_at_random_moments() {
             .agent
             .client()
             .token(&TokenRequest {
+                url: None,
                 registry: None,
                 min_valid_secs: Some(0),
                 dpop: None,
@@ -213,6 +215,7 @@ async fn a_stuck_refresh_delays_no_other_registry_and_deletes_nothing() {
         let (c, name) = (client.clone(), name.to_string());
         async move {
             c.token(&TokenRequest {
+                url: None,
                 registry: Some(name),
                 min_valid_secs: None,
                 dpop: None,

@@ -186,6 +186,7 @@ async fn a_forwarded_session_gets_proofs_and_never_the_key() {
     let htu = format!("{}/v0.1/servers", crate::REGISTRY_URL);
     let t = fwd
         .token(&regent_proto::TokenRequest {
+            url: None,
             registry: Some("corp".into()),
             min_valid_secs: None,
             dpop: Some(regent_proto::DpopRequest {

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 fn token_req(name: &str) -> TokenRequest {
     TokenRequest {
+        url: None,
         registry: Some(name.into()),
         min_valid_secs: None,
         dpop: None,
@@ -270,6 +271,61 @@ async fn regent_ssh_lends_tokens_to_a_real_sshd_session() {
         .output()
         .unwrap();
     assert!(!local.status.success(), "a local agent was started instead");
+}
+
+/// Every credential helper works on the remote side of `regent ssh`, as
+/// its tool runs it there (stdin where the protocol has one): the forward
+/// lends the lookup of a URL and the token, and the same token comes back
+/// in each protocol's shape.
+#[tokio::test]
+async fn the_credential_helpers_work_over_regent_ssh() {
+    let Some(s) = sshd(SshdOptions::default()) else {
+        return;
+    };
+    let w = World::default().await;
+    w.login("alice").await;
+    assert_eq!(w.agent.regent(&["forward", "allow", "corp"]).code, 0);
+    w.agent.forward_socket().await;
+    let r = regent_tests::bin("regent").display().to_string();
+    let host = crate::REGISTRY_URL.trim_start_matches("https://");
+    // One remote shell runs them all, one answer per line (git's: several).
+    let script = [
+        format!("{r} headers corp"),
+        format!("{r} kube-credential corp"),
+        format!(
+            "echo '{{\"uri\": \"{}/v0.1/servers\"}}' | {r} credential-helper get",
+            crate::REGISTRY_URL
+        ),
+        format!(
+            "printf 'capability[]=authtype\\nprotocol=https\\nhost={host}\\n\\n' | {r} git-credential get"
+        ),
+    ]
+    .join(" && ");
+    let mut args = vec!["ssh".to_string()];
+    args.extend(s.ssh_args());
+    args.extend(["--".to_string(), script]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, out, err) = text(&w.agent.regent_command(&args).output().unwrap());
+    assert_eq!(code, 0, "{err}\nsshd: {}", s.log());
+    let lines: Vec<&str> = out.lines().collect();
+    let json = |i: usize| -> serde_json::Value {
+        serde_json::from_str(lines[i]).unwrap_or_else(|e| panic!("{}: {e}", lines[i]))
+    };
+    let bearer = json(0)["Authorization"].as_str().unwrap().to_string();
+    let token = bearer.strip_prefix("Bearer ").unwrap();
+    assert!(w.idp.is_active(token).await, "the remote token is live");
+    assert_eq!(json(1)["status"]["token"], token, "{out}");
+    assert_eq!(
+        json(2)["headers"]["Authorization"][0],
+        bearer.as_str(),
+        "{out}"
+    );
+    assert!(
+        lines.contains(&format!("credential={token}").as_str()),
+        "{out}"
+    );
+    assert!(lines.contains(&"authtype=Bearer"), "{out}");
+    assert!(!err.contains(token), "a token on stderr: {err}");
 }
 
 /// `regent ssh` to a real sshd with a DPoP-bound MCP server: the remote side

@@ -623,6 +623,7 @@ async fn joining_a_login_never_logs_the_others_out() {
     let client = m.agent.client();
     let t = client
         .token(&regent_proto::TokenRequest {
+            url: None,
             registry: Some("s1".into()),
             min_valid_secs: None,
             dpop: None,

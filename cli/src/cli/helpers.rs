@@ -50,6 +50,7 @@ async fn bearer_until(
 ) -> std::result::Result<(String, Option<time::OffsetDateTime>), Failure> {
     let t = agent
         .token(&TokenRequest {
+            url: None,
             registry: Some(name.to_string()),
             min_valid_secs: None,
             dpop: None,

@@ -29,13 +29,15 @@ pub fn run() -> Option<i32> {
         ["kube-credential", name @ ..] if name.len() <= 1 => kube(&socket, name.first().copied())?,
         ["credential-helper", "get"] => {
             let uri = helpers::bazel_uri(helpers::input().ok()?).ok()?;
-            let (token, expires) = bearer(&socket, &covering(&socket, &uri, false)?)?;
+            let (token, expires) = bearer(&socket, For::Url(&uri))?;
             helpers::bazel_answer(&token, expires).to_string()
         }
         ["git-credential", "get"] => {
             let fields = helpers::git_fields(helpers::input().ok()?);
-            let (url, host_only) = helpers::git_url(&fields)?;
-            let (token, _) = bearer(&socket, &covering(&socket, &url, host_only)?)?;
+            let (token, _) = match helpers::git_url(&fields)? {
+                (url, false) => bearer(&socket, For::Url(&url))?,
+                (url, true) => bearer(&socket, For::Name(&at_origin(&socket, &url)?))?,
+            };
             helpers::git_answer(&fields, &token)
         }
         _ => return None,
@@ -60,6 +62,7 @@ fn token(args: &[&str]) -> Option<i32> {
     }
     let socket = regent_client::locate::lean_socket(socket.as_deref());
     let req = TokenRequest {
+        url: None,
         registry: name,
         min_valid_secs: Some(min_valid.unwrap_or(regent_proto::DEFAULT_MIN_VALID_SECS)),
         dpop: None,
@@ -69,19 +72,30 @@ fn token(args: &[&str]) -> Option<i32> {
     Some(if printed.is_ok() { 0 } else { 1 })
 }
 
-/// The name of the resource covering `url` (with `host_only`, the one at
-/// its origin).
-fn covering(socket: &Path, url: &str, host_only: bool) -> Option<String> {
-    Some(blocking::resource_for_url(socket, url, host_only)?.name)
+/// Whose token: a resource by name, or the one covering a URL (one
+/// exchange either way).
+enum For<'a> {
+    Name(&'a str),
+    Url(&'a str),
 }
 
-/// A Bearer token of `name` and its expiry (a DPoP-bound one: the full
-/// path says why a helper cannot use it).
-fn bearer(socket: &Path, name: &str) -> Option<(String, Option<time::OffsetDateTime>)> {
+/// The name of the one resource at `url`'s origin (git named only the host).
+fn at_origin(socket: &Path, url: &str) -> Option<String> {
+    Some(blocking::resource_for_url(socket, url, true)?.name)
+}
+
+/// A Bearer token and its expiry (a DPoP-bound one: the full path says why
+/// a helper cannot use it).
+fn bearer(socket: &Path, whose: For) -> Option<(String, Option<time::OffsetDateTime>)> {
+    let (registry, url) = match whose {
+        For::Name(n) => (Some(n.to_string()), None),
+        For::Url(u) => (None, Some(u.to_string())),
+    };
     let t: TokenResponse = blocking::token(
         socket,
         &TokenRequest {
-            registry: Some(name.to_string()),
+            registry,
+            url,
             min_valid_secs: None,
             dpop: None,
         },
@@ -92,23 +106,21 @@ fn bearer(socket: &Path, name: &str) -> Option<(String, Option<time::OffsetDateT
 }
 
 fn headers(socket: &Path, name: Option<&str>) -> Option<String> {
-    let name = match name {
-        Some(n) => n.to_string(),
-        None => match helpers::claude_code_env() {
-            (Some(url), _) => covering(socket, &url, false)?,
-            (None, named) => named?,
-        },
+    let env = helpers::claude_code_env();
+    let (token, _) = match (name, &env) {
+        (Some(n), _) => bearer(socket, For::Name(n))?,
+        (None, (Some(url), _)) => bearer(socket, For::Url(url))?,
+        (None, (None, named)) => bearer(socket, For::Name(named.as_deref()?))?,
     };
-    let (token, _) = bearer(socket, &name)?;
     Some(helpers::headers_answer(&token).to_string())
 }
 
 fn kube(socket: &Path, name: Option<&str>) -> Option<String> {
     let info = helpers::exec_info();
-    let name = match name {
-        Some(n) => n.to_string(),
-        None => covering(socket, helpers::exec_server(info.as_ref())?, false)?,
+    let whose = match name {
+        Some(n) => For::Name(n),
+        None => For::Url(helpers::exec_server(info.as_ref())?),
     };
-    let (token, expires) = bearer(socket, &name)?;
+    let (token, expires) = bearer(socket, whose)?;
     Some(helpers::exec_credential(info.as_ref(), &token, expires).to_string())
 }

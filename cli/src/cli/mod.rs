@@ -411,6 +411,7 @@ fn man(dir: Option<&std::path::Path>, words: &[String]) -> Result {
 async fn token(agent: &AgentClient, args: TokenArgs) -> Result {
     let t = agent
         .token(&TokenRequest {
+            url: None,
             registry: args.name,
             min_valid_secs: Some(args.min_valid),
             dpop: args.dpop.as_ref().map(|d| regent_proto::DpopRequest {

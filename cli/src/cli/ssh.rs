@@ -124,9 +124,11 @@ fn remote_command(path: &str, command: &[String]) -> String {
     } else {
         command.join(" ")
     };
+    // The user's command in a subshell of its own lines: a trailing newline or
+    // comment, `set -e` or `exit` in it cannot skip the removal.
     let script = format!(
         "trap 'rm -f {path}; exit 129' HUP; trap 'rm -f {path}; exit 143' TERM; \
-         trap 'rm -f {path}; exit 130' INT; {run}; s=$?; rm -f {path}; exit $s"
+         trap 'rm -f {path}; exit 130' INT; (\n{run}\n); s=$?; rm -f {path}; exit $s"
     );
     format!("sh -c {}", quote(&script))
 }
@@ -284,10 +286,25 @@ mod tests {
         let c = remote_command("/tmp/regent-fwd-ab.sock", &words("regent token corp"));
         assert!(c.starts_with("sh -c '"), "{c}");
         assert!(
-            c.contains("regent token corp; s=$?; rm -f /tmp/regent-fwd-ab.sock; exit $s"),
+            c.contains("regent token corp\n); s=$?; rm -f /tmp/regent-fwd-ab.sock; exit $s"),
             "{c}"
         );
         assert!(c.contains("HUP") && c.contains("TERM"), "{c}");
         assert_eq!(quote("it's"), r"'it'\''s'");
+        // Run as the remote shell runs it: a script ending in a newline, with
+        // `set -e` and a failure, still removes the socket and keeps its status.
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("regent-fwd-x.sock");
+        std::fs::write(&sock, "").unwrap();
+        let c = remote_command(
+            sock.to_str().unwrap(),
+            &["set -e\nfalse\necho not reached # a comment\n".to_string()],
+        );
+        let status = std::process::Command::new("sh")
+            .args(["-c", &c])
+            .status()
+            .unwrap();
+        assert_eq!(status.code(), Some(1));
+        assert!(!sock.exists(), "the socket stayed");
     }
 }

@@ -459,14 +459,14 @@ async fn token(
 ) -> ApiResult<Json<TokenResponse>> {
     let req = body.map(|b| b.0).unwrap_or_default();
     let min_valid = Duration::from_secs(req.min_valid_secs.unwrap_or(DEFAULT_MIN_VALID_SECS));
+    let name = match (req.registry, req.url) {
+        (Some(_), Some(_)) => return Err(ApiError::invalid("registry or url, not both")),
+        (None, Some(url)) => Some(agent.covering(caller, &url, false)?.name),
+        (name, None) => name,
+    };
     Ok(Json(
         agent
-            .token(
-                caller,
-                req.registry.as_deref(),
-                min_valid,
-                req.dpop.as_ref(),
-            )
+            .token(caller, name.as_deref(), min_valid, req.dpop.as_ref())
             .await?,
     ))
 }

@@ -284,6 +284,8 @@ async fn agent_with_registries(idp: &Idp, opts: AgentOptions, n: usize) -> Agent
             &idp.issuer,
             "--client-id",
             regent_tests::idp::CLIENT_ID,
+            // A login each, as separate registries at one IdP would have.
+            "--own-login",
         ]);
         assert_eq!(out.code, 0, "{}", out.stderr);
     }
@@ -366,6 +368,7 @@ async fn main() {
     let body = Bytes::from_static(br#"{"registry":"reg1"}"#);
     let stale = client
         .token(&regent_proto::TokenRequest {
+            url: None,
             registry: Some("reg1".into()),
             min_valid_secs: None,
             dpop: None,

@@ -538,6 +538,7 @@ async fn bridge_cost() {
     // without a proof, over the socket (alternating).
     let client = agent.client();
     let ask = |dpop: bool| regent_proto::TokenRequest {
+        url: None,
         registry: Some("dpop1".into()),
         min_valid_secs: None,
         dpop: dpop.then(|| regent_proto::DpopRequest {
