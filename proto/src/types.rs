@@ -1218,7 +1218,7 @@ pub struct Check {
     /// The resource it is for; none for the agent's own checks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource: Option<String>,
-    /// The step: `agent`, `version`, `store`, `service`, `dns`, `proxy`,
+    /// The step: `agent`, `version`, `store`, `service`, `config`, `dns`, `proxy`,
     /// `tcp`, `tls`, `discovery`, `clock`, `login`.
     pub step: String,
     /// How it came out.

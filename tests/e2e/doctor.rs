@@ -173,3 +173,38 @@ async fn an_unknown_ca_is_named_with_the_issuer_of_the_certificate_shown() {
         "{fix}"
     );
 }
+
+/// A hand-made config that carries the proxy's password and that others may
+/// read is a warning with its fix (never the password); made private, it is
+/// not.
+#[tokio::test]
+async fn a_proxy_password_in_a_config_others_can_read_is_a_warning() {
+    use std::os::unix::fs::PermissionsExt;
+    let idp = Idp::start(IdpOptions::default());
+    let mut agent = Agent::unstarted(AgentOptions::default());
+    let path = agent.config_file();
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(
+        &path,
+        format!(
+            "[network]\nproxy = \"http://alice:s3cret-pw@proxy.corp.example:3128\"\n\n\
+             [registries.corp]\nurl = \"{0}/registry\"\n\n[registries.corp.auth]\ntype = \"oauth\"\n\
+             issuer = \"{0}\"\nclient_id = \"{1}\"\n",
+            idp.issuer,
+            regent_tests::idp::CLIENT_ID
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    agent.spawn().await;
+    let (_, lines) = doctor(&agent, &[]);
+    let (line, fix) = step(&lines, "-", "config");
+    assert!(line.trim_start().starts_with("warn"), "{line}");
+    assert!(line.contains("others may read it (mode 644)"), "{line}");
+    assert_eq!(fix.trim(), format!("fix: chmod 600 {}", path.display()));
+    assert!(!lines.concat().contains("s3cret-pw"), "{lines:#?}");
+
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (_, lines) = doctor(&agent, &[]);
+    assert!(!lines.iter().any(|l| l.contains(" config ")), "{lines:#?}");
+}

@@ -51,6 +51,18 @@ impl Agent {
                 .collect(),
         };
         let mut checks = Vec::new();
+        if name.is_none() {
+            let file = self.config.lock().await;
+            if let Some(detail) = file.exposed_proxy_password() {
+                checks.push(Check {
+                    resource: None,
+                    step: "config".into(),
+                    status: CheckStatus::Warn,
+                    detail,
+                    fix: Some(format!("chmod 600 {}", file.path().display())),
+                });
+            }
+        }
         for res in resources {
             checks.extend(self.check(&res).await);
         }

@@ -61,6 +61,9 @@ pub struct Agent {
 impl Agent {
     /// Builds the agent from the config file and restores every grant from the store.
     pub async fn start(ctx: Arc<Ctx>, config: ConfigFile) -> Arc<Agent> {
+        if let Some(why) = config.exposed_proxy_password() {
+            tracing::warn!("{why}: chmod 600 it");
+        }
         let initial = config.config().clone();
         let started_at = ctx.clock.now();
         let agent = Arc::new(Agent {

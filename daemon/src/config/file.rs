@@ -40,6 +40,21 @@ impl ConfigFile {
         &self.path
     }
 
+    /// What is wrong where `[network] proxy` carries a password and others
+    /// may read the file (regent writes it 0600; a hand-made one may not be).
+    pub fn exposed_proxy_password(&self) -> Option<String> {
+        use std::os::unix::fs::PermissionsExt;
+        let proxy = self.config.network.proxy.as_deref()?;
+        url::Url::parse(proxy).ok()?.password()?;
+        let mode = std::fs::metadata(&self.path).ok()?.permissions().mode() & 0o777;
+        (mode & 0o077 != 0).then(|| {
+            format!(
+                "{} holds the proxy's password in [network] proxy, and others may read it (mode {mode:o})",
+                self.path.display()
+            )
+        })
+    }
+
     /// Reads the file again. `Ok(true)`: it changed since it was last read
     /// or written, and the new config is in force here; an error leaves
     /// everything as it was. A file that disappeared changes nothing: it is
