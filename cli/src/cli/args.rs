@@ -299,10 +299,11 @@ pub enum ApiCommand {
     #[command(
         long_about = "Add any HTTPS API behind an authorization server: a git server, a package \
 registry, a Kubernetes API server. The credential helpers (git-credential, kube-credential, \
-credential-helper, cargo-credential, headers) give its tokens for every URL it covers: same \
+credential-helper, headers, and cargo's provider) give its tokens for every URL it covers: same \
 origin, and URL's path as a prefix (the longest prefix wins). Without any auth option, regent \
-asks the API (a GET of URL without a token: its 401 and the protected resource metadata, RFC \
-9728) and registers itself at the authorization server it names.",
+asks the API (a GET of URL without a token must answer 401, naming its protected resource \
+metadata, RFC 9728) and registers itself at the authorization server it names; an API that asks \
+for no token is added with --no-auth.",
         after_help = "Examples:\n  regent api add forge https://git.corp.example \\\n      --issuer https://login.corp.example --client-id regent-cli\n  regent api add crates https://crates.corp.example   # how: asked (RFC 9728)\n  regent login forge\n\nThen, in ~/.gitconfig:\n  [credential \"https://git.corp.example\"]\n      helper = \"!regent git-credential\"\n      useHttpPath = true"
     )]
     Add {
