@@ -15,13 +15,18 @@ use std::path::{Path, PathBuf};
 /// The agent this user runs, if one holds the lock: its record, with the
 /// pid the kernel reports as the holder.
 pub fn running_agent() -> Option<AgentRecord> {
+    let (mut record, holder) = lock_record()?;
+    record.pid = holder?;
+    Some(record)
+}
+
+/// The agent's record in its lock file, and the pid holding the lock now.
+fn lock_record() -> Option<(AgentRecord, Option<u32>)> {
     let path = regent_proto::paths::agent_lock();
     let file = std::fs::File::open(&path).ok()?;
-    let holder = lock_holder(&file)?;
     let text = std::fs::read_to_string(&path).ok()?;
-    let mut record: AgentRecord = serde_json::from_str(text.trim()).ok()?;
-    record.pid = holder;
-    Some(record)
+    let record: AgentRecord = serde_json::from_str(text.trim()).ok()?;
+    Some((record, lock_holder(&file)))
 }
 
 /// The recorded agent whose socket still answers (held lock, or systemd's
@@ -87,11 +92,8 @@ pub fn lean_socket(explicit: Option<&Path>) -> PathBuf {
 /// The agent's record in its lock file, where it is live: the lock held, or
 /// systemd holding its socket after it exited. No connection is made.
 fn recorded() -> Option<AgentRecord> {
-    let path = regent_proto::paths::agent_lock();
-    let text = std::fs::read_to_string(&path).ok()?;
-    let record: AgentRecord = serde_json::from_str(text.trim()).ok()?;
-    let file = std::fs::File::open(&path).ok()?;
-    (lock_holder(&file).is_some() || record.systemd).then_some(record)
+    let (record, holder) = lock_record()?;
+    (holder.is_some() || record.systemd).then_some(record)
 }
 
 /// Where `regent ssh` has sshd put a forwarded agent.

@@ -19,7 +19,7 @@ mod trust;
 pub use config::NetworkConfig;
 pub use explain::{chain_text, Failure, Kind};
 pub use probe::{Reached, Unreached};
-pub use proxy::{redacted, NoProxy, Proxies};
+pub use proxy::{redacted, NoProxy, Proxies, NO_PROXY_ENV, PROXY_ENV};
 
 use regent_proto::NetworkStatus;
 use std::path::{Path, PathBuf};

@@ -57,7 +57,7 @@ impl Proxies {
     ) -> Result<Proxies, NetError> {
         let no_proxy = match &config.no_proxy {
             Some(n) => NoProxy::parse(n),
-            None => first(env, &["NO_PROXY", "no_proxy"])
+            None => first(env, &NO_PROXY_ENV)
                 .map(|n| NoProxy::parse(&n))
                 .unwrap_or_default(),
         };
@@ -94,8 +94,9 @@ impl Proxies {
                 }
             }
         };
-        let https = usable(&["https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"]);
-        let http = usable(&["http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"]);
+        let [https_l, https_u, http_l, http_u, all_l, all_u] = PROXY_ENV;
+        let https = usable(&[https_l, https_u, all_l, all_u]);
+        let http = usable(&[http_l, http_u, all_l, all_u]);
         let source = if https.is_some() || http.is_some() {
             "environment"
         } else {
@@ -157,6 +158,21 @@ impl Proxies {
         self.no_proxy.raw.clone()
     }
 }
+
+/// The environment's variables that name a proxy, in either case
+/// (lower case first: curl reads it first).
+pub const PROXY_ENV: [&str; 6] = [
+    "https_proxy",
+    "HTTPS_PROXY",
+    "http_proxy",
+    "HTTP_PROXY",
+    "all_proxy",
+    "ALL_PROXY",
+];
+
+/// The environment's variables that exempt hosts from the proxy, in the
+/// order they are read.
+pub const NO_PROXY_ENV: [&str; 2] = ["NO_PROXY", "no_proxy"];
 
 /// A proxy URL with its password replaced by `***`.
 pub fn redacted(u: &Url) -> String {

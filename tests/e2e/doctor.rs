@@ -32,18 +32,27 @@ fn step<'a>(lines: &'a [String], resource: &str, step: &str) -> (&'a str, &'a st
 /// An agent whose config holds registry `corp` at the IdP's own origin
 /// (something answers there), its logins at that IdP.
 async fn agent_for(idp: &Idp) -> Agent {
+    agent_with(idp, "", None).await
+}
+
+/// As [`agent_for`], the config starting with `head` and given `mode`.
+async fn agent_with(idp: &Idp, head: &str, mode: Option<u32>) -> Agent {
+    use std::os::unix::fs::PermissionsExt;
     let mut agent = Agent::unstarted(AgentOptions::default());
     let path = agent.config_file();
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(
         &path,
         format!(
-            "[registries.corp]\nurl = \"{0}/registry\"\n\n[registries.corp.auth]\ntype = \"oauth\"\nissuer = \"{0}\"\nclient_id = \"{1}\"\n",
+            "{head}[registries.corp]\nurl = \"{0}/registry\"\n\n[registries.corp.auth]\ntype = \"oauth\"\nissuer = \"{0}\"\nclient_id = \"{1}\"\n",
             idp.issuer,
             regent_tests::idp::CLIENT_ID
         ),
     )
     .unwrap();
+    if let Some(m) = mode {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(m)).unwrap();
+    }
     agent.spawn().await;
     agent
 }
@@ -181,22 +190,9 @@ async fn an_unknown_ca_is_named_with_the_issuer_of_the_certificate_shown() {
 async fn a_proxy_password_in_a_config_others_can_read_is_a_warning() {
     use std::os::unix::fs::PermissionsExt;
     let idp = Idp::start(IdpOptions::default());
-    let mut agent = Agent::unstarted(AgentOptions::default());
+    let head = "[network]\nproxy = \"http://alice:s3cret-pw@proxy.corp.example:3128\"\n\n";
+    let agent = agent_with(&idp, head, Some(0o644)).await;
     let path = agent.config_file();
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(
-        &path,
-        format!(
-            "[network]\nproxy = \"http://alice:s3cret-pw@proxy.corp.example:3128\"\n\n\
-             [registries.corp]\nurl = \"{0}/registry\"\n\n[registries.corp.auth]\ntype = \"oauth\"\n\
-             issuer = \"{0}\"\nclient_id = \"{1}\"\n",
-            idp.issuer,
-            regent_tests::idp::CLIENT_ID
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-    agent.spawn().await;
     let (_, lines) = doctor(&agent, &[]);
     let (line, fix) = step(&lines, "-", "config");
     assert!(line.trim_start().starts_with("warn"), "{line}");

@@ -192,6 +192,25 @@ fn sshd(opts: SshdOptions) -> Option<Sshd> {
     }
 }
 
+/// A World logged in as alice whose `corp` is lent over `regent ssh`.
+async fn lent_world() -> World {
+    let w = World::default().await;
+    w.login("alice").await;
+    assert_eq!(w.agent.regent(&["forward", "allow", "corp"]).code, 0);
+    w.agent.forward_socket().await;
+    w
+}
+
+/// `regent ssh` to `s`, running `remote` there: its exit code, stdout, stderr.
+fn over_ssh(w: &World, s: &Sshd, remote: &[&str]) -> (i32, String, String) {
+    let mut args = vec!["ssh".to_string()];
+    args.extend(s.ssh_args());
+    args.push("--".into());
+    args.extend(remote.iter().map(|a| a.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    text(&w.agent.regent_command(&args).output().unwrap())
+}
+
 /// `regent ssh` to a real sshd: the remote side (another user, no agent, no
 /// keyring, no login) gets tokens through the forward; a change or a login
 /// there is refused; the socket goes with the session; a gone forward is
@@ -201,20 +220,9 @@ async fn regent_ssh_lends_tokens_to_a_real_sshd_session() {
     let Some(s) = sshd(SshdOptions::default()) else {
         return;
     };
-    let w = World::default().await;
-    w.login("alice").await;
-    assert_eq!(w.agent.regent(&["forward", "allow", "corp"]).code, 0);
-    w.agent.forward_socket().await;
+    let w = lent_world().await;
     let regent = regent_tests::bin("regent").display().to_string();
-    let over_ssh = |remote: &[&str]| {
-        let mut args = vec!["ssh".to_string()];
-        args.extend(s.ssh_args());
-        args.push("--".into());
-        args.extend(remote.iter().map(|a| a.to_string()));
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = w.agent.regent_command(&args).output().unwrap();
-        text(&out)
-    };
+    let over_ssh = |remote: &[&str]| over_ssh(&w, &s, remote);
     let (code, out, err) = over_ssh(&[&regent, "token", "corp"]);
     assert_eq!(code, 0, "{err}\nsshd: {}", s.log());
     assert!(
@@ -282,10 +290,7 @@ async fn the_credential_helpers_work_over_regent_ssh() {
     let Some(s) = sshd(SshdOptions::default()) else {
         return;
     };
-    let w = World::default().await;
-    w.login("alice").await;
-    assert_eq!(w.agent.regent(&["forward", "allow", "corp"]).code, 0);
-    w.agent.forward_socket().await;
+    let w = lent_world().await;
     let r = regent_tests::bin("regent").display().to_string();
     let host = crate::REGISTRY_URL.trim_start_matches("https://");
     // One remote shell runs them all, one answer per line (git's: several).
@@ -301,11 +306,7 @@ async fn the_credential_helpers_work_over_regent_ssh() {
         ),
     ]
     .join(" && ");
-    let mut args = vec!["ssh".to_string()];
-    args.extend(s.ssh_args());
-    args.extend(["--".to_string(), script]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (code, out, err) = text(&w.agent.regent_command(&args).output().unwrap());
+    let (code, out, err) = over_ssh(&w, &s, &[&script]);
     assert_eq!(code, 0, "{err}\nsshd: {}", s.log());
     let lines: Vec<&str> = out.lines().collect();
     let json = |i: usize| -> serde_json::Value {

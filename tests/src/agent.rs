@@ -38,16 +38,11 @@ impl Default for AgentOptions {
 
 /// The proxy variables of the environment, removed from what the tests'
 /// agents and CLIs see (a test that wants a proxy sets it).
-const PROXY_VARS: [&str; 8] = [
-    "HTTPS_PROXY",
-    "https_proxy",
-    "HTTP_PROXY",
-    "http_proxy",
-    "ALL_PROXY",
-    "all_proxy",
-    "NO_PROXY",
-    "no_proxy",
-];
+fn proxy_vars() -> impl Iterator<Item = &'static str> {
+    regent_net::PROXY_ENV
+        .into_iter()
+        .chain(regent_net::NO_PROXY_ENV)
+}
 
 /// What a CLI run produced.
 #[derive(Debug)]
@@ -153,7 +148,7 @@ impl Agent {
         c.arg("--store").arg(&self.opts.store).args(&self.opts.args);
         c.env_remove("DBUS_SESSION_BUS_ADDRESS");
         // The machine's proxies are not the test's: a test sets its own.
-        for k in PROXY_VARS {
+        for k in proxy_vars() {
             c.env_remove(k);
         }
         c.envs(self.env());
@@ -274,7 +269,7 @@ impl Agent {
     /// A `regent` command with this agent's environment (not started).
     pub fn regent_command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(bin("regent"));
-        for k in PROXY_VARS {
+        for k in proxy_vars() {
             c.env_remove(k);
         }
         c.args(args).envs(self.env()).stdin(Stdio::null());

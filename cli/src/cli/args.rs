@@ -257,23 +257,7 @@ pub enum RegistryCommand {
     #[command(
         after_help = "Examples:\n  regent registry add corp https://registry.corp.example \\\n      --issuer https://login.corp.example --client-id regent-cli\n  regent registry add ci https://registry.corp.example \\\n      --token-file /run/secrets/registry-token\n  regent registry add public https://registry.modelcontextprotocol.io"
     )]
-    Add {
-        /// A short name: letters, digits, '.', '_' or '-'.
-        name: String,
-        /// The registry's base URL.
-        url: String,
-        #[command(flatten)]
-        auth: AuthArgs,
-        /// A public registry: no auth, and no request to find out (without any auth
-        /// option, regent asks the registry whether and how it wants auth).
-        #[arg(long, conflicts_with_all = ["issuer", "token_file"])]
-        no_auth: bool,
-        /// NAME exists with another URL: replace it (its login ends).
-        #[arg(long)]
-        replace: bool,
-        #[command(flatten)]
-        share: ShareArgs,
-    },
+    Add(ServerAddArgs),
     /// Remove a registry and delete its stored tokens.
     #[command(after_help = "Example:\n  regent registry remove corp")]
     Remove {
@@ -292,6 +276,27 @@ pub enum RegistryCommand {
     },
 }
 
+/// `regent registry add` and `regent api add`: the same arguments.
+#[derive(Args, Debug, Clone)]
+pub struct ServerAddArgs {
+    /// A short name: letters, digits, '.', '_' or '-'.
+    pub name: String,
+    /// Its base URL (a registry's API base; an API covers every URL under it).
+    pub url: String,
+    #[command(flatten)]
+    pub auth: AuthArgs,
+    /// It needs no token: no auth, and no request to find out (without any auth
+    /// option, regent asks it whether and how it wants auth).
+    #[arg(long, conflicts_with_all = ["issuer", "token_file"])]
+    pub no_auth: bool,
+    /// NAME exists with another URL: replace it (its login ends).
+    #[arg(long)]
+    pub replace: bool,
+    #[command(flatten)]
+    pub share: ShareArgs,
+}
+
+// Parsed once per run: the size of a variant costs nothing worth boxing for.
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug, Clone)]
 pub enum ApiCommand {
@@ -306,22 +311,7 @@ metadata, RFC 9728) and registers itself at the authorization server it names; a
 for no token is added with --no-auth.",
         after_help = "Examples:\n  regent api add forge https://git.corp.example \\\n      --issuer https://login.corp.example --client-id regent-cli\n  regent api add crates https://crates.corp.example   # how: asked (RFC 9728)\n  regent login forge\n\nThen, in ~/.gitconfig:\n  [credential \"https://git.corp.example\"]\n      helper = \"!regent git-credential\"\n      useHttpPath = true"
     )]
-    Add {
-        /// A short name: letters, digits, '.', '_' or '-'.
-        name: String,
-        /// The API's base URL: it covers every URL under it.
-        url: String,
-        #[command(flatten)]
-        auth: AuthArgs,
-        /// The API needs no token: no auth, and no request to find out.
-        #[arg(long, conflicts_with_all = ["issuer", "token_file"])]
-        no_auth: bool,
-        /// NAME exists with another URL: replace it (its login ends).
-        #[arg(long)]
-        replace: bool,
-        #[command(flatten)]
-        share: ShareArgs,
-    },
+    Add(ServerAddArgs),
     /// Remove an API (its login goes unless another resource shares it).
     #[command(after_help = "Example:\n  regent api remove forge")]
     Remove {

@@ -163,40 +163,10 @@ async fn run_with_agent(agent: &AgentClient, cli: Cli) -> Result {
         Command::KubeCredential { name } => helpers::kube_credential(&agent, name).await,
         Command::CredentialHelper { .. } => helpers::credential_helper(&agent).await,
         Command::CargoCredential => helpers::cargo_credential(&agent).await,
-        Command::Registry(RegistryCommand::Add {
-            name,
-            url,
-            auth,
-            no_auth,
-            replace,
-            share,
-        }) => {
-            let server = Server {
-                kind: ResourceKind::Registry,
-                name,
-                url,
-                no_auth,
-                replace,
-            };
-            add_server(&agent, server, auth, share).await
+        Command::Registry(RegistryCommand::Add(a)) => {
+            add_server(&agent, ResourceKind::Registry, a).await
         }
-        Command::Api(ApiCommand::Add {
-            name,
-            url,
-            auth,
-            no_auth,
-            replace,
-            share,
-        }) => {
-            let server = Server {
-                kind: ResourceKind::Api,
-                name,
-                url,
-                no_auth,
-                replace,
-            };
-            add_server(&agent, server, auth, share).await
-        }
+        Command::Api(ApiCommand::Add(a)) => add_server(&agent, ResourceKind::Api, a).await,
         Command::Api(ApiCommand::List { json }) => {
             let apis = agent.apis().await?;
             if json {
@@ -561,54 +531,41 @@ fn auth_config(a: AuthArgs) -> Result<Option<AuthConfig>> {
     }
 }
 
-/// A registry or an API being added: what `add_server` needs besides its auth.
-struct Server {
-    kind: ResourceKind,
-    name: String,
-    url: String,
-    no_auth: bool,
-    replace: bool,
-}
-
 /// `regent registry add` and `regent api add`: one body, one set of checks.
-async fn add_server(
-    agent: &AgentClient,
-    s: Server,
-    auth: AuthArgs,
-    share: args::ShareArgs,
-) -> Result {
-    let client_secret = auth
+async fn add_server(agent: &AgentClient, kind: ResourceKind, a: args::ServerAddArgs) -> Result {
+    let client_secret = a
+        .auth
         .client_secret_file
         .as_deref()
         .map(|p| secret::read("client secret", p))
         .transpose()?;
-    let dpop = args::dpop_mode(auth.dpop.as_deref());
-    let auth = auth_config(auth)?;
-    let discover = auth.is_none() && !s.no_auth;
-    let noun = s.kind.noun();
+    let dpop = args::dpop_mode(a.auth.dpop.as_deref());
+    let auth = auth_config(a.auth)?;
+    let discover = auth.is_none() && !a.no_auth;
+    let noun = kind.noun();
     // Asked first: without an agent, autostart runs this again, warnings and all.
-    let before = existing(agent, &s.name, s.kind).await?;
+    let before = existing(agent, &a.name, kind).await?;
     if let Some(b) = &before {
-        output::may_replace(noun, b, &s.url, s.replace).map_err(Failure::Other)?;
+        output::may_replace(noun, b, &a.url, a.replace).map_err(Failure::Other)?;
     }
-    if s.kind == ResourceKind::Registry {
-        output::warn_registry_url(&s.url);
+    if kind == ResourceKind::Registry {
+        output::warn_registry_url(&a.url);
     } else if discover {
         eprintln!(
             "Asking {} how it wants to be authorized…",
-            output::safe(&s.url)
+            output::safe(&a.url)
         );
     }
-    let status = with_consent(share.choice(), |share_login| {
+    let status = with_consent(a.share.choice(), |share_login| {
         let body = PutRegistry {
-            url: s.url.clone(),
+            url: a.url.clone(),
             auth: auth.clone(),
             discover,
             client_secret: client_secret.clone(),
             share_login,
             dpop,
         };
-        let (agent, name, kind) = (agent.clone(), s.name.clone(), s.kind);
+        let (agent, name) = (agent.clone(), a.name.clone());
         async move {
             match kind {
                 ResourceKind::Api => agent.put_api(&name, &body).await,

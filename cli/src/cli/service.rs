@@ -65,18 +65,11 @@ fn proxy_note() {
     let in_config = regent_net::NetworkConfig::read(&config)
         .map(|n| n.proxy.is_some())
         .unwrap_or(false);
-    let in_env: Vec<String> = [
-        "HTTPS_PROXY",
-        "https_proxy",
-        "HTTP_PROXY",
-        "http_proxy",
-        "ALL_PROXY",
-        "all_proxy",
-    ]
-    .iter()
-    .filter(|k| std::env::var(k).is_ok_and(|v| !v.is_empty()))
-    .map(|k| k.to_string())
-    .collect();
+    let in_env: Vec<String> = regent_net::PROXY_ENV
+        .iter()
+        .filter(|k| std::env::var(k).is_ok_and(|v| !v.is_empty()))
+        .map(|k| k.to_string())
+        .collect();
     if !in_config && !in_env.is_empty() {
         println!(
             "note: this shell sets {}, which the service will not see (systemd starts it without \
