@@ -201,8 +201,10 @@ const server = http.createServer((req, res) => {
     if (!res.headersSent) send(res, 500, { error: String(e.message) });
   });
 });
-// Longer than any pause between a test's requests: no reset of a kept connection.
-server.keepAliveTimeout = 60_000;
+// Idle connections are kept longer than any client keeps them in its pool
+// (hyper and reqwest: 90 s): the client lets go first, so a request never
+// races the server's close of an idle connection (an IncompleteMessage under load).
+server.keepAliveTimeout = 120_000;
 server.listen(0, HOST, () => {
   base = `http://${HOST}:${server.address().port}`;
   process.stdout.write(`${JSON.stringify({ url: base })}\n`);

@@ -144,6 +144,10 @@ const server = TLS_CERT
       : {}),
   }, (req, res) => handler(req, res))
   : http.createServer((req, res) => handler(req, res));
+// Idle connections are kept longer than any client keeps them in its pool
+// (hyper and reqwest: 90 s): the client lets go first, so a request never
+// races the server's close of an idle connection (an IncompleteMessage under load).
+server.keepAliveTimeout = 120_000;
 await new Promise((resolve, reject) => {
   server.once('error', reject);
   server.listen(PORT, HOST, resolve);

@@ -316,6 +316,11 @@ const server = http.createServer((req, res) => {
     else res.destroy();
   });
 });
+// Idle connections are kept longer than any client keeps them in its pool
+// (hyper and reqwest: 90 s): the client lets go first, so a request never
+// races the server's close of an idle connection (an IncompleteMessage under load).
+server.keepAliveTimeout = 120_000;
+
 server.on('error', (e) => console.error('registry: server error:', e.message));
 
 await new Promise((resolve, reject) => {
