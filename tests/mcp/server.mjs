@@ -125,6 +125,9 @@ app.post('/__test/drop-streams', (req, res) => {
 });
 
 const listener = app.listen(PORT, '127.0.0.1');
+// Idle connections kept longer than the clients' pools (90 s): the client lets go
+// first, so a request never races the server's close of an idle connection.
+listener.keepAliveTimeout = 120_000;
 await new Promise((resolve) => { listener.once('listening', resolve); });
 const { port } = listener.address();
 const base = `http://127.0.0.1:${port}`;
