@@ -93,7 +93,9 @@ impl Agent {
                 .and_then(|iss| Url::parse(&iss.issuer).ok())
                 .is_some_and(|a| a.origin() == url.origin());
             match self.check_origin(&mut s, url).await {
-                Some(date) if is_as => as_date = date,
+                // Compared with our clock as it was when the answer came, not
+                // after the discovery steps that follow (seconds, under load).
+                Some(date) if is_as => as_date = date.map(|d| (d, self.ctx.clock.now())),
                 Some(_) => {}
                 None if is_as || i > 0 => reached_as = false,
                 None => {}
@@ -124,7 +126,11 @@ impl Agent {
                     None,
                 );
             }
-            self.check_clock(&mut s, &iss.issuer, as_date.as_deref());
+            self.check_clock(
+                &mut s,
+                &iss.issuer,
+                as_date.as_ref().map(|(d, at)| (d.as_str(), *at)),
+            );
         }
         self.check_login(&mut s, res);
         s.checks
@@ -312,8 +318,14 @@ impl Agent {
         }
     }
 
-    fn check_clock(&self, s: &mut Steps<'_>, issuer: &str, date: Option<&str>) {
-        let Some(theirs) = date.and_then(http_date) else {
+    /// `date`: the AS's `Date`, and our clock when it came.
+    fn check_clock(
+        &self,
+        s: &mut Steps<'_>,
+        issuer: &str,
+        date: Option<(&str, time::OffsetDateTime)>,
+    ) {
+        let Some((theirs, ours)) = date.and_then(|(d, at)| Some((http_date(d)?, at))) else {
             s.add(
                 "clock",
                 CheckStatus::Skip,
@@ -322,7 +334,7 @@ impl Agent {
             );
             return;
         };
-        let skew = (theirs - self.ctx.clock.now()).whole_seconds();
+        let skew = (theirs - ours).whole_seconds();
         let detail = format!(
             "{issuer}'s clock is {} s {} ours",
             skew.abs(),
