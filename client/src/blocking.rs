@@ -51,6 +51,24 @@ pub fn get<E: Endpoint>(socket: &Path, timeout: Duration) -> Option<E::Answer> {
     exchange(socket, E::METHOD, E::PATH, b"", timeout)
 }
 
+/// A connection to `socket`; where it is a relay that no longer listens
+/// (killed without its cleanup), to its forward instead, the dead relay's
+/// socket removed so the next call goes straight there.
+fn connect(socket: &Path) -> Option<UnixStream> {
+    crate::agent::check_socket(socket).ok()?;
+    match UnixStream::connect(socket) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            let forward = crate::locate::forward_of(socket)?;
+            if e.kind() == std::io::ErrorKind::ConnectionRefused {
+                let _ = std::fs::remove_file(socket);
+            }
+            crate::agent::check_socket(&forward).ok()?;
+            UnixStream::connect(forward).ok()
+        }
+    }
+}
+
 fn exchange<T: serde::de::DeserializeOwned>(
     socket: &Path,
     method: &str,
@@ -58,8 +76,7 @@ fn exchange<T: serde::de::DeserializeOwned>(
     body: &[u8],
     timeout: Duration,
 ) -> Option<T> {
-    crate::agent::check_socket(socket).ok()?;
-    let mut stream = UnixStream::connect(socket).ok()?;
+    let mut stream = connect(socket)?;
     stream.set_read_timeout(Some(timeout)).ok()?;
     let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: agent\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",

@@ -41,6 +41,7 @@ pub mod http;
 pub mod locate;
 pub mod mcp;
 mod registry;
+pub mod relay;
 pub mod resource;
 pub mod sse;
 pub mod text;

@@ -81,11 +81,18 @@ pub fn lean_socket(explicit: Option<&Path>) -> PathBuf {
         return usual;
     }
     // In the order [`socket`] tries them: the agent this user runs, then a
-    // forwarded one.
+    // forwarded one — through its relay where one runs (a relay that died
+    // without removing its socket: the lean client goes to the forward).
     recorded()
         .map(|r| r.socket)
         .filter(|s| s.exists())
-        .or_else(|| forwarded_sockets(Path::new(FORWARD_DIR)).into_iter().next())
+        .or_else(|| {
+            let forward = forwarded_sockets(Path::new(FORWARD_DIR))
+                .into_iter()
+                .next()?;
+            let relay = relay_of(&forward);
+            Some(if is_ours(&relay) { relay } else { forward })
+        })
         .unwrap_or(usual)
 }
 
@@ -100,6 +107,33 @@ fn recorded() -> Option<AgentRecord> {
 pub const FORWARD_DIR: &str = "/tmp";
 /// The file names of forwarded agents: `regent-fwd-<random>.sock`.
 pub const FORWARD_PREFIX: &str = "regent-fwd-";
+
+/// The file names of relays end so: `regent-fwd-<random>.relay`, beside
+/// their forward (and never taken for one).
+pub const RELAY_SUFFIX: &str = ".relay";
+
+/// Where the relay of a forwarded agent listens.
+pub fn relay_of(forward: &Path) -> PathBuf {
+    forward.with_extension(&RELAY_SUFFIX[1..])
+}
+
+/// The forwarded agent a relay stands for, if `relay` is named as one.
+pub fn forward_of(relay: &Path) -> Option<PathBuf> {
+    let name = relay.file_name()?.to_str()?;
+    (name.starts_with(FORWARD_PREFIX) && name.ends_with(RELAY_SUFFIX))
+        .then(|| relay.with_extension("sock"))
+}
+
+/// Whether `path` is a socket of this user's that only this user may use
+/// (0600): what sshd makes of a forward, and a relay of its own.
+pub fn is_ours(path: &Path) -> bool {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    std::fs::symlink_metadata(path).is_ok_and(|m| {
+        m.file_type().is_socket()
+            && m.uid() == regent_proto::paths::current_uid()
+            && m.mode() & 0o077 == 0
+    })
+}
 
 /// Whether `socket` is (named as) a forwarded agent.
 pub fn is_forwarded(socket: &Path) -> bool {
@@ -128,21 +162,57 @@ pub fn forwarded(dir: &Path) -> Option<PathBuf> {
 /// The forwarded agents in `dir` that are ours (sockets we own, 0600),
 /// newest first.
 fn forwarded_sockets(dir: &Path) -> Vec<PathBuf> {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    let uid = regent_proto::paths::current_uid();
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
     let mut found: Vec<(std::time::SystemTime, PathBuf)> = entries
         .flatten()
         .map(|e| e.path())
-        .filter(|p| is_forwarded(p))
+        .filter(|p| is_forwarded(p) && is_ours(p))
         .filter_map(|p| {
             let m = std::fs::symlink_metadata(&p).ok()?;
-            let ours = m.file_type().is_socket() && m.uid() == uid && m.mode() & 0o077 == 0;
-            ours.then(|| (m.modified().unwrap_or(std::time::UNIX_EPOCH), p))
+            Some((m.modified().unwrap_or(std::time::UNIX_EPOCH), p))
         })
         .collect();
     found.sort();
     found.into_iter().rev().map(|(_, p)| p).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_relay_sits_beside_its_forward_and_is_never_taken_for_one() {
+        let forward = Path::new("/tmp/regent-fwd-0a1b.sock");
+        let relay = relay_of(forward);
+        assert_eq!(relay, Path::new("/tmp/regent-fwd-0a1b.relay"));
+        assert_eq!(forward_of(&relay).as_deref(), Some(forward));
+        assert!(!is_forwarded(&relay));
+        // Only a relay's name leads to a forward.
+        assert_eq!(forward_of(forward), None);
+        assert_eq!(forward_of(Path::new("/tmp/other.relay")), None);
+    }
+
+    #[test]
+    fn the_lean_path_takes_a_relay_only_if_it_is_ours() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let forward = dir.path().join("regent-fwd-x.sock");
+        let relay = relay_of(&forward);
+        let _f = std::os::unix::net::UnixListener::bind(&forward).unwrap();
+        std::fs::set_permissions(&forward, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(is_ours(&forward));
+        // A relay others may connect to is not ours to use.
+        let _r = std::os::unix::net::UnixListener::bind(&relay).unwrap();
+        std::fs::set_permissions(&relay, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert!(!is_ours(&relay));
+        std::fs::set_permissions(&relay, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(is_ours(&relay));
+        // A symlink to a socket of ours is not a socket of ours.
+        let link = dir.path().join("regent-fwd-y.relay");
+        std::os::unix::fs::symlink(&relay, &link).unwrap();
+        assert!(!is_ours(&link));
+        assert_eq!(forwarded_sockets(dir.path()), [forward]);
+    }
 }

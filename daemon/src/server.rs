@@ -18,6 +18,11 @@ use tokio::sync::Semaphore;
 pub const MAX_CONNECTIONS: usize = 4096;
 /// A client must send its request headers within this time.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// The forwarding socket's connections may wait this long for a request:
+/// the relay of a `regent ssh` session keeps one open between a remote
+/// helper's calls (it lets go after 240 s, before this). Only the user's
+/// ssh client connects there.
+pub const FORWARD_IDLE: Duration = Duration::from_secs(300);
 /// How long shutdown waits for requests in flight.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -62,6 +67,7 @@ pub async fn serve_with(
             let pid = cred
                 .and_then(|c| c.pid())
                 .and_then(|p| u32::try_from(p).ok());
+            tracing::debug!(ssh_pid = ?pid, "a forwarded connection");
             app.clone()
                 .layer(axum::Extension(Caller::Forwarded(Peer { pid })))
         } else if peer == Some(uid) {
@@ -72,7 +78,11 @@ pub async fn serve_with(
         };
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .header_read_timeout(if forwarded {
+                FORWARD_IDLE
+            } else {
+                HEADER_READ_TIMEOUT
+            })
             .max_buf_size(64 * 1024)
             .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
         let conn = graceful.watch(conn);

@@ -231,8 +231,13 @@ async fn regent_ssh_lends_tokens_to_a_real_sshd_session() {
     );
     assert!(
         s.forwarded_sockets().is_empty(),
-        "the session's socket is removed"
+        "the session's socket and its relay's are removed"
     );
+    let relay = std::process::Command::new("pgrep")
+        .args(["-u", &s.user, "-x", "regent"])
+        .output()
+        .unwrap();
+    assert!(!relay.status.success(), "the relay outlived the session");
 
     let (code, _, err) = over_ssh(&[
         &regent,
@@ -329,13 +334,72 @@ async fn the_credential_helpers_work_over_regent_ssh() {
     assert!(!err.contains(token), "a token on stderr: {err}");
 }
 
+/// On the remote side, the relay `regent ssh` starts keeps one connection
+/// to the agent for every helper call, and gives a token it was just given
+/// again: three calls, one forwarded connection (one ssh channel) and two
+/// tokens lent at the agent. A relay killed without its cleanup costs
+/// nothing but itself: the next call goes to the forward, and the dead
+/// relay's socket is removed.
+#[tokio::test]
+async fn remote_helpers_share_one_channel_through_the_relay() {
+    let Some(s) = sshd(SshdOptions::default()) else {
+        return;
+    };
+    let w = lent_world().await;
+    let r = regent_tests::bin("regent").display().to_string();
+    let uid = s.uid;
+    // Waits (bounded) for the relay's socket, as the first helper call of a
+    // session may come before it and use the forward itself.
+    let script = format!(
+        r#"set -e
+i=0
+until relay=$(find /tmp -maxdepth 1 -user {uid} -name 'regent-fwd-*.relay' -type s) && [ -n "$relay" ]; do
+  i=$((i+1)); [ $i -lt 1000 ] || {{ echo "no relay started" >&2; exit 9; }}; sleep 0.01
+done
+{r} token corp; {r} token corp; {r} headers corp
+pkill -KILL -u {uid} -x regent
+while pgrep -u {uid} -x regent >/dev/null; do sleep 0.01; done
+{r} token corp
+if [ -e "$relay" ]; then echo "the dead relay's socket stayed"; fi
+"#
+    );
+    let (code, out, err) = over_ssh(&w, &s, &[&script]);
+    assert_eq!(code, 0, "{err}\nsshd: {}", s.log());
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    assert!(w.idp.is_active(lines[0]).await, "the relayed token is live");
+    assert_eq!(lines[1], lines[0], "{out}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(lines[2]).unwrap()["Authorization"],
+        format!("Bearer {}", lines[0]),
+        "{out}"
+    );
+    assert_eq!(lines[3], lines[0], "after the relay died: {out}");
+    assert!(!err.contains(lines[0]), "a token on stderr: {err}");
+    // The relay's one connection for three calls, and the last call's own;
+    // the second `token corp` was the relay's to answer.
+    let log = w.agent.log();
+    assert_eq!(log.matches("a forwarded connection").count(), 2, "{log}");
+    assert_eq!(
+        log.matches("lent a token over forwarding").count(),
+        3,
+        "{log}"
+    );
+    assert!(s.forwarded_sockets().is_empty());
+}
+
 /// `regent ssh` to a real sshd with a DPoP-bound MCP server: the remote side
 /// asks for the headers of one request and gets a proof the agent made here
 /// (the key never crosses); the headers work once, and the token alone,
 /// sent as a Bearer token, is refused.
 #[tokio::test]
 async fn regent_ssh_gets_dpop_proofs_from_the_agent() {
-    let Some(s) = sshd(SshdOptions::default()) else {
+    // No regent on the remote side's paths, so no relay: the remote regent
+    // (run by its full path) asks the forward itself.
+    let Some(s) = sshd(SshdOptions {
+        regent_installed: false,
+        ..Default::default()
+    }) else {
         return;
     };
     let idp = regent_tests::Idp::start(regent_tests::IdpOptions::default());
@@ -397,6 +461,7 @@ async fn regent_ssh_gets_dpop_proofs_from_the_agent() {
 async fn a_refused_forward_is_explained() {
     let Some(s) = sshd(SshdOptions {
         allow_forwarding: false,
+        ..Default::default()
     }) else {
         return;
     };

@@ -14,12 +14,16 @@ use std::time::{Duration, Instant};
 pub struct SshdOptions {
     /// `AllowStreamLocalForwarding` (false: a server that refuses `regent ssh`'s forward).
     pub allow_forwarding: bool,
+    /// The built `regent` in the remote user's ~/.local/bin, where `regent
+    /// ssh` finds it to start its relay (false: a remote side without one).
+    pub regent_installed: bool,
 }
 
 impl Default for SshdOptions {
     fn default() -> Self {
         SshdOptions {
             allow_forwarding: true,
+            regent_installed: true,
         }
     }
 }
@@ -125,6 +129,12 @@ impl Sshd {
         // sshd wants a home it can read as the user.
         std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .map_err(|e| e.to_string())?;
+        if opts.regent_installed {
+            let bin = home.join(".local/bin");
+            std::fs::create_dir_all(&bin).map_err(|e| e.to_string())?;
+            std::os::unix::fs::symlink(crate::bin("regent"), bin.join("regent"))
+                .map_err(|e| e.to_string())?;
+        }
 
         let d = sshd.dir.path();
         run(Command::new("ssh-keygen")
@@ -206,14 +216,17 @@ impl Sshd {
         c
     }
 
-    /// The forwarded sockets of the remote user in /tmp.
+    /// The forwarded sockets of the remote user in /tmp, and their relays'.
     pub fn forwarded_sockets(&self) -> Vec<PathBuf> {
         use std::os::unix::fs::MetadataExt;
         std::fs::read_dir("/tmp")
             .map(|d| {
                 d.flatten()
                     .map(|e| e.path())
-                    .filter(|p| regent_client::locate::is_forwarded(p))
+                    .filter(|p| {
+                        regent_client::locate::is_forwarded(p)
+                            || regent_client::locate::forward_of(p).is_some()
+                    })
                     .filter(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.uid() == self.uid))
                     .collect()
             })

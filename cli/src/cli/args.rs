@@ -556,6 +556,14 @@ pub enum ForwardCommand {
         #[arg(required = true, add = ArgValueCandidates::new(complete::resources))]
         names: Vec<String>,
     },
+    /// Run by regent ssh on the remote side: keeps connections to the
+    /// forwarded agent open for the session, so helpers there need no new
+    /// channel per call.
+    #[command(hide = true)]
+    Relay {
+        /// The forwarded agent's socket (/tmp/regent-fwd-<random>.sock).
+        forward: std::path::PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug, Clone)]

@@ -20,7 +20,8 @@ mod ssh;
 mod stdio;
 
 use args::{
-    ApiCommand, AuthArgs, Cli, Command, ConfigCommand, RegistryCommand, ServiceCommand, TokenArgs,
+    ApiCommand, AuthArgs, Cli, Command, ConfigCommand, ForwardCommand, RegistryCommand,
+    ServiceCommand, TokenArgs,
 };
 use regent_client::{AgentClient, ClientError, RegistryClient, RegistryError};
 use regent_proto::{
@@ -117,6 +118,11 @@ pub async fn run(cli: Cli) -> Result {
                 .map_err(|e| Failure::Other(format!("cannot write the completion script: {e}")));
         }
         Command::Man { dir, command } => return man(dir.as_deref(), command),
+        Command::Forward(ForwardCommand::Relay { forward }) => {
+            return regent_client::relay::run(forward)
+                .await
+                .map_err(|e| Failure::Other(e.to_string()))
+        }
         _ => {}
     }
     let agent = AgentClient::new(regent_client::locate::socket(cli.socket.as_deref()));

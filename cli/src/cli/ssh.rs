@@ -57,6 +57,7 @@ pub async fn forward(agent: &AgentClient, cmd: ForwardCommand) -> Result {
             }
             Ok(())
         }
+        ForwardCommand::Relay { .. } => unreachable!("run without an agent"),
         ForwardCommand::Allow { names, confirm } => {
             for name in names {
                 agent
@@ -116,19 +117,29 @@ fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
-/// The remote command: the user's (or a login shell), then the forwarded
-/// socket removed, also when the session hangs up or is killed.
+/// The remote command: the relay started where the remote side has a
+/// `regent` (on sshd's PATH, or in ~/.local/bin or ~/.cargo/bin), the user's
+/// command (or a login shell), then the relay stopped and the sockets
+/// removed, also when the session hangs up or is killed. Without a remote
+/// `regent` (or one too old for the relay) helpers use the forward itself.
 fn remote_command(path: &str, command: &[String]) -> String {
     let run = if command.is_empty() {
         "\"${SHELL:-/bin/sh}\" -l".to_string()
     } else {
         command.join(" ")
     };
+    let relay = regent_client::locate::relay_of(std::path::Path::new(path));
+    let relay = relay.display();
     // The user's command in a subshell of its own lines: a trailing newline or
-    // comment, `set -e` or `exit` in it cannot skip the removal.
+    // comment, `set -e` or `exit` in it cannot skip the cleanup.
     let script = format!(
-        "trap 'rm -f {path}; exit 129' HUP; trap 'rm -f {path}; exit 143' TERM; \
-         trap 'rm -f {path}; exit 130' INT; (\n{run}\n); s=$?; rm -f {path}; exit $s"
+        "regent_end() {{ [ -z \"$regent_relay\" ] || {{ kill \"$regent_relay\"; \
+         wait \"$regent_relay\"; }} 2>/dev/null; rm -f {path} {relay}; }}; regent_relay=; \
+         trap 'regent_end; exit 129' HUP; trap 'regent_end; exit 143' TERM; \
+         trap 'regent_end; exit 130' INT; \
+         for b in \"$(command -v regent)\" \"$HOME/.local/bin/regent\" \"$HOME/.cargo/bin/regent\"; do \
+         if [ -x \"$b\" ]; then \"$b\" forward relay {path} </dev/null >/dev/null 2>&1 & \
+         regent_relay=$!; break; fi; done; (\n{run}\n); s=$?; regent_end; exit $s"
     );
     format!("sh -c {}", quote(&script))
 }
@@ -286,7 +297,11 @@ mod tests {
         let c = remote_command("/tmp/regent-fwd-ab.sock", &words("regent token corp"));
         assert!(c.starts_with("sh -c '"), "{c}");
         assert!(
-            c.contains("regent token corp\n); s=$?; rm -f /tmp/regent-fwd-ab.sock; exit $s"),
+            c.contains("regent token corp\n); s=$?; regent_end; exit $s"),
+            "{c}"
+        );
+        assert!(
+            c.contains("rm -f /tmp/regent-fwd-ab.sock /tmp/regent-fwd-ab.relay"),
             "{c}"
         );
         assert!(c.contains("HUP") && c.contains("TERM"), "{c}");

@@ -337,6 +337,12 @@ async fn main() {
             .map(|n| n.get())
             .unwrap_or(1)
     );
+    // `bench forwarded`: item 6 alone.
+    if std::env::args().nth(1).as_deref() == Some("forwarded") {
+        println!("\n6. {ITEM_6}");
+        forwarded_token(&idp).await;
+        return;
+    }
 
     // Items 1, 3 and 5 share one agent with 10 registries (memory store: the
     // store is measured in item 4).
@@ -591,13 +597,18 @@ async fn main() {
 
     drop(secret);
 
-    println!("\n6. `regent token` and a helper on a machine the agent is forwarded to (regent ssh to a real sshd in a network namespace)");
+    println!("\n6. {ITEM_6}");
     forwarded_token(&idp).await;
 }
 
+/// Item 6's title.
+const ITEM_6: &str = "`regent token` and a helper on a machine the agent is forwarded to \
+(regent ssh to a real sshd in a network namespace)";
+
 /// Item 6: the same `regent token`, on the laptop and on the remote side of
-/// `regent ssh`, as loops of N runs timed from inside each side (the ssh
-/// session's own start is measured apart and left out).
+/// `regent ssh` — through the session's relay, then with the relay stopped
+/// (each call a channel of its own) — as loops of N runs timed from inside
+/// each side (the ssh session's own start is measured apart and left out).
 async fn forwarded_token(idp: &Idp) {
     const N: usize = 200;
     let sshd = match regent_tests::ssh::Sshd::start(Default::default()) {
@@ -616,14 +627,15 @@ async fn forwarded_token(idp: &Idp) {
         .get_envs()
         .map(|(k, v)| (k.to_owned(), v.map(|v| v.to_owned())))
         .collect::<Vec<_>>();
+    let uid = sshd.uid;
     for what in ["token reg0", "headers reg0"] {
-        // The loop prints its own elapsed time, in microseconds.
-        let script = format!(
+        // A loop that prints its own elapsed time, in microseconds.
+        let timed = format!(
             "s=$(date +%s%N); i=0; while [ $i -lt {N} ]; do {regent} {what} >/dev/null || exit 1; i=$((i+1)); done; \
              e=$(date +%s%N); echo $(( (e - s) / 1000 ))"
         );
         let mut sh = Command::new("sh");
-        sh.args(["-c", &script]);
+        sh.args(["-c", &timed]);
         for (k, v) in &local {
             match v {
                 Some(v) => sh.env(k, v),
@@ -637,9 +649,15 @@ async fn forwarded_token(idp: &Idp) {
             String::from_utf8_lossy(&out.stderr)
         );
         let local_us: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        // One session: the loop once the relay listens, then again with the
+        // relay stopped.
+        let remote = format!(
+            "until [ -n \"$(find /tmp -maxdepth 1 -user {uid} -name 'regent-fwd-*.relay' -type s)\" ]; do sleep 0.01; done; \
+             {timed}; pkill -u {uid} -x regent; while pgrep -u {uid} -x regent >/dev/null; do sleep 0.01; done; {timed}"
+        );
         let mut args = vec!["ssh".to_string()];
         args.extend(sshd.ssh_args());
-        args.extend(["--".to_string(), script.clone()]);
+        args.extend(["--".to_string(), remote]);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = agent.regent_command(&args).output().unwrap();
         assert!(
@@ -647,11 +665,17 @@ async fn forwarded_token(idp: &Idp) {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let remote_us: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
-        let (l, r) = (local_us / N as f64, remote_us / N as f64);
+        let remote: Vec<f64> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.trim().parse().unwrap())
+            .collect();
+        let l = local_us / N as f64;
+        let (relayed, direct) = (remote[0] / N as f64, remote[1] / N as f64);
         println!(
-            "  regent {what}: laptop side {l:.0} us, remote side {r:.0} us through sshd and ssh ({N} runs each); ratio {:.2}x",
-            r / l
+            "  regent {what} ({N} runs each): laptop side {l:.0} us; remote side through the relay \
+             {relayed:.0} us ({:.2}x), without it {direct:.0} us ({:.2}x)",
+            relayed / l,
+            direct / l
         );
     }
 }
