@@ -56,16 +56,37 @@ pub fn get<E: Endpoint>(socket: &Path, timeout: Duration) -> Option<E::Answer> {
 /// socket removed so the next call goes straight there.
 fn connect(socket: &Path) -> Option<UnixStream> {
     crate::agent::check_socket(socket).ok()?;
-    match UnixStream::connect(socket) {
-        Ok(s) => Some(s),
+    let stream = match UnixStream::connect(socket) {
+        Ok(s) => s,
         Err(e) => {
             let forward = crate::locate::forward_of(socket)?;
             if e.kind() == std::io::ErrorKind::ConnectionRefused {
                 let _ = std::fs::remove_file(socket);
             }
             crate::agent::check_socket(&forward).ok()?;
-            UnixStream::connect(forward).ok()
+            UnixStream::connect(forward).ok()?
         }
+    };
+    // What listens is this user's (the agent, sshd as the user, the relay):
+    // a name freed and taken by someone else in between gets no request.
+    (peer_uid(&stream)? == regent_proto::paths::current_uid()).then_some(stream)
+}
+
+/// The uid of the process at the other end (`SO_PEERCRED`).
+fn peer_uid(stream: &UnixStream) -> Option<u32> {
+    use std::os::unix::io::AsRawFd;
+    // SAFETY: getsockopt fills a ucred we own, of the size we pass.
+    unsafe {
+        let mut cred: libc::ucred = std::mem::zeroed();
+        let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+        let rc = libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        );
+        (rc == 0).then_some(cred.uid)
     }
 }
 

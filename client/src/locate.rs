@@ -78,7 +78,14 @@ pub fn lean_socket(explicit: Option<&Path>) -> PathBuf {
     let named = explicit.is_some()
         || std::env::var_os(regent_proto::paths::SOCKET_ENV).is_some_and(|v| !v.is_empty());
     if named || usual.exists() {
-        return usual;
+        // A forward named by `regent ssh`'s `SetEnv REGENT_SOCKET` (a server
+        // that accepts it): through its relay too.
+        let relay = relay_of(&usual);
+        return if is_forwarded(&usual) && is_ours(&relay) {
+            relay
+        } else {
+            usual
+        };
     }
     // In the order [`socket`] tries them: the agent this user runs, then a
     // forwarded one — through its relay where one runs (a relay that died
@@ -213,6 +220,13 @@ mod tests {
         let link = dir.path().join("regent-fwd-y.relay");
         std::os::unix::fs::symlink(&relay, &link).unwrap();
         assert!(!is_ours(&link));
-        assert_eq!(forwarded_sockets(dir.path()), [forward]);
+        assert_eq!(
+            forwarded_sockets(dir.path()),
+            std::slice::from_ref(&forward)
+        );
+        // A forward named outright (SetEnv REGENT_SOCKET) goes through its relay too.
+        assert_eq!(lean_socket(Some(&forward)), relay);
+        std::fs::set_permissions(&relay, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(lean_socket(Some(&forward)), forward);
     }
 }

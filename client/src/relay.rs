@@ -41,6 +41,8 @@ pub const IDLE: Duration = Duration::from_secs(240);
 pub const FRESH: Duration = Duration::from_secs(15);
 /// Most answers kept (one per resource and way of asking, in practice).
 const MAX_KEPT: usize = 64;
+/// Largest answer kept (a token's is well under 16 KiB).
+const MAX_KEPT_ANSWER: usize = 64 * 1024;
 /// Largest request body passed on (the agent's own limit).
 const MAX_REQUEST: usize = 64 * 1024;
 /// Largest answer passed back; the agent's are JSON of a few KiB.
@@ -50,6 +52,8 @@ const MAX_CONNECTIONS: usize = 256;
 /// Most idle connections to the agent kept (concurrent helpers open more;
 /// the extra ones close when done).
 const MAX_IDLE: usize = 4;
+/// How often the relay looks whether its forward is still there.
+const LOOK: Duration = Duration::from_secs(60);
 /// A client must send its request headers within this time.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -88,21 +92,38 @@ pub async fn run(forward: &Path) -> Result<(), RelayError> {
     let upstream = Arc::new(Upstream {
         path: forward.to_path_buf(),
         idle: Mutex::new(Vec::new()),
-        answers: Mutex::new(HashMap::new()),
+        answers: Mutex::new(Answers::default()),
         gone: Notify::new(),
     });
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let uid = regent_proto::paths::current_uid();
+    // The session's shell removes the forward when it ends; should the relay
+    // miss that (its shell killed before it asked for the parent's death
+    // signal), it sees the forward gone here.
+    let mut look = tokio::time::interval(LOOK);
     loop {
         let permit = tokio::select! {
             p = limit.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+            _ = term.recv() => return Ok(()),
+            _ = hup.recv() => return Ok(()),
+            _ = int.recv() => return Ok(()),
             _ = upstream.gone.notified() => return Ok(()),
         };
         let stream = tokio::select! {
             r = listener.accept() => match r {
                 Ok((s, _)) => s,
-                Err(_) => continue,
+                Err(_) => {
+                    // Out of descriptors, most likely: let some close.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
             },
+            _ = look.tick() => {
+                if !crate::locate::is_ours(forward) {
+                    return Ok(());
+                }
+                continue;
+            }
             _ = term.recv() => return Ok(()),
             _ = hup.recv() => return Ok(()),
             _ = int.recv() => return Ok(()),
@@ -129,19 +150,31 @@ pub async fn run(forward: &Path) -> Result<(), RelayError> {
     }
 }
 
-/// Binds `path` as 0600 from the start (umask), so no other user can
-/// connect in the moment before a chmod.
+/// Binds `path` as 0600 from the start: bound in a directory of its own
+/// (0700) and moved into place, so no other user can connect in the moment
+/// before the chmod (and the process's umask is left alone).
 fn bind(path: &Path) -> Result<UnixListener, RelayError> {
-    // SAFETY: umask only swaps the process's file mode mask.
-    let old = unsafe { libc::umask(0o177) };
-    let bound = std::os::unix::net::UnixListener::bind(path);
-    // SAFETY: as above, restoring the mask.
-    unsafe { libc::umask(old) };
-    let listener = bound.map_err(|e| RelayError::Bind(path.to_path_buf(), e))?;
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let fail = |e| RelayError::Bind(path.to_path_buf(), e);
+    let private = path.with_extension("relay-new");
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&private)
+        .map_err(fail)?;
+    let staged = private.join("s");
+    let bound = std::os::unix::net::UnixListener::bind(&staged).and_then(|l| {
+        std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600))?;
+        // In /tmp (sticky) a name another user took is not replaced.
+        std::fs::rename(&staged, path)?;
+        Ok(l)
+    });
+    let _ = std::fs::remove_file(&staged);
+    let _ = std::fs::remove_dir(&private);
+    let listener = bound.map_err(fail)?;
     listener
         .set_nonblocking(true)
         .and_then(|()| UnixListener::from_std(listener))
-        .map_err(|e| RelayError::Bind(path.to_path_buf(), e))
+        .map_err(fail)
 }
 
 /// Removes the relay's socket when the relay ends.
@@ -158,7 +191,7 @@ impl Drop for RemoveOnDrop {
 struct Upstream {
     path: PathBuf,
     idle: Mutex<Vec<(Instant, client::SendRequest<Full<Bytes>>)>>,
-    answers: Mutex<HashMap<Key, Kept>>,
+    answers: Mutex<Answers>,
     /// Told when the forward stops answering: the session is over.
     gone: Notify,
 }
@@ -176,16 +209,15 @@ impl Upstream {
                 )
             }
         };
-        let request = || {
-            let mut r = Request::builder()
-                .method(parts.method.clone())
-                .uri(parts.uri.path_and_query().map_or("/", |p| p.as_str()));
-            for (name, value) in parts.headers.iter().filter(|(n, _)| !hop_by_hop(n)) {
-                r = r.header(name, value);
-            }
-            r.header(hyper::header::HOST, HeaderValue::from_static("agent"))
-                .body(Full::new(body.clone()))
-        };
+        let mut request = Request::builder()
+            .method(parts.method.clone())
+            .uri(parts.uri.path_and_query().map_or("/", |p| p.as_str()));
+        for (name, value) in parts.headers.iter().filter(|(n, _)| !hop_by_hop(n)) {
+            request = request.header(name, value);
+        }
+        let request = request
+            .header(hyper::header::HOST, HeaderValue::from_static("agent"))
+            .body(Full::new(body.clone()));
         let key = Key {
             method: parts.method.clone(),
             target: parts
@@ -195,38 +227,40 @@ impl Upstream {
                 .to_string(),
             body: body.clone(),
         };
+        // What the answer may be kept as: how long its token must stay valid
+        // when given again, and the memory's generation when it was asked.
         let keep = match keepable(&key) {
             Some(min_valid) => {
                 if let Some(answer) = self.recent(&key, min_valid) {
                     return answer;
                 }
-                true
+                Some(self.answers.lock().expect("never poisoned").generation)
             }
             None => {
-                // Anything else may be a token reported refused, or a change:
-                // nothing given before is given again.
-                self.answers.lock().expect("never poisoned").clear();
-                false
+                // A token reported refused (invalidate, challenge): nothing
+                // given before is given again, nor what is on its way now.
+                if parts.method != hyper::Method::GET && key.target != Token::PATH {
+                    self.answers.lock().expect("never poisoned").forget();
+                }
+                None
             }
         };
-        let Ok(first) = request() else {
+        let asked = Instant::now();
+        let Ok(request) = request else {
             return error(ErrorCode::InvalidRequest, "a malformed request".into());
         };
-        let answer = match self.send(first, true).await {
+        let answer = match self.send(request, true).await {
             Ok(a) => Ok(a),
-            // A kept connection failed under the request (the agent restarted,
-            // or closed it): once more, on a new one. Every route a forwarded
-            // caller may use reads or lends, so a second try does no harm.
-            Err(Failed::Kept) => match request() {
-                Ok(again) => self.send(again, false).await,
-                Err(_) => Err(Failed::New(None)),
-            },
+            // A kept connection closed before the request went out (the agent
+            // restarted, or let it go): once more, on a new one. Nothing
+            // that may have reached the agent is sent twice.
+            Err(Failed::Unsent(again)) => self.send(*again, false).await,
             Err(e) => Err(e),
         };
         match answer {
             Ok((parts, body)) => {
-                if keep && parts.status == StatusCode::OK {
-                    self.remember(key, &parts.headers, &body);
+                if let Some(generation) = keep.filter(|_| parts.status == StatusCode::OK) {
+                    self.remember(key, generation, asked, &parts.headers, &body);
                 }
                 Response::from_parts(parts, Full::new(body))
             }
@@ -262,15 +296,18 @@ impl Upstream {
             Some(s) => (s, true),
             None => (self.connect().await?, false),
         };
-        let fail = |_| {
-            if kept {
-                Failed::Kept
-            } else {
-                Failed::New(None)
-            }
+        let resp = match sender.ready().await {
+            Ok(()) => sender.try_send_request(req).await,
+            Err(_) if kept => return Err(Failed::Unsent(Box::new(req))),
+            Err(_) => return Err(Failed::New(None)),
         };
-        sender.ready().await.map_err(fail)?;
-        let resp = sender.send_request(req).await.map_err(fail)?;
+        let resp = match resp {
+            Ok(r) => r,
+            Err(mut e) => match e.take_message() {
+                Some(req) if kept => return Err(Failed::Unsent(Box::new(req))),
+                _ => return Err(Failed::New(None)),
+            },
+        };
         let (mut parts, body) = resp.into_parts();
         let body = Limited::new(body, MAX_ANSWER)
             .collect()
@@ -296,42 +333,74 @@ impl Upstream {
         Ok((parts, body))
     }
 
-    /// The agent's answer to `key` if it came within [`FRESH`] and its token
-    /// is still valid for `min_valid`.
+    /// The agent's answer to `key` if it was asked for within [`FRESH`]
+    /// and its token is still valid for `min_valid`.
     fn recent(&self, key: &Key, min_valid: Duration) -> Option<Response<Full<Bytes>>> {
         let answers = self.answers.lock().expect("never poisoned");
-        let kept = answers.get(key)?;
-        let min_valid = time::Duration::try_from(min_valid).unwrap_or(time::Duration::MAX);
+        let kept = answers.kept.get(key)?;
+        let now = Instant::now();
         let valid = kept
-            .expires_at
-            .is_none_or(|at| at - time::OffsetDateTime::now_utc() >= min_valid);
-        (kept.at.elapsed() < FRESH && valid).then(|| {
+            .valid_until
+            .is_none_or(|until| until.saturating_duration_since(now) >= min_valid);
+        (now < kept.fresh_until && valid).then(|| {
             let mut r = Response::new(Full::new(kept.body.clone()));
-            *r.status_mut() = StatusCode::OK;
             *r.headers_mut() = kept.headers.clone();
             r
         })
     }
 
-    fn remember(&self, key: Key, headers: &hyper::HeaderMap, body: &Bytes) {
-        let expires_at = if key.target == Token::PATH {
-            match serde_json::from_slice::<TokenResponse>(body) {
-                // A proof is for one request only.
-                Ok(t) if t.dpop_proof.is_none() => t.expires_at,
-                _ => return,
+    /// Keeps an answer asked for at `asked`, unless the memory was emptied
+    /// since (a refusal reported while it was on its way). A token's expiry
+    /// is read against the agent's clock (its `Date`), never this machine's.
+    fn remember(
+        &self,
+        key: Key,
+        generation: u64,
+        asked: Instant,
+        headers: &hyper::HeaderMap,
+        body: &Bytes,
+    ) {
+        if body.len() > MAX_KEPT_ANSWER {
+            return;
+        }
+        let valid_until = if key.target == Token::PATH {
+            let Ok(t) = serde_json::from_slice::<TokenResponse>(body) else {
+                return;
+            };
+            // A proof is for one request only.
+            if t.dpop_proof.is_some() {
+                return;
+            }
+            match t.expires_at {
+                None => None,
+                Some(expires) => {
+                    let Some(now) = headers
+                        .get(hyper::header::DATE)
+                        .and_then(|d| regent_proto::http_date(d.to_str().ok()?))
+                    else {
+                        return;
+                    };
+                    // The Date header counts whole seconds: a second less.
+                    let left = expires - now - time::Duration::SECOND;
+                    let left = Duration::try_from(left).unwrap_or(Duration::ZERO);
+                    Some(asked + left)
+                }
             }
         } else {
             None
         };
         let mut answers = self.answers.lock().expect("never poisoned");
-        if answers.len() >= MAX_KEPT {
-            answers.clear();
+        if answers.generation != generation {
+            return;
         }
-        answers.insert(
+        if answers.kept.len() >= MAX_KEPT {
+            answers.kept.clear();
+        }
+        answers.kept.insert(
             key,
             Kept {
-                at: Instant::now(),
-                expires_at,
+                fresh_until: asked + FRESH,
+                valid_until,
                 headers: headers.clone(),
                 body: body.clone(),
             },
@@ -385,10 +454,26 @@ struct Key {
     body: Bytes,
 }
 
-/// An answer of the agent, kept for [`FRESH`].
+/// The agent's recent answers; `generation` counts the times they were
+/// forgotten, so an answer asked for before is not kept after.
+#[derive(Default)]
+struct Answers {
+    generation: u64,
+    kept: HashMap<Key, Kept>,
+}
+
+impl Answers {
+    fn forget(&mut self) {
+        self.kept.clear();
+        self.generation += 1;
+    }
+}
+
+/// An answer of the agent, given again until `fresh_until` while its token
+/// (if any) is valid until `valid_until` on this machine's monotonic clock.
 struct Kept {
-    at: Instant,
-    expires_at: Option<time::OffsetDateTime>,
+    fresh_until: Instant,
+    valid_until: Option<Instant>,
     headers: hyper::HeaderMap,
     body: Bytes,
 }
@@ -409,10 +494,11 @@ fn keepable(key: &Key) -> Option<Duration> {
     lookup.then_some(Duration::ZERO)
 }
 
-/// How a send failed: on a kept connection (worth one more try), or on a
-/// new one (with the connect error's kind, where connecting failed).
+/// How a send failed: on a kept connection before the request went out
+/// (given back, to send on a new one), or otherwise (with the connect
+/// error's kind, where connecting failed).
 enum Failed {
-    Kept,
+    Unsent(Box<Request<Full<Bytes>>>),
     New(Option<std::io::ErrorKind>),
 }
 
@@ -561,6 +647,7 @@ mod tests {
             async move { run(&forward).await }
         });
         while !relay_path.exists() {
+            assert!(!relay.is_finished(), "the relay ended: {:?}", relay.await);
             tokio::task::yield_now().await;
         }
         assert!(
@@ -599,6 +686,46 @@ mod tests {
         assert!(body.contains("agent_unavailable"), "{body}");
         relay.await.unwrap().unwrap();
         assert!(!relay_path.exists(), "the relay's socket stayed");
+    }
+
+    #[tokio::test]
+    async fn an_answer_asked_for_before_a_refusal_is_not_kept() {
+        let upstream = Upstream {
+            path: PathBuf::from("/nonexistent"),
+            idle: Mutex::new(Vec::new()),
+            answers: Mutex::new(Answers::default()),
+            gone: Notify::new(),
+        };
+        let key = || Key {
+            method: hyper::Method::POST,
+            target: Token::PATH.into(),
+            body: Bytes::from_static(b"{}"),
+        };
+        let mut headers = hyper::HeaderMap::new();
+        let date = time::OffsetDateTime::now_utc();
+        let date = date
+            .format(time::macros::format_description!(
+                "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+            ))
+            .unwrap();
+        headers.insert(hyper::header::DATE, date.parse().unwrap());
+        // Valid 120 s by the agent's clock, whatever this machine's says.
+        let at = regent_proto::http_date(headers[hyper::header::DATE].to_str().unwrap()).unwrap()
+            + time::Duration::seconds(120);
+        let body = Bytes::from(
+            serde_json::json!({"access_token": "t", "token_type": "Bearer",
+                "expires_at": at.format(&time::format_description::well_known::Rfc3339).unwrap()})
+            .to_string(),
+        );
+        let asked = Instant::now();
+        let generation = upstream.answers.lock().unwrap().generation;
+        upstream.answers.lock().unwrap().forget();
+        upstream.remember(key(), generation, asked, &headers, &body);
+        assert!(upstream.recent(&key(), Duration::ZERO).is_none());
+        let generation = upstream.answers.lock().unwrap().generation;
+        upstream.remember(key(), generation, asked, &headers, &body);
+        assert!(upstream.recent(&key(), Duration::from_secs(100)).is_some());
+        assert!(upstream.recent(&key(), Duration::from_secs(120)).is_none());
     }
 
     #[tokio::test]

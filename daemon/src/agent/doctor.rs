@@ -325,7 +325,8 @@ impl Agent {
         issuer: &str,
         date: Option<(&str, time::OffsetDateTime)>,
     ) {
-        let Some((theirs, ours)) = date.and_then(|(d, at)| Some((http_date(d)?, at))) else {
+        let Some((theirs, ours)) = date.and_then(|(d, at)| Some((regent_proto::http_date(d)?, at)))
+        else {
             s.add(
                 "clock",
                 CheckStatus::Skip,
@@ -382,22 +383,12 @@ impl Agent {
     }
 }
 
-/// An HTTP date (RFC 9110 §5.6.7, IMF-fixdate).
-fn http_date(s: &str) -> Option<time::OffsetDateTime> {
-    let f = time::macros::format_description!(
-        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
-    );
-    time::PrimitiveDateTime::parse(s.trim(), &f)
-        .ok()
-        .map(|t| t.assume_utc())
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
     fn http_dates_are_read() {
-        let t = super::http_date("Thu, 03 Dec 2026 08:15:39 GMT").unwrap();
+        let t = regent_proto::http_date("Thu, 03 Dec 2026 08:15:39 GMT").unwrap();
         assert_eq!(t.unix_timestamp(), 1796285739);
-        assert!(super::http_date("yesterday").is_none());
+        assert!(regent_proto::http_date("yesterday").is_none());
     }
 }
