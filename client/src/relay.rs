@@ -79,6 +79,9 @@ pub async fn run(forward: &Path) -> Result<(), RelayError> {
     // (SIGKILL): the relay goes with it.
     // SAFETY: prctl with PR_SET_PDEATHSIG takes a signal number only.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) };
+    // It holds lent tokens for a while: no core file, no ptrace but root's.
+    // SAFETY: prctl with PR_SET_DUMPABLE takes a flag only.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0) };
     if !crate::locate::is_ours(forward) {
         return Err(RelayError::NotOurs(forward.to_path_buf()));
     }
