@@ -336,8 +336,8 @@ async fn the_credential_helpers_work_over_regent_ssh() {
 
 /// On the remote side, the relay `regent ssh` starts keeps one connection
 /// to the agent for every helper call, and gives a token it was just given
-/// again: three calls, one forwarded connection (one ssh channel) and two
-/// tokens lent at the agent. A relay killed without its cleanup costs
+/// again: four calls, one forwarded connection (one ssh channel) and two
+/// tokens lent at the agent (one per way of asking). A relay killed without its cleanup costs
 /// nothing but itself: the next call goes to the forward, and the dead
 /// relay's socket is removed.
 #[tokio::test]
@@ -356,7 +356,7 @@ i=0
 until relay=$(find /tmp -maxdepth 1 -user {uid} -name 'regent-fwd-*.relay' -type s) && [ -n "$relay" ]; do
   i=$((i+1)); [ $i -lt 1000 ] || {{ echo "no relay started" >&2; exit 9; }}; sleep 0.01
 done
-{r} token corp; {r} token corp; {r} headers corp
+{r} token corp; {r} token corp; {r} headers corp; {r} headers corp >/dev/null
 pkill -KILL -u {uid} -x regent
 while pgrep -u {uid} -x regent >/dev/null; do sleep 0.01; done
 {r} token corp
@@ -376,8 +376,9 @@ if [ -e "$relay" ]; then echo "the dead relay's socket stayed"; fi
     );
     assert_eq!(lines[3], lines[0], "after the relay died: {out}");
     assert!(!err.contains(lines[0]), "a token on stderr: {err}");
-    // The relay's one connection for three calls, and the last call's own;
-    // the second `token corp` was the relay's to answer.
+    // The relay's one connection for four calls, and the last call's own;
+    // the second `token corp` and the second `headers corp` were the relay's
+    // to answer.
     let log = w.agent.log();
     assert_eq!(log.matches("a forwarded connection").count(), 2, "{log}");
     assert_eq!(
