@@ -46,6 +46,83 @@ async fn a_static_token_file_is_served_as_it_is_and_reread() {
     assert_eq!(v["registries"][0]["auth"]["status"], "auth_required");
 }
 
+/// `config set-registry-auth --api` and `unset-registry-auth --api` set and
+/// remove an API's auth as they do a registry's; a registry is not taken
+/// for an API, nor the other way round.
+#[tokio::test]
+async fn an_apis_auth_is_set_and_unset_from_the_cli() {
+    let a = Agent::start(AgentOptions::default()).await;
+    let file = a.home().join("forge-token");
+    std::fs::write(&file, "forge-token-1\n").unwrap();
+    let file = file.display().to_string();
+    let out = a.regent(&[
+        "api",
+        "add",
+        "forge",
+        "https://forge.example.test",
+        "--no-auth",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = a.regent(&["registry", "add", "ci", REGISTRY_URL, "--token-file", &file]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+
+    let set = |name: &str, as_what: &str| {
+        a.regent(&[
+            "config",
+            "set-registry-auth",
+            as_what,
+            name,
+            "--token-file",
+            &file,
+        ])
+    };
+    let out = set("forge", "--api");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout.trim(), "Auth of API forge set.");
+    let out = a.regent(&["token", "forge"]);
+    assert_eq!((out.code, out.stdout.as_str()), (0, "forge-token-1\n"));
+    let v: serde_json::Value =
+        serde_json::from_str(&a.regent(&["api", "list", "--json"]).stdout).unwrap();
+    assert_eq!(v["apis"][0]["auth"]["type"], "bearer", "{v}");
+    // A registry is not an API, and an API not a registry.
+    let out = set("ci", "--api");
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("ci is a registry, not an API"),
+        "{}",
+        out.stderr
+    );
+    let out = set("forge", "--registry");
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("forge is an API, not a registry"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(a.regent(&["token", "ci"]).stdout, "forge-token-1\n");
+    // Both at once is a usage error.
+    let out = a.regent(&[
+        "config",
+        "set-registry-auth",
+        "--api",
+        "forge",
+        "--registry",
+        "ci",
+    ]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+
+    let out = a.regent(&["config", "unset-registry-auth", "--api", "forge"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.starts_with("Auth of API forge removed"),
+        "{}",
+        out.stdout
+    );
+    let out = a.regent(&["token", "forge"]);
+    assert_eq!(out.code, 1, "auth_not_configured: {}", out.stderr);
+    assert_eq!(a.regent(&["token", "ci"]).stdout, "forge-token-1\n");
+}
+
 #[tokio::test]
 async fn changing_auth_keeps_or_drops_the_tokens_as_it_should() {
     let w = World::default().await;

@@ -616,25 +616,31 @@ pub enum ServiceCommand {
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug, Clone)]
 pub enum ConfigCommand {
-    /// Set a registry's auth (the IdP is checked first).
+    /// Set a registry's (or an API's) auth (the IdP is checked first).
     #[command(
-        after_help = "Examples:\n  regent config set-registry-auth --registry corp \\\n      --issuer https://login.corp.example --client-id regent-cli \\\n      --scopes openid,registry:read\n  regent config set-registry-auth --registry ci \\\n      --token-file /run/secrets/registry-token"
+        after_help = "Examples:\n  regent config set-registry-auth --registry corp \\\n      --issuer https://login.corp.example --client-id regent-cli \\\n      --scopes openid,registry:read\n  regent config set-registry-auth --registry ci \\\n      --token-file /run/secrets/registry-token\n  regent config set-registry-auth --api forge \\\n      --issuer https://login.corp.example --client-id regent-cli"
     )]
     SetRegistryAuth {
         /// The registry (may be left out when only one is configured).
         #[arg(long, add = ArgValueCandidates::new(complete::registries))]
         registry: Option<String>,
+        /// An API (regent api add) instead of a registry.
+        #[arg(long, conflicts_with = "registry", add = ArgValueCandidates::new(complete::resources))]
+        api: Option<String>,
         #[command(flatten)]
         auth: AuthArgs,
         #[command(flatten)]
         share: ShareArgs,
     },
-    /// Remove a registry's auth and delete its stored tokens.
+    /// Remove a registry's (or an API's) auth and delete its stored tokens.
     #[command(after_help = "Example:\n  regent config unset-registry-auth --registry corp")]
     UnsetRegistryAuth {
         /// The registry (may be left out when only one is configured).
         #[arg(long, add = ArgValueCandidates::new(complete::registries))]
         registry: Option<String>,
+        /// An API (regent api add) instead of a registry.
+        #[arg(long, conflicts_with = "registry", add = ArgValueCandidates::new(complete::resources))]
+        api: Option<String>,
     },
 }
 

@@ -222,10 +222,12 @@ async fn run_with_agent(agent: &AgentClient, cli: Cli) -> Result {
         }
         Command::Config(ConfigCommand::SetRegistryAuth {
             registry,
+            api,
             auth,
             share,
         }) => {
-            let reg = pick_registry(&agent, registry).await?;
+            let is_api = api.is_some();
+            let reg = pick_registry_or_api(&agent, registry, api).await?;
             let name = reg.name.clone();
             let client_secret = auth
                 .client_secret_file
@@ -247,19 +249,27 @@ async fn run_with_agent(agent: &AgentClient, cli: Cli) -> Result {
                     dpop,
                 };
                 let (agent, name) = (agent.clone(), name.clone());
-                async move { agent.put_registry(&name, &body).await }
+                async move {
+                    if is_api {
+                        agent.put_api(&name, &body).await
+                    } else {
+                        agent.put_registry(&name, &body).await
+                    }
+                }
             })
             .await?;
-            println!("Auth of registry {name} set.");
+            let what = if is_api { "API" } else { "registry" };
+            println!("Auth of {what} {name} set.");
             if matches!(auth, AuthConfig::Oauth(_)) {
                 output::login_hint(&status);
             }
             Ok(())
         }
-        Command::Config(ConfigCommand::UnsetRegistryAuth { registry }) => {
-            let name = pick_registry(&agent, registry).await?.name;
+        Command::Config(ConfigCommand::UnsetRegistryAuth { registry, api }) => {
+            let what = if api.is_some() { "API" } else { "registry" };
+            let name = pick_registry_or_api(&agent, registry, api).await?.name;
             agent.unset_auth(&name).await?;
-            println!("Auth of registry {name} removed; its stored tokens are deleted.");
+            println!("Auth of {what} {name} removed; its stored tokens are deleted.");
             Ok(())
         }
         Command::Login(args) => login::run(&agent, args).await,
@@ -508,6 +518,18 @@ async fn pick_registry(agent: &AgentClient, name: Option<String>) -> Result<Regi
     Ok(agent
         .resource(name.as_deref(), Some(ResourceKind::Registry))
         .await?)
+}
+
+/// The API named, or else the registry (`pick_registry`).
+async fn pick_registry_or_api(
+    agent: &AgentClient,
+    registry: Option<String>,
+    api: Option<String>,
+) -> Result<RegistryStatus> {
+    match api {
+        Some(name) => Ok(agent.resource(Some(&name), Some(ResourceKind::Api)).await?),
+        None => pick_registry(agent, registry).await,
+    }
 }
 
 fn auth_config(a: AuthArgs) -> Result<Option<AuthConfig>> {
