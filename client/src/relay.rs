@@ -212,9 +212,8 @@ impl Upstream {
                 )
             }
         };
-        let mut request = Request::builder()
-            .method(parts.method.clone())
-            .uri(parts.uri.path_and_query().map_or("/", |p| p.as_str()));
+        let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let mut request = Request::builder().method(parts.method.clone()).uri(target);
         for (name, value) in parts.headers.iter().filter(|(n, _)| !hop_by_hop(n)) {
             request = request.header(name, value);
         }
@@ -223,11 +222,7 @@ impl Upstream {
             .body(Full::new(body.clone()));
         let key = Key {
             method: parts.method.clone(),
-            target: parts
-                .uri
-                .path_and_query()
-                .map_or("/", |p| p.as_str())
-                .to_string(),
+            target: target.to_string(),
             body: body.clone(),
         };
         // What the answer may be kept as: how long its token must stay valid
@@ -706,11 +701,7 @@ mod tests {
         };
         let mut headers = hyper::HeaderMap::new();
         let date = time::OffsetDateTime::now_utc();
-        let date = date
-            .format(time::macros::format_description!(
-                "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
-            ))
-            .unwrap();
+        let date = date.format(regent_proto::HTTP_DATE).unwrap();
         headers.insert(hyper::header::DATE, date.parse().unwrap());
         // Valid 120 s by the agent's clock, whatever this machine's says.
         let at = regent_proto::http_date(headers[hyper::header::DATE].to_str().unwrap()).unwrap()

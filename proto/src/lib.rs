@@ -25,12 +25,14 @@ pub const MAX_LOGIN_WAIT_SECS: u64 = 60;
 /// Default `min_valid_secs` of a token request.
 pub const DEFAULT_MIN_VALID_SECS: u64 = 30;
 
-/// An HTTP date (RFC 9110 §5.6.7, IMF-fixdate), as a `Date` header carries it.
+/// The form of an HTTP date (RFC 9110 §5.6.7, IMF-fixdate), in UTC.
+pub const HTTP_DATE: &[time::format_description::BorrowedFormatItem<'static>] = time::macros::format_description!(
+    "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+);
+
+/// An HTTP date, as a `Date` header carries it.
 pub fn http_date(s: &str) -> Option<time::OffsetDateTime> {
-    let f = time::macros::format_description!(
-        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
-    );
-    time::PrimitiveDateTime::parse(s.trim(), &f)
+    time::PrimitiveDateTime::parse(s.trim(), HTTP_DATE)
         .ok()
         .map(|t| t.assume_utc())
 }

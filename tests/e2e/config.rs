@@ -85,20 +85,14 @@ async fn an_apis_auth_is_set_and_unset_from_the_cli() {
         serde_json::from_str(&a.regent(&["api", "list", "--json"]).stdout).unwrap();
     assert_eq!(v["apis"][0]["auth"]["type"], "bearer", "{v}");
     // A registry is not an API, and an API not a registry.
-    let out = set("ci", "--api");
-    assert_ne!(out.code, 0);
-    assert!(
-        out.stderr.contains("ci is a registry, not an API"),
-        "{}",
-        out.stderr
-    );
-    let out = set("forge", "--registry");
-    assert_ne!(out.code, 0);
-    assert!(
-        out.stderr.contains("forge is an API, not a registry"),
-        "{}",
-        out.stderr
-    );
+    for (name, as_what, said) in [
+        ("ci", "--api", "ci is a registry, not an API"),
+        ("forge", "--registry", "forge is an API, not a registry"),
+    ] {
+        let out = set(name, as_what);
+        assert_ne!(out.code, 0);
+        assert!(out.stderr.contains(said), "{}", out.stderr);
+    }
     assert_eq!(a.regent(&["token", "ci"]).stdout, "forge-token-1\n");
     // Both at once is a usage error.
     let out = a.regent(&[

@@ -201,6 +201,14 @@ async fn lent_world() -> World {
     w
 }
 
+/// A real sshd, a lent World, and the path of the `regent` to run there;
+/// `None` where the machine cannot run the sshd (said why).
+async fn lent_session() -> Option<(Sshd, World, String)> {
+    let s = sshd(SshdOptions::default())?;
+    let w = lent_world().await;
+    Some((s, w, regent_tests::bin("regent").display().to_string()))
+}
+
 /// `regent ssh` to `s`, running `remote` there: its exit code, stdout, stderr.
 fn over_ssh(w: &World, s: &Sshd, remote: &[&str]) -> (i32, String, String) {
     let mut args = vec!["ssh".to_string()];
@@ -217,11 +225,9 @@ fn over_ssh(w: &World, s: &Sshd, remote: &[&str]) -> (i32, String, String) {
 /// exit 3 naming it, and starts no agent there.
 #[tokio::test]
 async fn regent_ssh_lends_tokens_to_a_real_sshd_session() {
-    let Some(s) = sshd(SshdOptions::default()) else {
+    let Some((s, w, regent)) = lent_session().await else {
         return;
     };
-    let w = lent_world().await;
-    let regent = regent_tests::bin("regent").display().to_string();
     let over_ssh = |remote: &[&str]| over_ssh(&w, &s, remote);
     let (code, out, err) = over_ssh(&[&regent, "token", "corp"]);
     assert_eq!(code, 0, "{err}\nsshd: {}", s.log());
@@ -292,11 +298,9 @@ async fn regent_ssh_lends_tokens_to_a_real_sshd_session() {
 /// in each protocol's shape.
 #[tokio::test]
 async fn the_credential_helpers_work_over_regent_ssh() {
-    let Some(s) = sshd(SshdOptions::default()) else {
+    let Some((s, w, r)) = lent_session().await else {
         return;
     };
-    let w = lent_world().await;
-    let r = regent_tests::bin("regent").display().to_string();
     let host = crate::REGISTRY_URL.trim_start_matches("https://");
     // One remote shell runs them all, one answer per line (git's: several).
     let script = [
@@ -342,11 +346,9 @@ async fn the_credential_helpers_work_over_regent_ssh() {
 /// relay's socket is removed.
 #[tokio::test]
 async fn remote_helpers_share_one_channel_through_the_relay() {
-    let Some(s) = sshd(SshdOptions::default()) else {
+    let Some((s, w, r)) = lent_session().await else {
         return;
     };
-    let w = lent_world().await;
-    let r = regent_tests::bin("regent").display().to_string();
     let uid = s.uid;
     // Waits (bounded) for the relay's socket, as the first helper call of a
     // session may come before it and use the forward itself.

@@ -226,8 +226,8 @@ async fn run_with_agent(agent: &AgentClient, cli: Cli) -> Result {
             auth,
             share,
         }) => {
-            let is_api = api.is_some();
-            let reg = pick_registry_or_api(&agent, registry, api).await?;
+            let (kind, named) = auth_target(registry, api);
+            let reg = agent.resource(named.as_deref(), Some(kind)).await?;
             let name = reg.name.clone();
             let client_secret = auth
                 .client_secret_file
@@ -249,27 +249,23 @@ async fn run_with_agent(agent: &AgentClient, cli: Cli) -> Result {
                     dpop,
                 };
                 let (agent, name) = (agent.clone(), name.clone());
-                async move {
-                    if is_api {
-                        agent.put_api(&name, &body).await
-                    } else {
-                        agent.put_registry(&name, &body).await
-                    }
-                }
+                async move { put_server(&agent, kind, &name, &body).await }
             })
             .await?;
-            let what = if is_api { "API" } else { "registry" };
-            println!("Auth of {what} {name} set.");
+            println!("Auth of {} {name} set.", kind.noun());
             if matches!(auth, AuthConfig::Oauth(_)) {
                 output::login_hint(&status);
             }
             Ok(())
         }
         Command::Config(ConfigCommand::UnsetRegistryAuth { registry, api }) => {
-            let what = if api.is_some() { "API" } else { "registry" };
-            let name = pick_registry_or_api(&agent, registry, api).await?.name;
+            let (kind, named) = auth_target(registry, api);
+            let name = agent.resource(named.as_deref(), Some(kind)).await?.name;
             agent.unset_auth(&name).await?;
-            println!("Auth of {what} {name} removed; its stored tokens are deleted.");
+            println!(
+                "Auth of {} {name} removed; its stored tokens are deleted.",
+                kind.noun()
+            );
             Ok(())
         }
         Command::Login(args) => login::run(&agent, args).await,
@@ -520,15 +516,26 @@ async fn pick_registry(agent: &AgentClient, name: Option<String>) -> Result<Regi
         .await?)
 }
 
-/// The API named, or else the registry (`pick_registry`).
-async fn pick_registry_or_api(
-    agent: &AgentClient,
-    registry: Option<String>,
-    api: Option<String>,
-) -> Result<RegistryStatus> {
+/// Whose auth `config set-registry-auth` and `unset-registry-auth` change:
+/// the API named, else the registry (which may be left out).
+fn auth_target(registry: Option<String>, api: Option<String>) -> (ResourceKind, Option<String>) {
     match api {
-        Some(name) => Ok(agent.resource(Some(&name), Some(ResourceKind::Api)).await?),
-        None => pick_registry(agent, registry).await,
+        Some(name) => (ResourceKind::Api, Some(name)),
+        None => (ResourceKind::Registry, registry),
+    }
+}
+
+/// The whole PUT of a registry or an API (`registry add`, `api add`,
+/// `config set-registry-auth`).
+async fn put_server(
+    agent: &AgentClient,
+    kind: ResourceKind,
+    name: &str,
+    body: &PutRegistry,
+) -> std::result::Result<RegistryStatus, ClientError> {
+    match kind {
+        ResourceKind::Api => agent.put_api(name, body).await,
+        _ => agent.put_registry(name, body).await,
     }
 }
 
@@ -594,12 +601,7 @@ async fn add_server(agent: &AgentClient, kind: ResourceKind, a: args::ServerAddA
             dpop,
         };
         let (agent, name) = (agent.clone(), a.name.clone());
-        async move {
-            match kind {
-                ResourceKind::Api => agent.put_api(&name, &body).await,
-                _ => agent.put_registry(&name, &body).await,
-            }
-        }
+        async move { put_server(&agent, kind, &name, &body).await }
     })
     .await?;
     output::put_result(noun, before.as_ref(), &status);
